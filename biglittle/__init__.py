@@ -1,0 +1,1 @@
+"""biglittle: a little and a big language model generating together."""
