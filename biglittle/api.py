@@ -1,0 +1,179 @@
+"""The public API: load a pair of models, generate text with one of the methods."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+
+import torch
+
+from .decoding import Bild, Speculative, autoregressive, decode
+from .drafters import ModelDrafter, NoDrafter
+from .errors import BigLittleError
+from .lm import ModelRunner
+from .models import LoadedModel, load_model, shared_vocab_size
+from .sampling import SamplingConfig
+from .stats import GenerationStats
+
+METHODS = ("ar", "speculative", "bild")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Settings of one generation; the command line's flags have the same names."""
+
+    method: str = "speculative"
+    gamma: int = 4  # draft tokens per target pass (speculative)
+    temperature: float = 0.0  # 0 = greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    seed: int | None = None
+    max_new_tokens: int = 128
+    fallback_threshold: float = 0.6  # BiLD: hand over when the little model's max probability is below
+    rollback_threshold: float = 5.0  # BiLD: check little tokens with -log p_big above this
+    max_little_steps: int | None = 10  # BiLD: hand over after this many little tokens (None = never)
+    stop: tuple[str, ...] = ()
+    chat: bool = False
+
+    def validate(self) -> None:
+        checks = [
+            (self.method in METHODS, f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}"),
+            (self.gamma >= 1, f"gamma must be at least 1, got {self.gamma}"),
+            (self.temperature >= 0 and math.isfinite(self.temperature), f"temperature must be >= 0, got {self.temperature}"),
+            (self.top_k >= 0, f"top-k must be >= 0 (0 = off), got {self.top_k}"),
+            (0 < self.top_p <= 1, f"top-p must be in (0, 1], got {self.top_p}"),
+            (self.max_new_tokens >= 1, f"max-new-tokens must be at least 1, got {self.max_new_tokens}"),
+            (0 <= self.fallback_threshold <= 1, f"fallback-threshold must be in [0, 1], got {self.fallback_threshold}"),
+            (self.rollback_threshold >= 0, f"rollback-threshold must be >= 0, got {self.rollback_threshold}"),
+            (self.max_little_steps is None or self.max_little_steps >= 1,
+             f"max-little-steps must be at least 1, got {self.max_little_steps}"),
+            (all(self.stop), "stop strings must not be empty"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise BigLittleError(message)
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(self.temperature, self.top_k, self.top_p)
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    token_ids: list[int]  # the new tokens only
+    stats: GenerationStats = field(repr=False)
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "token_ids": self.token_ids, "stats": self.stats.to_dict()}
+
+
+class ModelPair:
+    """A target (big) model and an optional draft (little) model sharing one vocabulary."""
+
+    def __init__(self, target: LoadedModel, draft: LoadedModel | None = None):
+        self.target, self.draft = target, draft
+        vocab_size = shared_vocab_size(target, draft if draft is not None else target)
+        self.target_runner = ModelRunner(target.model, vocab_size)
+        self.draft_runner = ModelRunner(draft.model, vocab_size) if draft is not None else None
+        lengths = [m.context_length for m in (target, draft) if m is not None and m.context_length]
+        self.max_length = min(lengths) if lengths else 1 << 30
+
+    @property
+    def tokenizer(self):
+        return self.target.tokenizer
+
+    def encode(self, prompt: str, chat: bool = False) -> list[int]:
+        if not prompt.strip():
+            raise BigLittleError("the prompt is empty")
+        if not chat:
+            return self.tokenizer(prompt).input_ids
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise BigLittleError(f"{self.target.name} has no chat template; drop --chat")
+        messages = [{"role": "user", "content": prompt}]
+        return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+
+    def generate(self, prompt: str | list[int], config: GenerationConfig | None = None, **settings) -> GenerationResult:
+        """Generate from a prompt (text, or token ids); `settings` override fields of `config`."""
+        unknown = set(settings) - {f.name for f in fields(GenerationConfig)}
+        if unknown:
+            raise BigLittleError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        config = replace(config or GenerationConfig(), **settings)
+        config.validate()
+        if config.method != "ar" and self.draft_runner is None:
+            raise BigLittleError(f"method {config.method!r} needs a draft (little) model; pass --draft or use --method ar")
+        prompt_ids = self.encode(prompt, config.chat) if isinstance(prompt, str) else list(prompt)
+        if not prompt_ids:
+            raise BigLittleError("the prompt is empty")
+        # An encoder-decoder's prompt goes to the encoder; only the decoder's output counts here.
+        used = 1 if self.target_runner.is_encoder_decoder else len(prompt_ids)
+        if len(prompt_ids) >= self.max_length or used >= self.max_length:
+            raise BigLittleError(f"the prompt has {len(prompt_ids)} tokens but the models' context is {self.max_length}")
+        generator = torch.Generator(self.target_runner.device)
+        generator.manual_seed(config.seed if config.seed is not None else torch.seed())
+        token_ids, stats = decode(
+            prompt_ids,
+            self.target_runner,
+            self._drafter(config),
+            self._method(config),
+            max_new_tokens=config.max_new_tokens,
+            max_length=self.max_length,
+            eos_token_ids=self.target.eos_token_ids,
+            generator=generator,
+            stop_check=self._stop_check(config.stop) if config.stop else None,
+        )
+        text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
+        return GenerationResult(_cut_at_stop(text, config.stop), token_ids, stats)
+
+    def _drafter(self, config: GenerationConfig):
+        if config.method == "ar":
+            return NoDrafter()
+        fallback = config.fallback_threshold if config.method == "bild" else 0.0
+        return ModelDrafter(self.draft_runner, config.sampling, self.target.eos_token_ids, fallback)
+
+    def _method(self, config: GenerationConfig):
+        if config.method == "ar":
+            return autoregressive(config.sampling)
+        if config.method == "speculative":
+            return Speculative(config.gamma, config.sampling)
+        steps = config.max_little_steps if config.max_little_steps is not None else 1 << 30
+        return Bild(config.rollback_threshold, steps, config.sampling)
+
+    def _stop_check(self, stops: tuple[str, ...]):
+        def tokens_to_keep(new_ids: list[int]) -> int | None:
+            if not any(stop in self.tokenizer.decode(new_ids, skip_special_tokens=True) for stop in stops):
+                return None
+            # The shortest prefix that already contains a stop string.
+            for length in range(1, len(new_ids) + 1):
+                text = self.tokenizer.decode(new_ids[:length], skip_special_tokens=True)
+                if any(stop in text for stop in stops):
+                    return length
+            return len(new_ids)
+
+        return tokens_to_keep
+
+
+def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
+    """The text up to and including the earliest stop string."""
+    ends = [text.find(stop) + len(stop) for stop in stops if stop in text]
+    return text[: min(ends)] if ends else text
+
+
+def load_pair(
+    target: str | LoadedModel,
+    draft: str | LoadedModel | None = None,
+    *,
+    dtype: str = "fp32",
+    device: str = "cpu",
+) -> ModelPair:
+    """Load a target and (optionally) a draft model from hub ids, directories or GGUF files."""
+    if isinstance(target, str):
+        target = load_model(target, dtype, device)
+    if isinstance(draft, str):
+        draft = load_model(draft, dtype, device)
+    return ModelPair(target, draft)
+
+
+def generate(pair: ModelPair, prompt: str | list[int], config: GenerationConfig | None = None, **settings) -> GenerationResult:
+    """Generate text from `prompt` with `pair`; keyword settings are GenerationConfig fields."""
+    return pair.generate(prompt, config, **settings)

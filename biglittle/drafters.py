@@ -1,0 +1,83 @@
+"""What proposes tokens for the big model to score: nothing (plain decoding) or a little model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .lm import ModelRunner
+from .sampling import SamplingConfig, sample, warp_probs
+
+
+@dataclass
+class Proposal:
+    tokens: list[int]
+    probs: torch.Tensor | None = None  # [len(tokens), vocab]: what each token was drawn from (sampling only)
+    low_confidence: bool = False  # stopped because the little model is unsure of the next token
+    ended: bool = False  # the last token ends the sequence
+
+
+class NoDrafter:
+    """Plain autoregressive decoding: the target alone, one token per forward pass."""
+
+    runner = None
+
+    def start(self, prompt_ids: list[int]) -> None:
+        pass
+
+    def propose(self, tokens: list[int], max_tokens: int, generator: torch.Generator | None) -> Proposal:
+        return Proposal([])
+
+    def crop(self, length: int) -> None:
+        pass
+
+
+class ModelDrafter:
+    """A little model proposing up to `max_tokens` tokens autoregressively.
+
+    With a fallback threshold (BiLD) it stops as soon as its highest next-token probability
+    falls below the threshold, leaving that token to the big model.
+    """
+
+    def __init__(
+        self,
+        runner: ModelRunner,
+        sampling: SamplingConfig,
+        eos_token_ids: set[int],
+        fallback_threshold: float = 0.0,
+    ):
+        self.runner = runner
+        self.sampling = sampling
+        self.eos_token_ids = eos_token_ids
+        self.fallback_threshold = fallback_threshold
+
+    def start(self, prompt_ids: list[int]) -> None:
+        self.runner.start(prompt_ids)
+
+    def propose(self, tokens: list[int], max_tokens: int, generator: torch.Generator | None) -> Proposal:
+        context = list(tokens)
+        drafted: list[int] = []
+        draft_probs: list[torch.Tensor] = []
+        for _ in range(max_tokens):
+            logits = self.runner.forward(context, 1)[0]  # [vocab]
+            if self.fallback_threshold > 0 and logits.float().softmax(-1).max() < self.fallback_threshold:
+                return Proposal(drafted, _stack(draft_probs), low_confidence=True)
+            if self.sampling.greedy:
+                token = int(logits.argmax())
+            else:
+                probs = warp_probs(logits, self.sampling)
+                token = sample(probs, generator)
+                draft_probs.append(probs)
+            drafted.append(token)
+            context.append(token)
+            if token in self.eos_token_ids:
+                return Proposal(drafted, _stack(draft_probs), ended=True)
+        return Proposal(drafted, _stack(draft_probs))
+
+    def crop(self, length: int) -> None:
+        self.runner.crop(length)
+
+
+def _stack(probs: list[torch.Tensor]) -> torch.Tensor | None:
+    return torch.stack(probs) if probs else None

@@ -1,0 +1,143 @@
+"""Loading models (hub id, local directory or GGUF file) and checking that a pair can work together."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from .errors import BigLittleError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+
+    @property
+    def context_length(self) -> int | None:
+        config = self.model.config
+        return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+    @property
+    def eos_token_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        if eos is None:
+            return set()
+        return set(eos) if isinstance(eos, (list, tuple)) else {int(eos)}
+
+
+def load_model(spec: str, dtype: str = "fp32", device: str = "cpu") -> LoadedModel:
+    """Load a model and its tokenizer from a hub id, a local directory, or a `.gguf` file."""
+    if dtype not in DTYPES:
+        raise BigLittleError(f"unknown precision {dtype!r}; choose one of {', '.join(DTYPES)}")
+    location, extra = _resolve(spec)
+    try:
+        config = AutoConfig.from_pretrained(location, **extra)
+        model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+        model = model_class.from_pretrained(location, dtype=DTYPES[dtype], **extra)
+        tokenizer = AutoTokenizer.from_pretrained(location, **extra)
+    except (OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BigLittleError(f"could not load model {spec!r}: {first_line}") from error
+    model.to(device).eval()
+    return LoadedModel(spec, model, tokenizer)
+
+
+def _resolve(spec: str) -> tuple[str, dict]:
+    """(location for from_pretrained, extra keyword arguments), or a one-line error."""
+    path = Path(os.path.expanduser(spec))
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise BigLittleError(f"GGUF file not found: {spec}")
+        return str(path.parent), {"gguf_file": path.name}
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise BigLittleError(f"{spec} is a directory but holds no model (no config.json)")
+        return str(path), {}
+    if path.exists():
+        raise BigLittleError(f"{spec} is a file; pass a model directory, a .gguf file or a hub id")
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise BigLittleError(f"model path not found: {spec}")
+    if not _in_hub_cache(spec) and not _hub_reachable():
+        raise BigLittleError(
+            f"model {spec!r} is not a local path and the Hugging Face hub cannot be reached; "
+            "run `biglittle models fetch` for the default pair, or pass a local directory or .gguf file"
+        )
+    return spec, {}
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        AutoConfig.from_pretrained(repo_id, local_files_only=True)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def shared_vocab_size(target: LoadedModel, draft: LoadedModel) -> int:
+    """Number of logit rows both models score alike; refuses pairs whose tokenizers differ.
+
+    Token->id maps are compared, not matrix sizes: embedding matrices are often padded
+    (Qwen's have 151,936 rows for fewer real tokens).
+    """
+    target_vocab, draft_vocab = target.tokenizer.get_vocab(), draft.tokenizer.get_vocab()
+    if target_vocab != draft_vocab:
+        raise BigLittleError(f"the models do not share a tokenizer: {_vocab_difference(target_vocab, draft_vocab)}")
+    if target.model.config.is_encoder_decoder != draft.model.config.is_encoder_decoder:
+        raise BigLittleError("one model is encoder-decoder and the other decoder-only; pair models of one kind")
+    if target.model.config.is_encoder_decoder:
+        starts = (target.model.config.decoder_start_token_id, draft.model.config.decoder_start_token_id)
+        if starts[0] != starts[1]:
+            raise BigLittleError(f"the models start decoding with different tokens (decoder_start_token_id {starts})")
+    rows = min(_logit_rows(target), _logit_rows(draft))
+    if rows < len(target_vocab):
+        raise BigLittleError(f"a model scores only {rows} tokens but the tokenizer has {len(target_vocab)}")
+    return rows
+
+
+def _logit_rows(model: LoadedModel) -> int:
+    return model.model.get_output_embeddings().weight.shape[0]
+
+
+def _vocab_difference(target_vocab: dict[str, int], draft_vocab: dict[str, int]) -> str:
+    only_target = sorted(set(target_vocab) - set(draft_vocab))
+    only_draft = sorted(set(draft_vocab) - set(target_vocab))
+    moved = sorted(t for t in set(target_vocab) & set(draft_vocab) if target_vocab[t] != draft_vocab[t])
+    parts = [f"target has {len(target_vocab)} tokens, draft {len(draft_vocab)}"]
+    if only_target:
+        parts.append(f"{len(only_target)} only in the target (e.g. {only_target[:3]})")
+    if only_draft:
+        parts.append(f"{len(only_draft)} only in the draft (e.g. {only_draft[:3]})")
+    if moved:
+        token = moved[0]
+        parts.append(f"{len(moved)} with other ids (e.g. {token!r}: {target_vocab[token]} vs {draft_vocab[token]})")
+    return "; ".join(parts)
