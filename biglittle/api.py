@@ -137,7 +137,8 @@ class ModelPair:
         if config.method == "speculative":
             return Speculative(config.gamma, config.sampling)
         steps = config.max_little_steps if config.max_little_steps is not None else 1 << 30
-        return Bild(config.rollback_threshold, steps, config.sampling)
+        fallback_enabled = config.fallback_threshold > 0 or config.max_little_steps is not None
+        return Bild(config.rollback_threshold, steps, config.sampling, fallback_enabled)
 
     def _stop_check(self, stops: tuple[str, ...]):
         def tokens_to_keep(new_ids: list[int]) -> int | None:

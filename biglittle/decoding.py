@@ -5,8 +5,8 @@
   (Leviathan et al. 2023), greedy matching at temperature 0.
 - `bild`: the little model drafts until it is unsure or has written `max_little_steps` tokens
   (fallback); the big model then scores them all at once and the rollback rule decides
-  (Kim et al. 2023). Where the little model reaches the end of the text on its own, its
-  tokens stand without the big model, as in the paper.
+  (Kim et al. 2023). The big model also checks the stretch in which the little model ends the
+  text; with fallback disabled the little model writes alone.
 """
 
 from __future__ import annotations
@@ -71,11 +71,16 @@ class Bild:
     sampling: SamplingConfig
     name: str = "bild"
 
+    fallback_enabled: bool = True  # False: the little model writes alone (no threshold, no step limit)
+    name: str = "bild"
+
     def draft_budget(self, remaining: int) -> int:
         return min(self.max_little_steps, remaining)
 
     def drafter_finishes(self, proposal: Proposal, remaining: int) -> bool:
-        return not proposal.low_confidence and (proposal.ended or len(proposal.tokens) == remaining)
+        # With fallback on, the big model also checks the last stretch once the little model has
+        # finished the text, so every little token is checked as the step limit promises.
+        return not self.fallback_enabled
 
     def decide(self, proposal: Proposal, target_logits: torch.Tensor, generator) -> tuple[Verdict, bool]:
         return bild_rollback(proposal.tokens, target_logits, self.rollback_threshold, self.sampling, generator)
@@ -114,11 +119,11 @@ def decode(
             stats.rollbacks += rolled_back
             stats.fallbacks += method.name == "bild"
             new_tokens = proposal.tokens[: verdict.num_accepted] + [verdict.next_token]
-            target.crop(len(tokens) + verdict.num_accepted)
-        end = _first_eos_end(new_tokens, eos_token_ids)
-        tokens.extend(new_tokens[:end])
+        new_tokens = new_tokens[: min(remaining, _first_eos_end(new_tokens, eos_token_ids))]
+        tokens.extend(new_tokens)
+        target.crop(len(tokens) - 1)
         drafter.crop(len(tokens) - 1)
-        if new_tokens[end - 1] in eos_token_ids:
+        if new_tokens[-1] in eos_token_ids:
             break
         if stop_check is not None:
             keep = stop_check(tokens[first_new:])
@@ -128,9 +133,10 @@ def decode(
     output = tokens[first_new:]
     stats.new_tokens = len(output)
     stats.wall_time_s = time.perf_counter() - started
-    stats.target_calls, stats.target_time_s = target.calls, target.seconds
+    stats.target_calls, stats.target_time_s, stats.target_call_log = target.calls, target.seconds, target.call_log
     if drafter.runner is not None:
-        stats.draft_calls, stats.draft_time_s = drafter.runner.calls, drafter.runner.seconds
+        runner = drafter.runner
+        stats.draft_calls, stats.draft_time_s, stats.draft_call_log = runner.calls, runner.seconds, runner.call_log
     return output, stats
 
 

@@ -61,7 +61,7 @@ class ModelDrafter:
         draft_probs: list[torch.Tensor] = []
         for _ in range(max_tokens):
             logits = self.runner.forward(context, 1)[0]  # [vocab]
-            if self.fallback_threshold > 0 and logits.float().softmax(-1).max() < self.fallback_threshold:
+            if self._unsure(logits):
                 return Proposal(drafted, _stack(draft_probs), low_confidence=True)
             if self.sampling.greedy:
                 token = int(logits.argmax())
@@ -77,6 +77,12 @@ class ModelDrafter:
 
     def crop(self, length: int) -> None:
         self.runner.crop(length)
+
+    def _unsure(self, logits: torch.Tensor) -> bool:
+        """BiLD's fallback test on the raw distribution; a threshold of 1 always hands over."""
+        if self.fallback_threshold <= 0:
+            return False
+        return self.fallback_threshold >= 1 or logits.float().softmax(-1).max() < self.fallback_threshold
 
 
 def _stack(probs: list[torch.Tensor]) -> torch.Tensor | None:

@@ -28,11 +28,12 @@ class ModelRunner:
         self.cache_len = 0
         self.calls = 0
         self.seconds = 0.0
+        self.call_log: list[tuple[int, float]] = []  # (tokens fed, seconds) of each forward
 
     @torch.inference_mode()
     def start(self, prompt_ids: list[int]) -> list[int]:
         """Forget the previous prompt; returns the token sequence the decoding loop extends."""
-        self.cache_len, self.calls, self.seconds = 0, 0, 0.0
+        self.cache_len, self.calls, self.seconds, self.call_log = 0, 0, 0.0, []
         if not self.is_encoder_decoder:
             self._cache = DynamicCache()
             return list(prompt_ids)
@@ -60,8 +61,10 @@ class ModelRunner:
         logits = out.logits[0, -num_logits:, : self.vocab_size]
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # so that time is charged to the model that spent it
-        self.seconds += time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        self.seconds += elapsed
         self.calls += 1
+        self.call_log.append((len(new_tokens), elapsed))
         self.cache_len = len(tokens)
         return logits
 

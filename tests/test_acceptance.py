@@ -1,0 +1,160 @@
+"""The acceptance rules on hand-made distributions, where every verdict can be worked out by hand."""
+
+from collections import Counter
+
+import pytest
+import torch
+
+from biglittle.acceptance import bild_rollback, greedy_match, rejection_sample, residual_distribution
+from biglittle.sampling import SamplingConfig
+from stats_checks import ALPHA, chi_square_pvalue
+
+NEG = float("-inf")
+
+
+def one_hot_logits(choices, vocab=5):
+    """Logits whose argmax at row i is choices[i] (+10 there, -10 elsewhere)."""
+    logits = torch.full((len(choices), vocab), -10.0)
+    logits[torch.arange(len(choices)), torch.tensor(choices)] = 10.0
+    return logits
+
+
+@pytest.mark.parametrize(
+    "drafts,target_choices,accepted,next_token",
+    [
+        ([1, 2, 3], [1, 2, 3, 4], 3, 4),  # all accepted, bonus token
+        ([1, 2, 3], [1, 0, 3, 4], 1, 0),  # second draft rejected, target's token instead
+        ([1, 2, 3], [2, 2, 3, 4], 0, 2),  # first rejected: later matches do not count
+        ([], [3], 0, 3),  # nothing proposed: plain decoding
+    ],
+)
+def test_greedy_match(drafts, target_choices, accepted, next_token):
+    verdict = greedy_match(drafts, one_hot_logits(target_choices))
+    assert (verdict.num_accepted, verdict.next_token) == (accepted, next_token)
+
+
+def test_identical_draft_and_target_accept_everything():
+    generator = torch.Generator().manual_seed(0)
+    probs = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25], [0.7, 0.1, 0.1, 0.1]])
+    for _ in range(200):
+        drafts = [int(torch.multinomial(row, 1, generator=generator)) for row in probs[:2]]
+        assert rejection_sample(drafts, probs[:2], probs, generator).num_accepted == 2
+
+
+def test_token_the_target_never_emits_is_always_rejected():
+    generator = torch.Generator().manual_seed(0)
+    draft_probs = torch.tensor([[0.5, 0.5, 0.0]])
+    target_probs = torch.tensor([[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
+    for _ in range(200):
+        verdict = rejection_sample([0], draft_probs, target_probs, generator)
+        assert verdict.num_accepted == 0
+        assert verdict.next_token == 2  # norm(max(0, p - q)) = [0, 0, 1]
+
+
+def test_residual_distribution():
+    target = torch.tensor([0.5, 0.3, 0.2])
+    draft = torch.tensor([0.2, 0.6, 0.2])
+    assert torch.allclose(residual_distribution(target, draft), torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.equal(residual_distribution(target, target), target)  # nothing left: guard returns p
+
+
+def run_rejection_trials(draft_probs, target_probs, trials, seed):
+    """Draw drafts from q, apply the rule, and count the first emitted token."""
+    generator = torch.Generator().manual_seed(seed)
+    counts = Counter()
+    for _ in range(trials):
+        drafts = [int(torch.multinomial(row, 1, generator=generator)) for row in draft_probs]
+        verdict = rejection_sample(drafts, draft_probs, target_probs, generator)
+        first = drafts[0] if verdict.num_accepted > 0 else verdict.next_token
+        counts[first] += 1
+    return counts
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rejection_sampling_emits_the_target_distribution(seed):
+    torch.manual_seed(seed)
+    vocab, gamma = 6, 3
+    draft_probs = torch.rand(gamma, vocab).pow(2)
+    draft_probs = draft_probs / draft_probs.sum(-1, keepdim=True)
+    target_probs = torch.rand(gamma + 1, vocab).pow(2)
+    target_probs = target_probs / target_probs.sum(-1, keepdim=True)
+    counts = run_rejection_trials(draft_probs, target_probs, 6000, seed)
+    expected = dict(enumerate(target_probs[0].tolist()))
+    assert chi_square_pvalue(counts, expected) > ALPHA
+    # Power: the same counts are clearly not the draft's distribution.
+    assert chi_square_pvalue(counts, dict(enumerate(draft_probs[0].tolist()))) < ALPHA
+
+
+def test_bonus_token_follows_the_last_target_distribution():
+    draft_probs = torch.tensor([[0.5, 0.5, 0.0]])
+    target_probs = torch.tensor([[0.5, 0.5, 0.0], [0.1, 0.3, 0.6]])
+    generator = torch.Generator().manual_seed(0)
+    bonus = Counter(rejection_sample([0], draft_probs, target_probs, generator).next_token for _ in range(3000))
+    assert chi_square_pvalue(bonus, {0: 0.1, 1: 0.3, 2: 0.6}) > ALPHA
+
+
+def test_same_seed_same_verdicts():
+    draft_probs = torch.tensor([[0.3, 0.7], [0.6, 0.4]])
+    target_probs = torch.tensor([[0.6, 0.4], [0.2, 0.8], [0.5, 0.5]])
+
+    def verdicts(seed):
+        generator = torch.Generator().manual_seed(seed)
+        return [rejection_sample([1, 0], draft_probs, target_probs, generator) for _ in range(50)]
+
+    assert verdicts(7) == verdicts(7)
+    assert verdicts(7) != verdicts(8)
+
+
+# BiLD rollback -----------------------------------------------------------------------------
+
+def big_logits(rows):
+    """Rows of log-probabilities given as dicts token -> probability (vocab 5, rest tiny)."""
+    logits = torch.full((len(rows), 5), -30.0)
+    for i, row in enumerate(rows):
+        for token, prob in row.items():
+            logits[i, token] = torch.log(torch.tensor(prob))
+    return logits
+
+
+GREEDY = SamplingConfig()
+
+
+def test_no_rollback_when_the_big_model_finds_every_token_likely():
+    rows = [{1: 0.9, 2: 0.1}, {2: 0.8, 3: 0.2}, {4: 1.0}]
+    verdict, rolled_back = bild_rollback([1, 2], big_logits(rows), 2.0, GREEDY, None)
+    assert (verdict.num_accepted, verdict.next_token, rolled_back) == (2, 4, False)
+
+
+def test_rollback_at_the_first_unlikely_token_that_the_big_model_would_not_choose():
+    # -log p: token 3 at row 1 has p = 0.01 -> 4.6 > 2; the big model chooses 2 there.
+    rows = [{1: 0.9, 2: 0.1}, {2: 0.99, 3: 0.01}, {3: 1.0}, {0: 1.0}]
+    verdict, rolled_back = bild_rollback([1, 3, 3], big_logits(rows), 2.0, GREEDY, None)
+    assert (verdict.num_accepted, verdict.next_token, rolled_back) == (1, 2, True)
+
+
+def test_every_position_above_the_threshold_is_examined():
+    # Row 0: the little token is above the threshold but is the big model's own choice (kept);
+    # the reference implementation would stop looking there and keep the bad token at row 2.
+    rows = [{1: 0.05, 0: 0.04}, {2: 1.0}, {4: 0.99, 3: 0.01}, {0: 1.0}]
+    verdict, rolled_back = bild_rollback([1, 2, 3], big_logits(rows), 2.0, GREEDY, None)
+    assert (verdict.num_accepted, verdict.next_token, rolled_back) == (2, 4, True)
+
+
+def test_zero_threshold_replaces_every_token_that_differs_from_the_big_argmax():
+    rows = [{1: 0.6, 2: 0.4}, {2: 0.55, 3: 0.45}, {0: 1.0}]
+    verdict, _ = bild_rollback([1, 3], big_logits(rows), 0.0, GREEDY, None)
+    assert (verdict.num_accepted, verdict.next_token) == (1, 2)
+
+
+def test_sampled_replacement_comes_from_the_big_distribution():
+    rows = [{0: 0.001, 1: 0.5, 2: 0.499}, {0: 1.0}]
+    generator = torch.Generator().manual_seed(0)
+    sampling = SamplingConfig(temperature=1.0)
+    replacements = Counter()
+    for _ in range(2000):
+        verdict, rolled_back = bild_rollback([0], big_logits(rows), 5.0, sampling, generator)
+        if rolled_back:
+            replacements[verdict.next_token] += 1
+    # Every draw differs from token 0 except with p = 0.001, so nearly every trial rolls back.
+    assert sum(replacements.values()) > 1980
+    assert chi_square_pvalue(replacements, {1: 0.5 / 0.999, 2: 0.499 / 0.999}) > ALPHA
