@@ -204,7 +204,7 @@ def _os_error(exc: OSError, where: Path) -> BigLittleError:
 
 
 @contextlib.contextmanager
-def _cache_lock(root: Path) -> Iterator[None]:
+def _cache_lock(root: Path, command: str = "biglittle models fetch") -> Iterator[None]:
     """Exclusive lock so two fetches never write the same cache at once."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".fetch.lock", "a+") as fh:
@@ -212,7 +212,7 @@ def _cache_lock(root: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise BigLittleError(
-                f"another `biglittle models fetch` is already writing {root}; wait for it to finish"
+                f"another `{command}` is already writing {root}; wait for it to finish"
             ) from None
         try:
             yield
@@ -555,7 +555,8 @@ def _convert_into_place(spec: ModelSpec, gguf: Path, cache: Path, progress: bool
     models = cache / "models"
     models.mkdir(parents=True, exist_ok=True)
     final = _model_dir(cache, spec)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.tmp-", dir=models))
+    tmp = models / f".{spec.name}.tmp-{os.getpid()}-{time.time_ns()}"
+    tmp.mkdir()  # not mkdtemp: the model directory should get the usual umask permissions
     try:
         started = time.monotonic()
         try:
@@ -616,6 +617,8 @@ def fetch_model(
             final = _convert_into_place(spec, gguf, root, progress)
             if not keep_gguf:
                 shutil.rmtree(_download_dir(root, spec), ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    (root / "downloads").rmdir()  # only when empty
             return final
     except OSError as exc:
         raise _os_error(exc, root) from exc

