@@ -1,0 +1,51 @@
+"""Prompt templates per task: the model's chat template when it has one, else a plain form."""
+
+from __future__ import annotations
+
+from ..errors import BigLittleError
+
+SYSTEM = "You are a careful assistant. Follow the instruction exactly and reply with the answer only."
+
+INSTRUCTIONS = {
+    "translation": (
+        "Translate the following German sentence into English. Reply with the English "
+        "translation only, as one sentence, without quotes, notes or explanations.\n\n"
+        "German: {source}"
+    ),
+    "summarization": (
+        "Here is the description of a software package. Summarize it in one short sentence "
+        "(at most 15 words) saying what the package is. Reply with that sentence only.\n\n"
+        "Description:\n{source}"
+    ),
+}
+
+PLAIN = {
+    "translation": "Translate German to English:\nGerman: {source}\nEnglish:",
+    "summarization": "Summarize in one sentence: {source}\nSummary:",
+}
+
+
+def has_chat_template(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def build_prompt(task: str, source: str, tokenizer=None) -> str:
+    """The text to feed the model for one example of `task`.
+
+    With a tokenizer that has a chat template (instruct models), the instruction is one user
+    turn rendered with ``apply_chat_template(..., add_generation_prompt=True, tokenize=False)``,
+    so generation starts at the assistant's answer. Otherwise (base models, or no tokenizer) a
+    plain completion form is used that ends where the answer begins.
+    """
+    if task not in INSTRUCTIONS:
+        raise BigLittleError(f"unknown task {task!r}; choose one of: {', '.join(sorted(INSTRUCTIONS))}")
+    source = source.strip()
+    if tokenizer is not None and has_chat_template(tokenizer):
+        user = INSTRUCTIONS[task].format(source=source)
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+        try:
+            return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        except Exception:  # some templates (e.g. Gemma's) reject a system turn: fold it in
+            merged = [{"role": "user", "content": SYSTEM + "\n\n" + user}]
+            return tokenizer.apply_chat_template(merged, add_generation_prompt=True, tokenize=False)
+    return PLAIN[task].format(source=source)
