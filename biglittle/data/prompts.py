@@ -13,9 +13,10 @@ INSTRUCTIONS = {
         "German: {source}"
     ),
     "summarization": (
-        "Here is the description of a software package. Summarize it in one short sentence "
-        "(at most 15 words) saying what the package is. Reply with that sentence only.\n\n"
-        "Description:\n{source}"
+        "Here is the description of a software package. Summarize it in one short sentence of "
+        "at most 10 words that says what the package is, in the style of a Debian package "
+        'synopsis (for example "GNU Bourne Again SHell" or "Perl module for reading CSV files"). '
+        "Reply with the summary only.\n\nDescription:\n{source}"
     ),
 }
 
