@@ -9,20 +9,25 @@ Matias 2023) and the Big Little Decoder (Kim et al. 2023).
     print(result.text, result.stats.acceptance_rate)
 """
 
-from .api import METHODS, GenerationConfig, GenerationResult, ModelPair, generate, load_pair
-from .errors import BigLittleError
-from .models import LoadedModel, load_model
-from .stats import GenerationStats
+from importlib import import_module
 
-__all__ = [
-    "METHODS",
-    "BigLittleError",
-    "GenerationConfig",
-    "GenerationResult",
-    "GenerationStats",
-    "LoadedModel",
-    "ModelPair",
-    "generate",
-    "load_model",
-    "load_pair",
-]
+# Where each public name lives; imported on first use so that `biglittle --help` starts fast.
+_EXPORTS = {
+    "METHODS": "api",
+    "GenerationConfig": "api",
+    "GenerationResult": "api",
+    "ModelPair": "api",
+    "generate": "api",
+    "load_pair": "api",
+    "BigLittleError": "errors",
+    "LoadedModel": "models",
+    "load_model": "models",
+    "GenerationStats": "stats",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'biglittle' has no attribute {name!r}")
+    return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)

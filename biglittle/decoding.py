@@ -69,8 +69,6 @@ class Bild:
     rollback_threshold: float
     max_little_steps: int
     sampling: SamplingConfig
-    name: str = "bild"
-
     fallback_enabled: bool = True  # False: the little model writes alone (no threshold, no step limit)
     name: str = "bild"
 

@@ -22,6 +22,9 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
+# Tiny models run fastest on one thread, and a second test process or job then cannot thrash them.
+torch.set_num_threads(1)
+
 SPECIALS = ["<pad>", "</s>", "<s>", "<unk>"]
 WORDS = (
     "the a my some cat dog bird friend old man sees likes finds eats wants ball fish red apple "
@@ -44,8 +47,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def make_tokenizer() -> PreTrainedTokenizerFast:
-    core = Tokenizer(models.WordLevel({word: i for i, word in enumerate(VOCAB)}, unk_token="<unk>"))
+def make_tokenizer(vocab: list[str] = VOCAB) -> PreTrainedTokenizerFast:
+    core = Tokenizer(models.WordLevel({word: i for i, word in enumerate(vocab)}, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     core.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", BOS)])
     core.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
@@ -148,6 +151,15 @@ def tiny_models(tmp_path_factory, tokenizer) -> dict[str, str]:
         "t5_target": _save(train_seq2seq(t5_big, 150, seed=3), tokenizer, root / "t5_target"),
         "t5_draft": _save(train_seq2seq(t5_little, 40, seed=4), tokenizer, root / "t5_draft"),
     }
+
+
+@pytest.fixture(scope="session")
+def other_vocab_model(tmp_path_factory) -> str:
+    """An untrained tiny model whose tokenizer numbers two words the other way round."""
+    vocab = list(VOCAB)
+    vocab[4], vocab[5] = vocab[5], vocab[4]
+    model = GPT2LMHeadModel(GPT2Config(**_common(n_embd=16, n_layer=1, n_head=2, n_positions=64)))
+    return _save(model, make_tokenizer(vocab), tmp_path_factory.mktemp("other_vocab"))
 
 
 @pytest.fixture(scope="session")

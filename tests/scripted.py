@@ -1,0 +1,33 @@
+"""A stand-in for ModelRunner whose next token is scripted, for exact control over drafts and verdicts."""
+
+from __future__ import annotations
+
+import torch
+
+
+class ScriptedRunner:
+    """Predicts `script[i]` as the token at position i (with a large logit margin), whatever came before."""
+
+    is_encoder_decoder = False
+    device = torch.device("cpu")
+
+    def __init__(self, script: list[int], vocab: int = 10):
+        self.script, self.vocab = script, vocab
+
+    def start(self, prompt_ids):
+        self.cache_len, self.calls, self.seconds, self.call_log = 0, 0, 0.0, []
+        return list(prompt_ids)
+
+    def forward(self, tokens, num_logits):
+        assert len(tokens) - self.cache_len >= num_logits >= 1
+        positions = range(len(tokens) - num_logits + 1, len(tokens) + 1)
+        logits = torch.full((num_logits, self.vocab), -10.0)
+        for row, position in enumerate(positions):
+            logits[row, self.script[position]] = 10.0
+        self.call_log.append((len(tokens) - self.cache_len, 0.0))
+        self.cache_len = len(tokens)
+        self.calls += 1
+        return logits
+
+    def crop(self, length):
+        self.cache_len = min(self.cache_len, length)

@@ -1,0 +1,92 @@
+"""BiLD on tiny real models: its exact limits, its counters, and caches after rollbacks."""
+
+import pytest
+import torch
+
+from conftest import PROMPTS, SEQ2SEQ_PROMPTS
+
+
+@pytest.fixture(scope="module")
+def little_alone(tiny_models):
+    from biglittle import load_pair
+
+    return load_pair(tiny_models["gpt2_draft"])
+
+
+def test_zero_rollback_threshold_gives_the_big_models_greedy_output(decoder_pair):
+    rollbacks = 0
+    for prompt in PROMPTS:
+        ar = decoder_pair.generate(prompt, method="ar", max_new_tokens=40)
+        bild = decoder_pair.generate(prompt, method="bild", rollback_threshold=0.0, max_new_tokens=40)
+        assert bild.token_ids == ar.token_ids, prompt
+        rollbacks += bild.stats.rollbacks
+    assert rollbacks > 0  # the limit was reached by rolling back, not by luck
+
+
+def test_zero_rollback_threshold_encoder_decoder(seq2seq_pair):
+    for prompt in SEQ2SEQ_PROMPTS:
+        ar = seq2seq_pair.generate(prompt, method="ar", max_new_tokens=20)
+        bild = seq2seq_pair.generate(prompt, method="bild", rollback_threshold=0.0, max_new_tokens=20)
+        assert bild.token_ids == ar.token_ids
+
+
+def test_without_fallback_bild_gives_the_little_models_greedy_output(decoder_pair, little_alone):
+    differs = 0
+    for prompt in PROMPTS:
+        little = little_alone.generate(prompt, method="ar", max_new_tokens=40)
+        bild = decoder_pair.generate(prompt, method="bild", fallback_threshold=0.0, max_little_steps=None, max_new_tokens=40)
+        assert bild.token_ids == little.token_ids, prompt
+        assert bild.stats.target_calls == 0
+        differs += little.token_ids != decoder_pair.generate(prompt, method="ar", max_new_tokens=40).token_ids
+    assert differs > 0  # the two models disagree somewhere, so the limit is not trivial
+
+
+def test_always_falling_back_without_rollback_gives_the_big_models_greedy_output(decoder_pair):
+    for prompt in PROMPTS:
+        ar = decoder_pair.generate(prompt, method="ar", max_new_tokens=40)
+        bild = decoder_pair.generate(prompt, method="bild", fallback_threshold=1.0, rollback_threshold=float("inf"), max_new_tokens=40)
+        assert bild.token_ids == ar.token_ids
+        assert bild.stats.proposed == 0 and bild.stats.fallbacks == bild.stats.target_calls
+
+
+def test_fallbacks_and_rollbacks_are_counted(decoder_pair):
+    totals = dict(fallbacks=0, rollbacks=0, discarded=0)
+    for prompt in PROMPTS:
+        stats = decoder_pair.generate(prompt, method="bild", fallback_threshold=0.5, rollback_threshold=1.0, max_new_tokens=40).stats
+        assert stats.fallbacks == stats.target_calls
+        assert stats.rollbacks <= stats.fallbacks
+        assert stats.accepted + stats.fallbacks >= stats.new_tokens  # each big pass adds one token
+        assert stats.discarded == stats.proposed - stats.accepted
+        for key in totals:
+            totals[key] += getattr(stats, key)
+    assert totals["fallbacks"] > 0 and totals["rollbacks"] > 0 and totals["discarded"] >= totals["rollbacks"]
+
+
+def test_max_little_steps_forces_a_fallback(decoder_pair):
+    stats = decoder_pair.generate("the cat", method="bild", fallback_threshold=0.0, max_little_steps=2,
+                                  max_new_tokens=30, temperature=1.0, seed=1).stats
+    assert max(stats.accepted_lengths) <= 2
+    assert stats.fallbacks >= stats.new_tokens // 3
+
+
+def test_bild_samples_at_temperature_above_zero(decoder_pair):
+    texts = {decoder_pair.generate("the cat", method="bild", temperature=1.0, seed=seed, max_new_tokens=20).text for seed in range(6)}
+    assert len(texts) > 1
+
+
+def full_forward_logits(model, token_ids):
+    with torch.no_grad():
+        return model(torch.tensor([token_ids])).logits[0, -1]
+
+
+def test_caches_after_rollbacks_match_a_fresh_forward(decoder_pair):
+    prompt_ids = decoder_pair.encode("the old man")
+    result = decoder_pair.generate(prompt_ids, method="bild", fallback_threshold=0.5, rollback_threshold=0.5,
+                                   max_new_tokens=40, temperature=1.0, seed=3)
+    assert result.stats.rollbacks > 0
+    tokens = prompt_ids + result.token_ids
+    for runner, loaded in ((decoder_pair.target_runner, decoder_pair.target), (decoder_pair.draft_runner, decoder_pair.draft)):
+        assert runner.cache_len <= len(tokens) - 1
+        cached = runner.forward(tokens, 1)[0]
+        fresh = full_forward_logits(loaded.model, tokens)[: runner.vocab_size]
+        assert torch.allclose(cached, fresh, atol=1e-4)

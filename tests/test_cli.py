@@ -1,0 +1,107 @@
+"""The command line: output formats, and one-line errors with a non-zero exit for bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from biglittle.cli import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_output_has_the_promised_keys(capsys, tiny_models):
+    code, out, err = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"],
+                             "--method", "speculative", "--gamma", "3", "--json", "the cat")
+    assert code == 0
+    record = json.loads(out)  # exactly one JSON object
+    assert set(record) == {"text", "token_ids", "stats"}
+    for key in ("new_tokens", "target_calls", "draft_calls", "proposed", "accepted", "acceptance_rate",
+                "fallbacks", "rollbacks", "wall_time_s", "tokens_per_s"):
+        assert key in record["stats"]
+    assert record["stats"]["new_tokens"] == len(record["token_ids"]) > 0
+
+
+def test_text_output_and_compare_ar(capsys, tiny_models):
+    code, out, err = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"],
+                             "--compare-ar", "--max-new-tokens", "20", "the dog")
+    assert code == 0 and out.strip()
+    assert "[speculative]" in err and "vs ar:" in err and "predicted" in err and "same output as ar: yes" in err
+
+
+def test_bild_from_the_command_line(capsys, tiny_models):
+    code, out, err = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"],
+                             "--method", "bild", "--fallback-threshold", "0.5", "--rollback-threshold", "1", "--json", "a bird")
+    assert code == 0
+    stats = json.loads(out)["stats"]
+    assert stats["method"] == "bild" and stats["fallbacks"] >= 1
+
+
+BAD_INPUTS = {
+    "missing model path": (["--target", "/nonexistent/model"], "model path not found"),
+    "gamma below one": (["--gamma", "0"], "gamma must be at least 1"),
+    "fallback threshold above one": (["--method", "bild", "--fallback-threshold", "1.5"], "fallback-threshold must be in [0, 1]"),
+    "negative rollback threshold": (["--method", "bild", "--rollback-threshold", "-1"], "rollback-threshold must be >= 0"),
+    "negative temperature": (["--temperature", "-0.5"], "temperature must be >= 0"),
+    "top-p zero": (["--top-p", "0"], "top-p must be in (0, 1]"),
+    "top-p above one": (["--top-p", "1.5"], "top-p must be in (0, 1]"),
+    "max new tokens zero": (["--max-new-tokens", "0"], "max-new-tokens must be at least 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
+def test_bad_input_gives_a_one_line_error(capsys, tiny_models, case):
+    extra, message = BAD_INPUTS[case]
+    argv = ["generate", "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"], *extra, "the cat"]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("biglittle: error: ") and message in err, err
+
+
+def test_incompatible_tokenizers_are_refused_naming_the_difference(capsys, tiny_models, other_vocab_model):
+    code, _, err = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "--draft", other_vocab_model, "the cat")
+    assert code == 2 and err.count("\n") == 1
+    assert "do not share a tokenizer" in err and "'a': 5 vs 4" in err
+
+
+def test_empty_prompt(capsys, tiny_models):
+    code, _, err = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "  ")
+    assert code == 2 and "the prompt is empty" in err
+
+
+def test_prompt_longer_than_the_context(capsys, tiny_models):
+    code, _, err = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], " ".join(["cat"] * 200))
+    assert code == 2 and "the prompt has 201 tokens but the models' context is 128" in err
+
+
+def test_method_that_needs_a_draft(capsys, tiny_models):
+    code, _, err = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "--method", "bild", "the cat")
+    assert code == 2 and "needs a draft" in err
+
+
+def test_unknown_flag_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--gamma", "many", "x"])
+    assert exit_info.value.code == 2
+
+
+def test_installed_command_exits_non_zero_without_a_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "biglittle.cli", "generate", "--target", str(tmp_path / "missing"), "hello"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"biglittle: error: model path not found: {tmp_path / 'missing'}"
+
+
+def test_help_explains_the_methods():
+    result = subprocess.run([sys.executable, "-m", "biglittle.cli", "generate", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for word in ("--method", "speculative", "bild", "--fallback-threshold", "--compare-ar", "--json"):
+        assert word in result.stdout
