@@ -152,7 +152,7 @@ def _add_models(commands) -> None:
 def _run_models_fetch(args) -> int:
     from .fetch import fetch_default_pair
 
-    for role, path in fetch_default_pair(args.cache_dir and _path(args.cache_dir)).items():
+    for role, path in fetch_default_pair(args.cache_dir).items():
         print(f"{role}: {path}")
     return 0
 
@@ -160,10 +160,10 @@ def _run_models_fetch(args) -> int:
 def _run_models_list(args) -> int:
     from .fetch import list_models
 
-    rows = list_models(args.cache_dir and _path(args.cache_dir))
+    rows = list_models(args.cache_dir)
     for row in rows:
-        size = f"{row['size_bytes'] / 1e9:.2f} GB" if row.get("size_bytes") else "-"
-        print(f"{row['role']:<7} {row['name']:<34} {row['status']:<10} {size:>9}  {row['path']}")
+        size = f"{row['size'] / 1e9:.2f} GB" if row["size"] else "-"
+        print(f"{row['role']:<7} {row['name']:<30} {row['status']:<14} {size:>8}  {row['path']}")
     return 0
 
 
@@ -179,15 +179,9 @@ def _add_data(commands) -> None:
 def _run_data_fetch(args) -> int:
     from .data import fetch_data
 
-    for name, path in fetch_data(args.cache_dir and _path(args.cache_dir)).items():
+    for name, path in fetch_data(args.cache_dir).items():
         print(f"{name}: {path}")
     return 0
-
-
-def _path(text: str):
-    from pathlib import Path
-
-    return Path(text).expanduser()
 
 
 def _quiet_libraries() -> None:

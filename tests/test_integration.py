@@ -1,0 +1,28 @@
+"""Opt-in checks on the real default pair (`biglittle models fetch`): pytest --run-integration."""
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+PROMPTS = [
+    "Translate German to English: Er akzeptierte widerspruchslos ihre Erklärung.",
+    "Summarize in one sentence: The package provides a command-line tool to convert images between formats.",
+    "Write a Python function that returns the square of a number.",
+]
+
+
+@pytest.fixture(scope="module")
+def real_pair():
+    from biglittle import load_pair
+    from biglittle.fetch import default_pair_dirs
+
+    target, draft = default_pair_dirs()
+    return load_pair(str(target), str(draft))
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_speculative_greedy_equals_target_greedy_on_the_real_pair(real_pair, prompt):
+    ar = real_pair.generate(prompt, method="ar", chat=True, max_new_tokens=24)
+    spec = real_pair.generate(prompt, method="speculative", gamma=4, chat=True, max_new_tokens=24)
+    assert spec.token_ids == ar.token_ids
+    assert spec.stats.accepted > 0
