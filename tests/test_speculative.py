@@ -108,3 +108,24 @@ def test_distribution_test_detects_a_sampler_that_is_not_exact(tiny_models, deco
     expected = exact_distribution(decoder_pair, "the cat", sampling)
     counts = sample_first_two(draft_alone, "the cat", "ar", 1000, temperature=1.0)
     assert chi_square_pvalue(counts, expected) < ALPHA
+
+
+@pytest.mark.parametrize("method", ["ar", "speculative", "bild"])
+def test_the_prefix_is_never_run_again(decoder_pair, method):
+    """Each round feeds the target only the token it has not seen plus the new proposals."""
+    result = decoder_pair.generate("the old man", method=method, max_new_tokens=30, temperature=1.0, seed=2)
+    stats = result.stats
+    rounds = sum(stats.accepted_lengths.values())
+    fed = sum(tokens for tokens, _ in stats.target_call_log)
+    assert rounds == stats.target_calls
+    assert fed == stats.prompt_tokens + stats.proposed + rounds - 1
+
+
+def test_the_encoder_runs_once_per_prompt(seq2seq_pair, monkeypatch):
+    encoder = seq2seq_pair.target.model.get_encoder()
+    calls = []
+    original = encoder.forward
+    monkeypatch.setattr(encoder, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    result = seq2seq_pair.generate(SEQ2SEQ_PROMPTS[0], method="speculative", gamma=3, max_new_tokens=20)
+    assert result.stats.target_calls > 1
+    assert len(calls) == 1
