@@ -105,9 +105,7 @@ class ModelPair:
         prompt_ids = self.encode(prompt, config.chat) if isinstance(prompt, str) else list(prompt)
         if not prompt_ids:
             raise BigLittleError("the prompt is empty")
-        # An encoder-decoder's prompt goes to the encoder; only the decoder's output counts here.
-        used = 1 if self.target_runner.is_encoder_decoder else len(prompt_ids)
-        if len(prompt_ids) >= self.max_length or used >= self.max_length:
+        if len(prompt_ids) >= self.max_length:
             raise BigLittleError(f"the prompt has {len(prompt_ids)} tokens but the models' context is {self.max_length}")
         generator = torch.Generator(self.target_runner.device)
         generator.manual_seed(config.seed if config.seed is not None else torch.seed())
