@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 
 from .decoding import Bild, Speculative, autoregressive, decode
-from .drafters import ModelDrafter, NoDrafter
+from .drafters import HybridDrafter, ModelDrafter, NgramDrafter, NoDrafter
 from .errors import BigLittleError
 from .lm import ModelRunner
 from .models import LoadedModel, load_model, shared_vocab_size
@@ -16,6 +16,7 @@ from .sampling import SamplingConfig
 from .stats import GenerationStats
 
 METHODS = ("ar", "speculative", "bild")
+DRAFTERS = ("model", "ngram", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,8 @@ class GenerationConfig:
 
     method: str = "speculative"
     gamma: int = 4  # draft tokens per target pass (speculative)
+    drafter: str = "model"  # speculative: model (the little model), ngram (prompt lookup), hybrid
+    max_ngram: int = 3  # ngram / hybrid: longest suffix looked up in the text so far
     temperature: float = 0.0  # 0 = greedy
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1 = off
@@ -39,6 +42,9 @@ class GenerationConfig:
         checks = [
             (self.method in METHODS, f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}"),
             (self.gamma >= 1, f"gamma must be at least 1, got {self.gamma}"),
+            (self.drafter in DRAFTERS, f"unknown drafter {self.drafter!r}; choose one of {', '.join(DRAFTERS)}"),
+            (self.method != "bild" or self.drafter == "model", "bild needs the little model as its drafter (--drafter model)"),
+            (self.max_ngram >= 1, f"max-ngram must be at least 1, got {self.max_ngram}"),
             (self.temperature >= 0 and math.isfinite(self.temperature), f"temperature must be >= 0, got {self.temperature}"),
             (self.top_k >= 0, f"top-k must be >= 0 (0 = off), got {self.top_k}"),
             (0 < self.top_p <= 1, f"top-p must be in (0, 1], got {self.top_p}"),
@@ -100,8 +106,10 @@ class ModelPair:
             raise BigLittleError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         config = replace(config or GenerationConfig(), **settings)
         config.validate()
-        if config.method != "ar" and self.draft_runner is None:
-            raise BigLittleError(f"method {config.method!r} needs a draft (little) model; pass --draft or use --method ar")
+        if config.method != "ar" and config.drafter != "ngram" and self.draft_runner is None:
+            raise BigLittleError(
+                f"method {config.method!r} needs a draft (little) model; pass --draft, or use --drafter ngram or --method ar"
+            )
         prompt_ids = self.encode(prompt, config.chat) if isinstance(prompt, str) else list(prompt)
         if not prompt_ids:
             raise BigLittleError("the prompt is empty")
@@ -126,8 +134,13 @@ class ModelPair:
     def _drafter(self, config: GenerationConfig):
         if config.method == "ar":
             return NoDrafter()
+        eos = self.target.eos_token_ids
+        ngram = NgramDrafter(self.target_runner.vocab_size, eos, config.max_ngram, self.target_runner.is_encoder_decoder)
+        if config.drafter == "ngram":
+            return ngram
         fallback = config.fallback_threshold if config.method == "bild" else 0.0
-        return ModelDrafter(self.draft_runner, config.sampling, self.target.eos_token_ids, fallback)
+        model = ModelDrafter(self.draft_runner, config.sampling, eos, fallback)
+        return HybridDrafter(ngram, model) if config.drafter == "hybrid" else model
 
     def _method(self, config: GenerationConfig):
         if config.method == "ar":

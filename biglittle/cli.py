@@ -70,6 +70,11 @@ def _add_generate(commands) -> None:
                         help="ar = big model alone; speculative = exact speculative decoding; bild = Big Little Decoder "
                         "(default: speculative when there is a draft, else ar)")
     method.add_argument("--gamma", type=int, default=4, help="speculative: draft tokens per target pass (default 4)")
+    method.add_argument("--drafter", choices=["model", "ngram", "hybrid"], default="model",
+                        help="speculative: who proposes: model = the little model (default); ngram = prompt lookup, "
+                        "copies what followed the last few tokens earlier in the text (no model needed); "
+                        "hybrid = ngram where it finds a match, else the little model")
+    method.add_argument("--max-ngram", type=int, default=3, help="ngram / hybrid: longest suffix looked up (default 3)")
     method.add_argument("--fallback-threshold", type=float, default=0.6,
                         help="bild: hand over to the big model when the little model's top probability is below this (default 0.6)")
     method.add_argument("--rollback-threshold", type=float, default=5.0,
@@ -105,10 +110,12 @@ def _run_generate(args) -> int:
 
         target, draft = (str(path) for path in default_pair_dirs(args.cache_dir))
         chat = True if chat is None else chat
-    method = args.method or ("speculative" if draft else "ar")
+    method = args.method or ("speculative" if draft or args.drafter == "ngram" else "ar")
     config = GenerationConfig(
         method=method,
         gamma=args.gamma,
+        drafter=args.drafter,
+        max_ngram=args.max_ngram,
         temperature=args.temperature,
         top_k=args.top_k,
         top_p=args.top_p,
@@ -121,7 +128,8 @@ def _run_generate(args) -> int:
         chat=bool(chat),
     )
     config.validate()  # before the slow model loading
-    pair = load_pair(target, draft if method != "ar" or args.compare_ar else None, dtype=args.precision, device=args.device)
+    needs_draft = method != "ar" and args.drafter != "ngram"
+    pair = load_pair(target, draft if needs_draft else None, dtype=args.precision, device=args.device)
     result = pair.generate(prompt, config)
     comparison = compare_with_ar(pair, prompt, config, result) if args.compare_ar else None
     if args.json:

@@ -1,4 +1,5 @@
-"""What proposes tokens for the big model to score: nothing (plain decoding) or a little model."""
+"""What proposes tokens for the big model to score: nothing (plain decoding), a little model,
+n-gram lookup in the text so far (no model cost), or n-gram lookup with the little model as a fallback."""
 
 from __future__ import annotations
 
@@ -83,6 +84,65 @@ class ModelDrafter:
         if self.fallback_threshold <= 0:
             return False
         return self.fallback_threshold >= 1 or logits.float().softmax(-1).max() < self.fallback_threshold
+
+
+class NgramDrafter:
+    """Prompt lookup: propose the tokens that followed the latest earlier occurrence of the text's
+    last n tokens (n from `max_ngram` down to 1). Deterministic, so each proposal's distribution
+    is a point mass, which keeps the rejection rule exact at any temperature.
+    """
+
+    runner = None
+
+    def __init__(self, vocab_size: int, eos_token_ids: set[int], max_ngram: int = 3, search_prompt: bool = False):
+        self.vocab_size = vocab_size
+        self.eos_token_ids = eos_token_ids
+        self.max_ngram = max_ngram
+        self.search_prompt = search_prompt  # encoder-decoder: the prompt is not among the decoder's tokens
+        self._prompt: list[int] = []
+
+    def start(self, prompt_ids: list[int]) -> None:
+        self._prompt = list(prompt_ids) if self.search_prompt else []
+
+    def propose(self, tokens: list[int], max_tokens: int, generator: torch.Generator | None) -> Proposal:
+        found = self._lookup(self._prompt + tokens, max_tokens) if max_tokens > 0 else []
+        ended = False
+        for index, token in enumerate(found):
+            if token in self.eos_token_ids:
+                found, ended = found[: index + 1], True
+                break
+        probs = torch.nn.functional.one_hot(torch.tensor(found), self.vocab_size).float() if found else None
+        return Proposal(found, probs, ended=ended)
+
+    def _lookup(self, history: list[int], max_tokens: int) -> list[int]:
+        for n in range(min(self.max_ngram, len(history) - 1), 0, -1):
+            pattern = history[-n:]
+            for start in range(len(history) - n - 1, -1, -1):  # latest occurrence first
+                if history[start : start + n] == pattern:
+                    return history[start + n : start + n + max_tokens]
+        return []
+
+    def crop(self, length: int) -> None:
+        pass
+
+
+class HybridDrafter:
+    """N-gram proposals where the text offers them, the little model's otherwise."""
+
+    def __init__(self, ngram: NgramDrafter, model: ModelDrafter):
+        self.ngram, self.model = ngram, model
+        self.runner = model.runner
+
+    def start(self, prompt_ids: list[int]) -> None:
+        self.ngram.start(prompt_ids)
+        self.model.start(prompt_ids)
+
+    def propose(self, tokens: list[int], max_tokens: int, generator: torch.Generator | None) -> Proposal:
+        proposal = self.ngram.propose(tokens, max_tokens, generator)
+        return proposal if proposal.tokens else self.model.propose(tokens, max_tokens, generator)
+
+    def crop(self, length: int) -> None:
+        self.model.crop(length)
 
 
 def _stack(probs: list[torch.Tensor]) -> torch.Tensor | None:

@@ -33,7 +33,8 @@ def compare_with_ar(pair, prompt, config, result) -> dict:
 def predict_speedup(stats: GenerationStats, ar_stats: GenerationStats, gamma: int) -> dict:
     step = _median_step_time(ar_stats.target_call_log, 1)
     verify = _median_step_time(stats.target_call_log, gamma + 1)
-    draft = _median_step_time(stats.draft_call_log, 1)
+    # A drafter without a model (n-gram lookup) costs nothing worth counting.
+    draft = _median_step_time(stats.draft_call_log, 1) if stats.draft_call_log else 0.0
     alpha = stats.acceptance_rate
     if None in (step, verify, draft, alpha):
         return {}

@@ -1,9 +1,14 @@
-"""Goodness-of-fit helper for the distribution tests."""
+"""The distribution tests' tools: exact distributions by enumeration, sampling, goodness of fit."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
+import torch
 from scipy.stats import chisquare
+
+from biglittle.sampling import warp_probs
 
 # Significance level of every distribution test: a correct sampler fails one with this probability.
 ALPHA = 1e-3
@@ -31,3 +36,33 @@ def chi_square_pvalue(counts: dict, expected_probs: dict) -> float:
         expected.append(pooled_expected)
     expected = np.array(expected) * total / np.sum(expected)  # absorb float rounding
     return float(chisquare(observed, expected).pvalue)
+
+
+def exact_distribution(pair, prompt, sampling):
+    """P(first two tokens) of the target by enumeration: p(x1) * p(x2 | x1), warped like decoding."""
+    model = pair.target.model
+    prompt_ids = pair.encode(prompt)
+    vocab = pair.target_runner.vocab_size
+    with torch.no_grad():
+        first = warp_probs(model(torch.tensor([prompt_ids])).logits[0, -1, :vocab], sampling)
+        candidates = first.nonzero()[:, 0].tolist()
+        batch = torch.tensor([prompt_ids + [token] for token in candidates])
+        second = warp_probs(model(batch).logits[:, -1, :vocab], sampling)
+    eos = pair.target.eos_token_ids
+    distribution = {(x1, None): float(first[x1]) for x1 in candidates if x1 in eos}
+    for row, x1 in enumerate(candidates):
+        if x1 not in eos:
+            for x2 in second[row].nonzero()[:, 0].tolist():
+                distribution[(x1, x2)] = float(first[x1] * second[row, x2])
+    return distribution
+
+
+def sample_first_two(pair, prompt, method, trials, **settings):
+    counts = Counter()
+    for seed in range(trials):
+        ids = pair.generate(prompt, method=method, max_new_tokens=3, seed=seed, **settings).token_ids
+        if len(ids) >= 2:
+            counts[tuple(ids[:2])] += 1
+        else:  # an end-of-sequence token first: the second token does not exist
+            counts[(ids[0], None)] += 1
+    return counts

@@ -1,14 +1,12 @@
 """Speculative decoding on tiny real models: greedy identity with ar, and the exact target distribution."""
 
 import random
-from collections import Counter
 
 import pytest
-import torch
 
-from biglittle.sampling import SamplingConfig, warp_probs
+from biglittle.sampling import SamplingConfig
 from conftest import PROMPTS, SEQ2SEQ_PROMPTS, VOCAB
-from stats_checks import ALPHA, chi_square_pvalue
+from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_first_two
 
 
 def random_prompts(count, seed):
@@ -46,36 +44,6 @@ def test_greedy_speculative_equals_greedy_ar_encoder_decoder(seq2seq_pair, gamma
 def test_sampling_repeats_with_a_seed(decoder_pair):
     runs = [decoder_pair.generate("the cat", temperature=1.0, seed=5, max_new_tokens=30).token_ids for _ in range(2)]
     assert runs[0] == runs[1]
-
-
-def exact_distribution(pair, prompt, sampling):
-    """P(first two tokens) of the target by enumeration: p(x1) * p(x2 | x1), warped like decoding."""
-    model = pair.target.model
-    prompt_ids = pair.encode(prompt)
-    vocab = pair.target_runner.vocab_size
-    with torch.no_grad():
-        first = warp_probs(model(torch.tensor([prompt_ids])).logits[0, -1, :vocab], sampling)
-        candidates = first.nonzero()[:, 0].tolist()
-        batch = torch.tensor([prompt_ids + [token] for token in candidates])
-        second = warp_probs(model(batch).logits[:, -1, :vocab], sampling)
-    eos = pair.target.eos_token_ids
-    distribution = {(x1, None): float(first[x1]) for x1 in candidates if x1 in eos}
-    for row, x1 in enumerate(candidates):
-        if x1 not in eos:
-            for x2 in second[row].nonzero()[:, 0].tolist():
-                distribution[(x1, x2)] = float(first[x1] * second[row, x2])
-    return distribution
-
-
-def sample_first_two(pair, prompt, method, trials, **settings):
-    counts = Counter()
-    for seed in range(trials):
-        ids = pair.generate(prompt, method=method, max_new_tokens=3, seed=seed, **settings).token_ids
-        if len(ids) >= 2:
-            counts[tuple(ids[:2])] += 1
-        else:  # an end-of-sequence token first: the second token does not exist
-            counts[(ids[0], None)] += 1
-    return counts
 
 
 SAMPLING_SETTINGS = [

@@ -1,0 +1,67 @@
+"""N-gram (prompt lookup) and hybrid drafting: the lookup itself, greedy identity, exact distribution."""
+
+import pytest
+
+from biglittle.drafters import NgramDrafter
+from conftest import PROMPTS, SEQ2SEQ_PROMPTS
+from biglittle.sampling import SamplingConfig
+from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_first_two
+
+EOS = 1
+
+
+def propose(history, max_tokens=4, max_ngram=3, prompt=None):
+    drafter = NgramDrafter(vocab_size=20, eos_token_ids={EOS}, max_ngram=max_ngram, search_prompt=prompt is not None)
+    drafter.start(prompt or [])
+    return drafter.propose(history, max_tokens, None)
+
+
+def test_proposes_what_followed_the_latest_occurrence_of_the_longest_suffix():
+    history = [5, 6, 7, 8, 9, 6, 7, 3, 5, 6, 7]
+    proposal = propose(history)  # (5, 6, 7) occurred at 0; the 2-gram (6, 7) at 5 is later but shorter
+    assert proposal.tokens == [8, 9, 6, 7]
+    assert propose(history, max_ngram=2).tokens == [3, 5, 6, 7]  # now the latest (6, 7) wins
+    assert proposal.probs.shape == (4, 20) and proposal.probs.sum() == 4
+
+
+def test_falls_back_to_shorter_suffixes_and_to_nothing():
+    assert propose([4, 9, 2, 9]).tokens == [2, 9]  # only the 1-gram (9) matched
+    assert propose([4, 5, 6, 7]).tokens == []
+    assert propose([4, 5, 6, 7]).probs is None
+
+
+def test_proposal_is_cut_at_eos_and_at_max_tokens():
+    proposal = propose([3, 4, EOS, 8, 3, 4], max_tokens=4)
+    assert proposal.tokens == [EOS] and proposal.ended
+    assert propose([3, 4, 5, 6, 7, 3, 4], max_tokens=2).tokens == [5, 6]
+
+
+def test_encoder_decoder_searches_the_prompt():
+    assert propose([0, 7, 8], max_tokens=2, prompt=[2, 7, 8, 9, 10]).tokens == [9, 10]
+
+
+@pytest.mark.parametrize("drafter", ["ngram", "hybrid"])
+def test_greedy_with_ngram_drafting_equals_greedy_ar(decoder_pair, drafter):
+    proposed = 0
+    for prompt in PROMPTS + ["the cat sees a fish . the cat sees a fish . the cat"]:
+        ar = decoder_pair.generate(prompt, method="ar", max_new_tokens=40)
+        spec = decoder_pair.generate(prompt, method="speculative", drafter=drafter, gamma=4, max_new_tokens=40)
+        assert spec.token_ids == ar.token_ids, prompt
+        proposed += spec.stats.proposed
+    assert proposed > 0
+
+
+def test_greedy_ngram_encoder_decoder(seq2seq_pair):
+    for prompt in SEQ2SEQ_PROMPTS:
+        ar = seq2seq_pair.generate(prompt, method="ar", max_new_tokens=20)
+        spec = seq2seq_pair.generate(prompt, method="speculative", drafter="ngram", max_new_tokens=20)
+        assert spec.token_ids == ar.token_ids
+
+
+@pytest.mark.parametrize("drafter", ["ngram", "hybrid"])
+def test_ngram_sampling_preserves_the_target_distribution(decoder_pair, drafter):
+    """Chi-square at significance ALPHA, 2,500 generations; the prompt repeats itself so lookups fire."""
+    prompt = "the cat sees a fish . the cat"
+    expected = exact_distribution(decoder_pair, prompt, SamplingConfig(1.0))
+    counts = sample_first_two(decoder_pair, prompt, "speculative", 2500, gamma=2, drafter=drafter, temperature=1.0)
+    assert chi_square_pvalue(counts, expected) > ALPHA
