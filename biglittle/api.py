@@ -10,10 +10,12 @@ import torch
 from .decoding import Bild, Speculative, autoregressive, decode
 from .drafters import HybridDrafter, ModelDrafter, NgramDrafter, NoDrafter
 from .errors import BigLittleError
+from .fetch import cache_dir
 from .lm import ModelRunner
 from .models import LoadedModel, load_model, shared_vocab_size
 from .sampling import SamplingConfig
 from .stats import GenerationStats
+from .tuning import CostProfile, GammaChooser, measure_profile, profile_path
 
 METHODS = ("ar", "speculative", "bild")
 DRAFTERS = ("model", "ngram", "hybrid")
@@ -24,7 +26,7 @@ class GenerationConfig:
     """Settings of one generation; the command line's flags have the same names."""
 
     method: str = "speculative"
-    gamma: int = 4  # draft tokens per target pass (speculative)
+    gamma: int | str = 4  # draft tokens per target pass (speculative); "auto": cost-aware, per round
     drafter: str = "model"  # speculative: model (the little model), ngram (prompt lookup), hybrid
     max_ngram: int = 3  # ngram / hybrid: longest suffix looked up in the text so far
     temperature: float = 0.0  # 0 = greedy
@@ -41,7 +43,8 @@ class GenerationConfig:
     def validate(self) -> None:
         checks = [
             (self.method in METHODS, f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}"),
-            (self.gamma >= 1, f"gamma must be at least 1, got {self.gamma}"),
+            (self.gamma == "auto" or (isinstance(self.gamma, int) and self.gamma >= 1),
+             f"gamma must be at least 1 or 'auto', got {self.gamma}"),
             (self.drafter in DRAFTERS, f"unknown drafter {self.drafter!r}; choose one of {', '.join(DRAFTERS)}"),
             (self.method != "bild" or self.drafter == "model", "bild needs the little model as its drafter (--drafter model)"),
             (self.max_ngram >= 1, f"max-ngram must be at least 1, got {self.max_ngram}"),
@@ -84,6 +87,7 @@ class ModelPair:
         self.draft_runner = ModelRunner(draft.model, vocab_size) if draft is not None else None
         lengths = [m.context_length for m in (target, draft) if m is not None and m.context_length]
         self.max_length = min(lengths) if lengths else 1 << 30
+        self._profile: CostProfile | None = None
 
     @property
     def tokenizer(self):
@@ -146,10 +150,33 @@ class ModelPair:
         if config.method == "ar":
             return autoregressive(config.sampling)
         if config.method == "speculative":
-            return Speculative(config.gamma, config.sampling)
+            if config.gamma != "auto":
+                return Speculative(config.gamma, config.sampling)
+            profile = self.cost_profile()
+            if config.drafter == "ngram":
+                profile = replace(profile, draft_step_s=None)  # lookups cost no model step
+            return Speculative(0, config.sampling, chooser=GammaChooser(profile))
         steps = config.max_little_steps if config.max_little_steps is not None else 1 << 30
         fallback_enabled = config.fallback_threshold > 0 or config.max_little_steps is not None
         return Bild(config.rollback_threshold, steps, config.sampling, fallback_enabled)
+
+    def cost_profile(self, refresh: bool = False, progress=None) -> CostProfile:
+        """The pair's measured costs on this machine (T(k)/T(1), c), measured once and kept on disk."""
+        if self._profile is not None and not refresh:
+            return self._profile
+        identity = [self.target.name, str(self.target.model.dtype), str(self.target_runner.device)]
+        if self.draft is not None:
+            identity += [self.draft.name, str(self.draft.model.dtype)]
+        path = profile_path(cache_dir(), *identity)
+        if path.is_file() and not refresh:
+            self._profile = CostProfile.from_json(path.read_text())
+        else:
+            self._profile = measure_profile(self.target_runner, self.draft_runner, progress=progress)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(self._profile.to_json())
+            temporary.replace(path)
+        return self._profile
 
     def _stop_check(self, stops: tuple[str, ...]):
         def tokens_to_keep(new_ids: list[int]) -> int | None:

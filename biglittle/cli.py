@@ -16,6 +16,7 @@ biglittle: a little and a big language model generating text together, faster th
              or bild (Big Little Decoder); with no --target it uses the built-in default pair
   models     fetch the default pair (Qwen2.5-Coder 1.5B + 0.5B Instruct) or list what is installed
   data       fetch the real task data (De->En translation, package-description summarization)
+  profile    measure a pair's costs on this machine (used by generate --gamma auto)
 """
 
 
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(commands)
     _add_models(commands)
     _add_data(commands)
+    _add_profile(commands)
     return parser
 
 
@@ -69,7 +71,10 @@ def _add_generate(commands) -> None:
     method.add_argument("--method", choices=["ar", "speculative", "bild"],
                         help="ar = big model alone; speculative = exact speculative decoding; bild = Big Little Decoder "
                         "(default: speculative when there is a draft, else ar)")
-    method.add_argument("--gamma", type=int, default=4, help="speculative: draft tokens per target pass (default 4)")
+    method.add_argument("--gamma", type=_gamma, default=4,
+                        help="speculative: draft tokens per target pass (default 4); 'auto' picks it before every pass "
+                        "from the running acceptance and this machine's measured costs (`biglittle profile`), "
+                        "down to plain decoding where speculation cannot win")
     method.add_argument("--drafter", choices=["model", "ngram", "hybrid"], default="model",
                         help="speculative: who proposes: model = the little model (default); ngram = prompt lookup, "
                         "copies what followed the last few tokens earlier in the text (no model needed); "
@@ -102,14 +107,8 @@ def _run_generate(args) -> int:
     from .report import compare_with_ar, format_stats
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    target, draft, chat = args.target, args.draft, args.chat
-    if target is None:
-        if draft is not None:
-            raise BigLittleError("--draft needs --target (or leave both out for the default pair)")
-        from .fetch import default_pair_dirs
-
-        target, draft = (str(path) for path in default_pair_dirs(args.cache_dir))
-        chat = True if chat is None else chat
+    target, draft, is_default = _resolve_models(args.target, args.draft, args.cache_dir)
+    chat = args.chat if args.chat is not None else is_default  # the default pair are instruct models
     method = args.method or ("speculative" if draft or args.drafter == "ngram" else "ar")
     config = GenerationConfig(
         method=method,
@@ -140,6 +139,59 @@ def _run_generate(args) -> int:
         return 0
     print(result.text)
     print(format_stats(result.stats, comparison), file=sys.stderr)
+    return 0
+
+
+def _resolve_models(target, draft, cache_dir) -> tuple[str, str | None, bool]:
+    """(target, draft, is_default_pair): the user's models, or the default pair when none is named."""
+    if target is not None:
+        return target, draft, False
+    if draft is not None:
+        raise BigLittleError("--draft needs --target (or leave both out for the default pair)")
+    from .fetch import default_pair_dirs
+
+    target_dir, draft_dir = default_pair_dirs(cache_dir)
+    return str(target_dir), str(draft_dir), True
+
+
+def _gamma(text: str):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
+
+
+def _add_profile(commands) -> None:
+    p = commands.add_parser("profile", help="measure a pair's costs on this machine (for --gamma auto)",
+                            description="Measures T(k)/T(1), the target's cost of scoring k tokens in one pass, and c, the "
+                            "draft's cost per token relative to the target's, and stores them per machine, model and "
+                            "precision; `generate --gamma auto` uses them.")
+    p.add_argument("--target", help="big model (default: the built-in pair)")
+    p.add_argument("--draft", help="little model")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="weights' precision (default fp32)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--cache-dir", help="where the default pair lives")
+    p.set_defaults(handler=_run_profile)
+
+
+def _run_profile(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .api import load_pair
+    from .theory import best_gamma
+
+    target, draft, _ = _resolve_models(args.target, args.draft, args.cache_dir)
+    pair = load_pair(target, draft, dtype=args.precision, device=args.device)
+    with tqdm(total=9, desc="measuring T(k)", unit="k") as bar:
+        profile = pair.cost_profile(refresh=True, progress=lambda k: bar.update(1))
+    print(f"T(1) = {profile.target_step_s * 1000:.1f} ms" + (f", c = {profile.draft_cost:.3f}" if draft else ""))
+    print("k:         " + " ".join(f"{k:>5}" for k in range(1, len(profile.verify_cost) + 1)))
+    print("T(k)/T(1): " + " ".join(f"{ratio:>5.2f}" for ratio in profile.verify_cost))
+    for alpha in (0.5, 0.7, 0.9):
+        gamma, speedup = best_gamma(alpha, profile.draft_cost, profile.verify_cost)
+        print(f"acceptance {alpha}: best gamma {gamma}, expected speedup {speedup:.2f}x")
     return 0
 
 

@@ -22,6 +22,7 @@ from .drafters import Proposal
 from .lm import ModelRunner
 from .sampling import SamplingConfig, warp_probs
 from .stats import GenerationStats
+from .tuning import GammaChooser
 
 # Given the new tokens so far, how many to keep if a stop string has been written, else None.
 StopCheck = Callable[[list[int]], "int | None"]
@@ -30,7 +31,7 @@ StopCheck = Callable[[list[int]], "int | None"]
 class Method(Protocol):
     name: str
 
-    def draft_budget(self, remaining: int) -> int:
+    def draft_budget(self, remaining: int, stats: GenerationStats) -> int:
         """How many tokens the drafter may propose when `remaining` may still be emitted."""
 
     def drafter_finishes(self, proposal: Proposal, remaining: int) -> bool:
@@ -45,9 +46,13 @@ class Speculative:
     gamma: int
     sampling: SamplingConfig
     name: str = "speculative"
+    chooser: GammaChooser | None = None  # cost-aware gamma per round instead of a fixed one
 
-    def draft_budget(self, remaining: int) -> int:
-        return min(self.gamma, remaining - 1)  # the target always adds one token of its own
+    def draft_budget(self, remaining: int, stats: GenerationStats) -> int:
+        gamma = self.gamma
+        if self.chooser is not None:
+            gamma = self.chooser.choose(stats.accepted_by_position, stats.proposed_by_position)
+        return min(gamma, remaining - 1)  # the target always adds one token of its own
 
     def drafter_finishes(self, proposal: Proposal, remaining: int) -> bool:
         return False
@@ -72,7 +77,7 @@ class Bild:
     fallback_enabled: bool = True  # False: the little model writes alone (no threshold, no step limit)
     name: str = "bild"
 
-    def draft_budget(self, remaining: int) -> int:
+    def draft_budget(self, remaining: int, stats: GenerationStats) -> int:
         return min(self.max_little_steps, remaining)
 
     def drafter_finishes(self, proposal: Proposal, remaining: int) -> bool:
@@ -106,7 +111,7 @@ def decode(
         remaining = min(max_new_tokens - (len(tokens) - first_new), max_length - len(tokens))
         if remaining <= 0:
             break
-        proposal = drafter.propose(tokens, method.draft_budget(remaining), generator)
+        proposal = drafter.propose(tokens, method.draft_budget(remaining, stats), generator)
         if method.drafter_finishes(proposal, remaining):
             new_tokens = proposal.tokens
             stats.unverified += len(new_tokens)

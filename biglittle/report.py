@@ -25,7 +25,7 @@ def compare_with_ar(pair, prompt, config, result) -> dict:
         "measured_speedup": baseline.stats.wall_time_s / result.stats.wall_time_s,
         "predicted_speedup": None,
     }
-    if config.method == "speculative":
+    if config.method == "speculative" and config.gamma != "auto":  # auto varies gamma per round
         comparison.update(predict_speedup(result.stats, baseline.stats, config.gamma))
     return comparison
 

@@ -1,0 +1,78 @@
+"""The cost-aware gamma chooser and the cost profile."""
+
+from collections import Counter
+
+import pytest
+
+from biglittle.theory import best_gamma
+from biglittle.tuning import CostProfile, GammaChooser
+from conftest import PROMPTS
+
+
+def counts_for(alpha, rounds=100_000, positions=12):
+    """Per-position counts of a draft accepted with probability alpha at every position."""
+    proposed = Counter({i: rounds for i in range(positions)})
+    accepted = Counter({i: round(alpha * rounds) for i in range(positions)})
+    return accepted, proposed
+
+
+CURVES = {
+    "flat (idle parallel hardware)": [1.0] * 10,
+    "cpu fp32": [1.0, 1.84, 2.5, 3.05, 3.2, 3.39, 3.35, 3.24, 3.3, 3.4],
+    "cpu int8": [1.0, 1.04, 1.05, 1.07, 1.2, 1.38, 1.5, 1.66, 1.8, 2.0],
+}
+
+
+@pytest.mark.parametrize("curve", list(CURVES), ids=list(CURVES))
+@pytest.mark.parametrize("alpha", [0.3, 0.6, 0.8, 0.95])
+@pytest.mark.parametrize("c", [0.05, 0.25])
+def test_chooser_picks_the_gamma_theory_says(curve, alpha, c):
+    profile = CostProfile(target_step_s=1.0, draft_step_s=c, verify_cost=CURVES[curve])
+    chooser = GammaChooser(profile, max_gamma=8)
+    expected, _ = best_gamma(alpha, c, CURVES[curve], max_gamma=8)
+    assert chooser.choose(*counts_for(alpha)) == expected
+
+
+def test_plain_decoding_when_speculation_cannot_win_with_occasional_probes():
+    profile = CostProfile(1.0, 0.45, CURVES["cpu fp32"])
+    chooser = GammaChooser(profile, probe_every=4)
+    choices = [chooser.choose(*counts_for(0.5)) for _ in range(12)]
+    assert choices == [0, 0, 0, 1] * 3
+
+
+def test_acceptance_estimate_starts_at_the_prior_and_follows_the_data():
+    chooser = GammaChooser(CostProfile(1.0, 0.1, [1.0] * 5), prior_alpha=0.6, prior_weight=2)
+    assert chooser.acceptance(0, Counter(), Counter()) == pytest.approx(0.6)
+    assert chooser.acceptance(0, Counter({0: 1}), Counter({0: 10})) == pytest.approx((1 + 1.2) / 12)
+
+
+def test_profile_round_trips_through_json():
+    profile = CostProfile(0.45, 0.16, [1.0, 1.8, 3.0])
+    assert CostProfile.from_json(profile.to_json()) == profile
+    assert profile.draft_cost == pytest.approx(0.16 / 0.45)
+
+
+def test_measured_profile_is_kept_and_reused(decoder_pair, tmp_path, monkeypatch):
+    monkeypatch.setenv("BIGLITTLE_CACHE", str(tmp_path))
+    decoder_pair._profile = None
+    measured = decoder_pair.cost_profile()
+    assert len(measured.verify_cost) == 9 and measured.verify_cost[0] == 1.0 and measured.draft_step_s > 0
+    decoder_pair._profile = None
+    assert decoder_pair.cost_profile() == measured  # read back from disk, not measured again
+    assert len(list((tmp_path / "profiles").glob("*.json"))) == 1
+
+
+@pytest.mark.parametrize("drafter", ["model", "ngram"])
+def test_auto_gamma_keeps_greedy_identity(decoder_pair, drafter):
+    # A profile where drafting is nearly free, so the chooser speculates with growing gamma.
+    decoder_pair._profile = CostProfile(1.0, 0.01, [1.0] * 10)
+    try:
+        gammas = Counter()
+        for prompt in PROMPTS:
+            ar = decoder_pair.generate(prompt, method="ar", max_new_tokens=40)
+            spec = decoder_pair.generate(prompt, method="speculative", gamma="auto", drafter=drafter, max_new_tokens=40)
+            assert spec.token_ids == ar.token_ids
+            gammas.update(spec.stats.proposed_by_position)
+        assert gammas[0] > 0 and (drafter == "ngram" or max(gammas) >= 2)
+    finally:
+        decoder_pair._profile = None
