@@ -103,8 +103,12 @@ class ModelPair:
         messages = [{"role": "user", "content": prompt}]
         return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
 
-    def generate(self, prompt: str | list[int], config: GenerationConfig | None = None, **settings) -> GenerationResult:
-        """Generate from a prompt (text, or token ids); `settings` override fields of `config`."""
+    def generate(self, prompt: str | list[int], config: GenerationConfig | None = None, *, on_tokens=None,
+                 **settings) -> GenerationResult:
+        """Generate from a prompt (text, or token ids); `settings` override fields of `config`.
+
+        `on_tokens(n)`, if given, is called after every round with the number of tokens written so far.
+        """
         unknown = set(settings) - {f.name for f in fields(GenerationConfig)}
         if unknown:
             raise BigLittleError(f"unknown setting(s): {', '.join(sorted(unknown))}")
@@ -131,6 +135,7 @@ class ModelPair:
             eos_token_ids=self.target.eos_token_ids,
             generator=generator,
             stop_check=self._stop_check(config.stop) if config.stop else None,
+            on_tokens=on_tokens,
         )
         text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
         return GenerationResult(_cut_at_stop(text, config.stop), token_ids, stats)

@@ -103,6 +103,8 @@ def _add_generate(commands) -> None:
 
 
 def _run_generate(args) -> int:
+    from tqdm.auto import tqdm
+
     from .api import GenerationConfig, load_pair
     from .report import compare_with_ar, format_stats
 
@@ -129,7 +131,9 @@ def _run_generate(args) -> int:
     config.validate()  # before the slow model loading
     needs_draft = method != "ar" and args.drafter != "ngram"
     pair = load_pair(target, draft if needs_draft else None, dtype=args.precision, device=args.device)
-    result = pair.generate(prompt, config)
+    # A token counter on a terminal's stderr (tqdm stays silent when stderr is not a terminal).
+    with tqdm(total=config.max_new_tokens, desc=method, unit="tok", leave=False, disable=None) as bar:
+        result = pair.generate(prompt, config, on_tokens=lambda n: bar.update(n - bar.n))
     comparison = compare_with_ar(pair, prompt, config, result) if args.compare_ar else None
     if args.json:
         record = result.to_dict()

@@ -100,8 +100,12 @@ def decode(
     eos_token_ids: set[int],
     generator: torch.Generator | None,
     stop_check: StopCheck | None = None,
+    on_tokens: Callable[[int], None] | None = None,
 ) -> tuple[list[int], GenerationStats]:
-    """New token ids and statistics; `max_length` bounds prompt plus output (the model's context)."""
+    """New token ids and statistics; `max_length` bounds prompt plus output (the model's context).
+
+    `on_tokens(n)` is told after every round that n tokens have been written so far (progress).
+    """
     stats = GenerationStats(method=method.name, prompt_tokens=len(prompt_ids))
     started = time.perf_counter()
     tokens = target.start(prompt_ids)
@@ -126,6 +130,8 @@ def decode(
         tokens.extend(new_tokens)
         target.crop(len(tokens) - 1)
         drafter.crop(len(tokens) - 1)
+        if on_tokens is not None:
+            on_tokens(len(tokens) - first_new)
         if new_tokens[-1] in eos_token_ids:
             break
         if stop_check is not None:

@@ -105,3 +105,16 @@ def test_help_explains_the_methods():
     assert result.returncode == 0
     for word in ("--method", "speculative", "bild", "--fallback-threshold", "--compare-ar", "--json"):
         assert word in result.stdout
+
+
+def test_missing_gguf_file(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "generate", "--target", str(tmp_path / "model.gguf"), "hello")
+    assert code == 2 and "GGUF file not found" in err
+
+
+def test_gamma_auto_and_ngram_drafter_from_the_command_line(capsys, tiny_models, tmp_path, monkeypatch):
+    monkeypatch.setenv("BIGLITTLE_CACHE", str(tmp_path))
+    code, out, _ = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "--drafter", "ngram",
+                           "--gamma", "auto", "--json", "the cat sees a fish . the cat")
+    assert code == 0 and json.loads(out)["stats"]["method"] == "speculative"
+    assert list((tmp_path / "profiles").glob("*.json"))  # the profile was measured and kept

@@ -77,3 +77,11 @@ def test_context_length_bounds_the_output(decoder_pair):
     prompt = " ".join(["the cat sees a fish ."] * 20)  # 121 tokens of a 128-token context
     result = decoder_pair.generate(prompt, method="speculative", max_new_tokens=50, temperature=1.0, seed=0)
     assert result.stats.prompt_tokens + result.stats.new_tokens <= 128
+
+
+def test_progress_callback_counts_the_tokens_written(decoder_pair):
+    seen = []
+    result = decoder_pair.generate("the cat", method="speculative", max_new_tokens=30, temperature=1.0, seed=4,
+                                   on_tokens=seen.append)
+    assert seen == sorted(seen) and seen[-1] == len(result.token_ids)
+    assert len(seen) == result.stats.target_calls  # one report per round
