@@ -9,6 +9,7 @@ import torch
 
 from .decoding import Bild, Speculative, autoregressive, decode
 from .drafters import HybridDrafter, ModelDrafter, NgramDrafter, NoDrafter
+from .early_exit import early_exit_model, parse_layers
 from .errors import BigLittleError
 from .fetch import cache_dir
 from .lm import ModelRunner
@@ -210,11 +211,18 @@ def load_pair(
     dtype: str = "fp32",
     device: str = "cpu",
 ) -> ModelPair:
-    """Load a target and (optionally) a draft model from hub ids, directories or GGUF files."""
+    """Load a target and (optionally) a draft model from hub ids, directories or GGUF files.
+
+    A draft of "early-exit:L" is the target's own first L layers with its norm and output layer.
+    """
     if isinstance(target, str):
         target = load_model(target, dtype, device)
     if isinstance(draft, str):
-        draft = load_model(draft, dtype, device)
+        exit_layers = parse_layers(draft)
+        if exit_layers is None:
+            draft = load_model(draft, dtype, device)
+        else:
+            draft = LoadedModel(draft, early_exit_model(target.model, exit_layers), target.tokenizer)
     return ModelPair(target, draft)
 
 

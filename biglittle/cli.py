@@ -63,7 +63,8 @@ def _add_generate(commands) -> None:
     p.add_argument("prompt", metavar="PROMPT", help="the prompt text; '-' reads it from standard input")
     models = p.add_argument_group("models")
     models.add_argument("--target", help="big model: hub id, local directory or .gguf file (default: the built-in pair)")
-    models.add_argument("--draft", help="little model for speculative / bild, sharing the target's tokenizer")
+    models.add_argument("--draft", help="little model for speculative / bild, sharing the target's tokenizer; "
+                        "early-exit:L makes it from the target's own first L layers (no second model)")
     models.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="weights' precision (default fp32)")
     models.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     models.add_argument("--cache-dir", help="where the default pair lives (default $BIGLITTLE_CACHE or ~/.cache/biglittle)")
@@ -150,12 +151,13 @@ def _resolve_models(target, draft, cache_dir) -> tuple[str, str | None, bool]:
     """(target, draft, is_default_pair): the user's models, or the default pair when none is named."""
     if target is not None:
         return target, draft, False
-    if draft is not None:
+    early_exit = draft is not None and draft.startswith("early-exit:")
+    if draft is not None and not early_exit:
         raise BigLittleError("--draft needs --target (or leave both out for the default pair)")
     from .fetch import default_pair_dirs
 
     target_dir, draft_dir = default_pair_dirs(cache_dir)
-    return str(target_dir), str(draft_dir), True
+    return str(target_dir), draft if early_exit else str(draft_dir), True
 
 
 def _gamma(text: str):
