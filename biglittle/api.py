@@ -13,7 +13,7 @@ from .early_exit import early_exit_model, parse_layers
 from .errors import BigLittleError
 from .fetch import cache_dir
 from .lm import ModelRunner
-from .models import LoadedModel, load_model, shared_vocab_size
+from .models import LoadedModel, load_model, logit_rows, shared_vocab_size
 from .sampling import SamplingConfig
 from .stats import GenerationStats
 from .tuning import CostProfile, GammaChooser, measure_profile, profile_path
@@ -83,7 +83,7 @@ class ModelPair:
 
     def __init__(self, target: LoadedModel, draft: LoadedModel | None = None):
         self.target, self.draft = target, draft
-        vocab_size = shared_vocab_size(target, draft if draft is not None else target)
+        vocab_size = shared_vocab_size(target, draft) if draft is not None else logit_rows(target)
         self.target_runner = ModelRunner(target.model, vocab_size)
         self.draft_runner = ModelRunner(draft.model, vocab_size) if draft is not None else None
         lengths = [m.context_length for m in (target, draft) if m is not None and m.context_length]

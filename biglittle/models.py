@@ -118,13 +118,14 @@ def shared_vocab_size(target: LoadedModel, draft: LoadedModel) -> int:
         starts = (target.model.config.decoder_start_token_id, draft.model.config.decoder_start_token_id)
         if starts[0] != starts[1]:
             raise BigLittleError(f"the models start decoding with different tokens (decoder_start_token_id {starts})")
-    rows = min(_logit_rows(target), _logit_rows(draft))
+    rows = min(logit_rows(target), logit_rows(draft))
     if rows < len(target_vocab):
         raise BigLittleError(f"a model scores only {rows} tokens but the tokenizer has {len(target_vocab)}")
     return rows
 
 
-def _logit_rows(model: LoadedModel) -> int:
+def logit_rows(model: LoadedModel) -> int:
+    """Rows of the output layer: the vocabulary the model scores, padding included."""
     return model.model.get_output_embeddings().weight.shape[0]
 
 
