@@ -34,8 +34,9 @@ class Method(Protocol):
     def draft_budget(self, remaining: int, stats: GenerationStats) -> int:
         """How many tokens the drafter may propose when `remaining` may still be emitted."""
 
-    def drafter_finishes(self, proposal: Proposal, remaining: int) -> bool:
-        """Whether the proposal ends the text without the target scoring it."""
+    @property
+    def verifies(self) -> bool:
+        """False when the drafter writes alone and the target never scores its tokens."""
 
     def decide(self, proposal: Proposal, target_logits: torch.Tensor, generator) -> tuple[Verdict, bool]:
         """(verdict, rolled_back) from the target's logits [len(proposal) + 1, vocab]."""
@@ -54,8 +55,7 @@ class Speculative:
             gamma = self.chooser.choose(stats.accepted_by_position, stats.proposed_by_position)
         return min(gamma, remaining - 1)  # the target always adds one token of its own
 
-    def drafter_finishes(self, proposal: Proposal, remaining: int) -> bool:
-        return False
+    verifies = True
 
     def decide(self, proposal: Proposal, target_logits: torch.Tensor, generator) -> tuple[Verdict, bool]:
         if self.sampling.greedy:
@@ -80,10 +80,11 @@ class Bild:
     def draft_budget(self, remaining: int, stats: GenerationStats) -> int:
         return min(self.max_little_steps, remaining)
 
-    def drafter_finishes(self, proposal: Proposal, remaining: int) -> bool:
+    @property
+    def verifies(self) -> bool:
         # With fallback on, the big model also checks the last stretch once the little model has
         # finished the text, so every little token is checked as the step limit promises.
-        return not self.fallback_enabled
+        return self.fallback_enabled
 
     def decide(self, proposal: Proposal, target_logits: torch.Tensor, generator) -> tuple[Verdict, bool]:
         return bild_rollback(proposal.tokens, target_logits, self.rollback_threshold, self.sampling, generator)
@@ -116,7 +117,7 @@ def decode(
         if remaining <= 0:
             break
         proposal = drafter.propose(tokens, method.draft_budget(remaining, stats), generator)
-        if method.drafter_finishes(proposal, remaining):
+        if not method.verifies:
             new_tokens = proposal.tokens
             stats.unverified += len(new_tokens)
         else:
