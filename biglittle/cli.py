@@ -52,6 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")  # names load_model accepts
+
+
+def add_model_options(parser) -> None:
+    """--target, --draft, --precision, --device, --cache-dir: which pair to load, and how."""
+    parser.add_argument("--target", help="big model: hub id, local directory or .gguf file (default: the built-in pair)")
+    parser.add_argument("--draft", help="little model for speculative / bild, sharing the target's tokenizer; "
+                        "early-exit:L makes it from the target's own first L layers (no second model)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="weights' precision (default fp32)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    parser.add_argument("--cache-dir", help="where the default pair lives (default $BIGLITTLE_CACHE or ~/.cache/biglittle)")
+
+
 def _add_generate(commands) -> None:
     p = commands.add_parser(
         "generate",
@@ -61,13 +74,7 @@ def _add_generate(commands) -> None:
         "(`biglittle models fetch` installs it).",
     )
     p.add_argument("prompt", metavar="PROMPT", help="the prompt text; '-' reads it from standard input")
-    models = p.add_argument_group("models")
-    models.add_argument("--target", help="big model: hub id, local directory or .gguf file (default: the built-in pair)")
-    models.add_argument("--draft", help="little model for speculative / bild, sharing the target's tokenizer; "
-                        "early-exit:L makes it from the target's own first L layers (no second model)")
-    models.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="weights' precision (default fp32)")
-    models.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    models.add_argument("--cache-dir", help="where the default pair lives (default $BIGLITTLE_CACHE or ~/.cache/biglittle)")
+    add_model_options(p.add_argument_group("models"))
     method = p.add_argument_group("method")
     method.add_argument("--method", choices=["ar", "speculative", "bild"],
                         help="ar = big model alone; speculative = exact speculative decoding; bild = Big Little Decoder "
@@ -174,11 +181,7 @@ def _add_profile(commands) -> None:
                             description="Measures T(k)/T(1), the target's cost of scoring k tokens in one pass, and c, the "
                             "draft's cost per token relative to the target's, and stores them per machine, model and "
                             "precision; `generate --gamma auto` uses them.")
-    p.add_argument("--target", help="big model (default: the built-in pair)")
-    p.add_argument("--draft", help="little model")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="weights' precision (default fp32)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--cache-dir", help="where the default pair lives")
+    add_model_options(p)
     p.set_defaults(handler=_run_profile)
 
 
