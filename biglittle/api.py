@@ -14,6 +14,7 @@ from .errors import BigLittleError
 from .fetch import cache_dir
 from .lm import ModelRunner
 from .models import LoadedModel, load_model, logit_rows, shared_vocab_size
+from .restricted_vocab import restrict_vocabulary
 from .sampling import SamplingConfig
 from .stats import GenerationStats
 from .tuning import CostProfile, GammaChooser, measure_profile, profile_path
@@ -172,7 +173,8 @@ class ModelPair:
             return self._profile
         identity = [self.target.name, str(self.target.model.dtype), str(self.target_runner.device)]
         if self.draft is not None:
-            identity += [self.draft.name, str(self.draft.model.dtype)]
+            scored_rows = self.draft.model.get_output_embeddings().weight.shape[0]  # less with a restricted vocabulary
+            identity += [self.draft.name, str(self.draft.model.dtype), str(scored_rows)]
         path = profile_path(cache_dir(), *identity)
         if path.is_file() and not refresh:
             self._profile = CostProfile.from_json(path.read_text())
@@ -210,10 +212,12 @@ def load_pair(
     *,
     dtype: str = "fp32",
     device: str = "cpu",
+    draft_vocab: int | None = None,
 ) -> ModelPair:
     """Load a target and (optionally) a draft model from hub ids, directories or GGUF files.
 
     A draft of "early-exit:L" is the target's own first L layers with its norm and output layer.
+    `draft_vocab=K` lets the draft score only the K most frequent tokens (a cheaper output layer).
     """
     if isinstance(target, str):
         target = load_model(target, dtype, device)
@@ -223,7 +227,10 @@ def load_pair(
             draft = load_model(draft, dtype, device)
         else:
             draft = LoadedModel(draft, early_exit_model(target.model, exit_layers), target.tokenizer)
-    return ModelPair(target, draft)
+    pair = ModelPair(target, draft)  # checks the vocabularies before the draft's is cut down
+    if draft_vocab is not None and draft is not None:
+        restrict_vocabulary(draft.model, draft.tokenizer, draft_vocab)
+    return pair
 
 
 def generate(pair: ModelPair, prompt: str | list[int], config: GenerationConfig | None = None, **settings) -> GenerationResult:

@@ -60,6 +60,9 @@ def add_model_options(parser) -> None:
     parser.add_argument("--target", help="big model: hub id, local directory or .gguf file (default: the built-in pair)")
     parser.add_argument("--draft", help="little model for speculative / bild, sharing the target's tokenizer; "
                         "early-exit:L makes it from the target's own first L layers (no second model)")
+    parser.add_argument("--draft-vocab", type=int, metavar="K",
+                        help="let the little model score only the K most frequent tokens (a cheaper output layer; "
+                        "speculative decoding stays exact); default: the full vocabulary")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="weights' precision (default fp32)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     parser.add_argument("--cache-dir", help="where the default pair lives (default $BIGLITTLE_CACHE or ~/.cache/biglittle)")
@@ -138,7 +141,8 @@ def _run_generate(args) -> int:
     )
     config.validate()  # before the slow model loading
     needs_draft = method != "ar" and args.drafter != "ngram"
-    pair = load_pair(target, draft if needs_draft else None, dtype=args.precision, device=args.device)
+    pair = load_pair(target, draft if needs_draft else None, dtype=args.precision, device=args.device,
+                     draft_vocab=args.draft_vocab)
     # A token counter on a terminal's stderr (tqdm stays silent when stderr is not a terminal).
     with tqdm(total=config.max_new_tokens, desc=method, unit="tok", leave=False, disable=None) as bar:
         result = pair.generate(prompt, config, on_tokens=lambda n: bar.update(n - bar.n))
@@ -192,7 +196,7 @@ def _run_profile(args) -> int:
     from .theory import best_gamma
 
     target, draft, _ = _resolve_models(args.target, args.draft, args.cache_dir)
-    pair = load_pair(target, draft, dtype=args.precision, device=args.device)
+    pair = load_pair(target, draft, dtype=args.precision, device=args.device, draft_vocab=args.draft_vocab)
     with tqdm(total=9, desc="measuring T(k)", unit="k") as bar:
         profile = pair.cost_profile(refresh=True, progress=lambda k: bar.update(1))
     print(f"T(1) = {profile.target_step_s * 1000:.1f} ms" + (f", c = {profile.draft_cost:.3f}" if draft else ""))
