@@ -168,23 +168,36 @@ class ModelPair:
         return Bild(config.rollback_threshold, steps, config.sampling, fallback_enabled)
 
     def cost_profile(self, refresh: bool = False, progress=None) -> CostProfile:
-        """The pair's measured costs on this machine (T(k)/T(1), c), measured once and kept on disk."""
+        """The pair's measured costs on this machine (T(k)/T(1) of both models, c, loop overhead),
+        measured once and kept on disk. `progress()` is called after each measurement."""
         if self._profile is not None and not refresh:
             return self._profile
-        identity = [self.target.name, str(self.target.model.dtype), str(self.target_runner.device)]
+        identity = ["profile-v2", self.target.name, str(self.target.model.dtype), str(self.target_runner.device)]
         if self.draft is not None:
             scored_rows = self.draft.model.get_output_embeddings().weight.shape[0]  # less with a restricted vocabulary
             identity += [self.draft.name, str(self.draft.model.dtype), str(scored_rows)]
         path = profile_path(cache_dir(), *identity)
         if path.is_file() and not refresh:
             self._profile = CostProfile.from_json(path.read_text())
-        else:
-            self._profile = measure_profile(self.target_runner, self.draft_runner, progress=progress)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(self._profile.to_json())
-            temporary.replace(path)
-        return self._profile
+            return self._profile
+        profile = measure_profile(self.target_runner, self.draft_runner, progress=progress)
+        profile.overhead = self._measure_overhead()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(profile.to_json())
+        temporary.replace(path)
+        self._profile = profile
+        return profile
+
+    def _measure_overhead(self, new_tokens: int = 24) -> dict[str, float]:
+        """Share of wall time spent outside model forwards in a short generation, per method."""
+        prompt = torch.randint(0, self.target_runner.vocab_size, (32,), generator=torch.Generator().manual_seed(1)).tolist()
+        methods = ["ar"] + (["speculative"] if self.draft is not None else [])
+        overhead = {}
+        for method in methods:
+            stats = self.generate(prompt, method=method, gamma=4, max_new_tokens=new_tokens, seed=0).stats
+            overhead[method] = stats.other_time_s / stats.wall_time_s
+        return overhead
 
     def _stop_check(self, stops: tuple[str, ...]):
         def tokens_to_keep(new_ids: list[int]) -> int | None:

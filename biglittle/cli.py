@@ -194,14 +194,18 @@ def _run_profile(args) -> int:
 
     from .api import load_pair
     from .theory import best_gamma
+    from .tuning import profile_steps
 
     target, draft, _ = _resolve_models(args.target, args.draft, args.cache_dir)
     pair = load_pair(target, draft, dtype=args.precision, device=args.device, draft_vocab=args.draft_vocab)
-    with tqdm(total=9, desc="measuring T(k)", unit="k") as bar:
-        profile = pair.cost_profile(refresh=True, progress=lambda k: bar.update(1))
+    with tqdm(total=profile_steps(16, draft is not None), desc="measuring T(k)", unit="pass") as bar:
+        profile = pair.cost_profile(refresh=True, progress=bar.update)
     print(f"T(1) = {profile.target_step_s * 1000:.1f} ms" + (f", c = {profile.draft_cost:.3f}" if draft else ""))
-    print("k:         " + " ".join(f"{k:>5}" for k in range(1, len(profile.verify_cost) + 1)))
-    print("T(k)/T(1): " + " ".join(f"{ratio:>5.2f}" for ratio in profile.verify_cost))
+    curves = [("target", profile.verify_cost)] + ([("draft", profile.draft_verify_cost)] if draft else [])
+    print("T(k)/T(1)  k: " + " ".join(f"{k:>5}" for k in range(1, len(profile.verify_cost) + 1)))
+    for name, curve in curves:
+        print(f"  {name:<12} " + " ".join(f"{ratio:>5.2f}" for ratio in curve))
+    print("time outside model forwards: " + ", ".join(f"{m} {share:.1%}" for m, share in profile.overhead.items()))
     for alpha in (0.5, 0.7, 0.9):
         gamma, speedup = best_gamma(alpha, profile.draft_cost, profile.verify_cost)
         print(f"acceptance {alpha}: best gamma {gamma}, expected speedup {speedup:.2f}x")

@@ -13,7 +13,7 @@ import hashlib
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
 
@@ -29,6 +29,9 @@ class CostProfile:
     target_step_s: float  # T(1)
     draft_step_s: float | None
     verify_cost: list[float]  # index k - 1 -> T(k) / T(1)
+    draft_verify_cost: list[float] | None = None  # the draft's own T(k)/T(1)
+    # Share of a generation's wall time spent outside model forwards, by method.
+    overhead: dict[str, float] = field(default_factory=dict)
 
     @property
     def draft_cost(self) -> float:
@@ -57,18 +60,35 @@ def time_forward(runner: ModelRunner, prompt: list[int], num_tokens: int, repeat
     return median(times)
 
 
-def measure_profile(target: ModelRunner, draft: ModelRunner | None, max_k: int = 9, repeats: int = 3,
+def measure_profile(target: ModelRunner, draft: ModelRunner | None, max_k: int = 16, repeats: int = 3,
                     context_tokens: int = 64, progress=None) -> CostProfile:
-    """Measure T(k) for k = 1..max_k after a `context_tokens`-long cache (random ids, fixed seed)."""
+    """Measure T(k) for k = 1..max_k of each model after a `context_tokens`-long cache (random ids, fixed seed).
+
+    `progress()` is called after each of the `profile_steps(max_k, draft is not None)` measurements.
+    """
     generator = torch.Generator().manual_seed(0)
     prompt = torch.randint(0, target.vocab_size, (max(context_tokens, max_k),), generator=generator).tolist()
-    times = []
-    for k in range(1, max_k + 1):
-        times.append(time_forward(target, prompt, k, repeats))
-        if progress is not None:
-            progress(k)
-    draft_step = time_forward(draft, prompt, 1, repeats) if draft is not None else None
-    return CostProfile(times[0], draft_step, [t / times[0] for t in times])
+
+    def curve(runner: ModelRunner) -> list[float]:
+        times = []
+        for k in range(1, max_k + 1):
+            times.append(time_forward(runner, prompt, k, repeats))
+            if progress is not None:
+                progress()
+        return times
+
+    target_times = curve(target)
+    draft_times = curve(draft) if draft is not None else None
+    return CostProfile(
+        target_times[0],
+        draft_times[0] if draft_times else None,
+        [t / target_times[0] for t in target_times],
+        [t / draft_times[0] for t in draft_times] if draft_times else None,
+    )
+
+
+def profile_steps(max_k: int, has_draft: bool) -> int:
+    return max_k * (2 if has_draft else 1)
 
 
 def profile_path(cache: Path, *identity: str) -> Path:

@@ -118,3 +118,14 @@ def test_gamma_auto_and_ngram_drafter_from_the_command_line(capsys, tiny_models,
                            "--gamma", "auto", "--json", "the cat sees a fish . the cat")
     assert code == 0 and json.loads(out)["stats"]["method"] == "speculative"
     assert list((tmp_path / "profiles").glob("*.json"))  # the profile was measured and kept
+
+
+def test_profile_prints_both_cost_curves_and_the_overhead(capsys, tiny_models, tmp_path, monkeypatch):
+    monkeypatch.setenv("BIGLITTLE_CACHE", str(tmp_path))
+    code, out, _ = run_cli(capsys, "profile", "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"])
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("T(1) = ") and ", c = " in lines[0]
+    assert [line.split()[0] for line in lines[2:4]] == ["target", "draft"]
+    assert all(len(line.split()) == 17 for line in lines[2:4])  # name + k = 1..16
+    assert "time outside model forwards: ar " in out and "speculative " in out

@@ -47,7 +47,7 @@ def test_acceptance_estimate_starts_at_the_prior_and_follows_the_data():
 
 
 def test_profile_round_trips_through_json():
-    profile = CostProfile(0.45, 0.16, [1.0, 1.8, 3.0])
+    profile = CostProfile(0.45, 0.16, [1.0, 1.8, 3.0], [1.0, 1.5, 2.0], {"ar": 0.02})
     assert CostProfile.from_json(profile.to_json()) == profile
     assert profile.draft_cost == pytest.approx(0.16 / 0.45)
 
@@ -55,8 +55,12 @@ def test_profile_round_trips_through_json():
 def test_measured_profile_is_kept_and_reused(decoder_pair, tmp_path, monkeypatch):
     monkeypatch.setenv("BIGLITTLE_CACHE", str(tmp_path))
     decoder_pair._profile = None
-    measured = decoder_pair.cost_profile()
-    assert len(measured.verify_cost) == 9 and measured.verify_cost[0] == 1.0 and measured.draft_step_s > 0
+    steps = []
+    measured = decoder_pair.cost_profile(progress=lambda: steps.append(1))
+    assert len(steps) == 32  # k = 1..16 for each model
+    assert len(measured.verify_cost) == len(measured.draft_verify_cost) == 16 and measured.draft_step_s > 0
+    assert measured.verify_cost[0] == measured.draft_verify_cost[0] == 1.0
+    assert set(measured.overhead) == {"ar", "speculative"} and all(0 <= s < 1 for s in measured.overhead.values())
     decoder_pair._profile = None
     assert decoder_pair.cost_profile() == measured  # read back from disk, not measured again
     assert len(list((tmp_path / "profiles").glob("*.json"))) == 1
