@@ -82,10 +82,11 @@ def _add_generate(commands) -> None:
     method.add_argument("--method", choices=["ar", "speculative", "bild"],
                         help="ar = big model alone; speculative = exact speculative decoding; bild = Big Little Decoder "
                         "(default: speculative when there is a draft, else ar)")
-    method.add_argument("--gamma", type=_gamma, default=4,
-                        help="speculative: draft tokens per target pass (default 4); 'auto' picks it before every pass "
-                        "from the running acceptance and this machine's measured costs (`biglittle profile`), "
-                        "down to plain decoding where speculation cannot win")
+    method.add_argument("--gamma", type=_gamma,
+                        help="speculative: draft tokens per target pass; 'auto' picks it before every pass "
+                        "from the running acceptance and this machine's measured costs (`biglittle profile`, measured "
+                        "once on first use), down to plain decoding where speculation cannot win "
+                        "(default: auto for the built-in pair, else 4)")
     method.add_argument("--drafter", choices=["model", "ngram", "hybrid"], default="model",
                         help="speculative: who proposes: model = the little model (default); ngram = prompt lookup, "
                         "copies what followed the last few tokens earlier in the text (no model needed); "
@@ -125,7 +126,7 @@ def _run_generate(args) -> int:
     method = args.method or ("speculative" if draft or args.drafter == "ngram" else "ar")
     config = GenerationConfig(
         method=method,
-        gamma=args.gamma,
+        gamma=args.gamma if args.gamma is not None else ("auto" if is_default else 4),
         drafter=args.drafter,
         max_ngram=args.max_ngram,
         temperature=args.temperature,

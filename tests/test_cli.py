@@ -129,3 +129,20 @@ def test_profile_prints_both_cost_curves_and_the_overhead(capsys, tiny_models, t
     assert [line.split()[0] for line in lines[2:4]] == ["target", "draft"]
     assert all(len(line.split()) == 17 for line in lines[2:4])  # name + k = 1..16
     assert "time outside model forwards: ar " in out and "speculative " in out
+
+
+def test_the_default_pair_runs_with_cost_aware_gamma(capsys, tiny_models, tmp_path, monkeypatch):
+    import biglittle.fetch
+
+    monkeypatch.setenv("BIGLITTLE_CACHE", str(tmp_path))
+    monkeypatch.setattr(biglittle.fetch, "default_pair_dirs",
+                        lambda cache=None: (tiny_models["llama_target"], tiny_models["gpt2_draft"]))
+    code, out, _ = run_cli(capsys, "generate", "--no-chat", "--json", "the cat")  # tiny models have no chat template
+    assert code == 0 and json.loads(out)["stats"]["method"] == "speculative"
+    assert list((tmp_path / "profiles").glob("*.json"))  # gamma auto measured the pair's costs
+
+
+def test_without_the_default_pair_generate_says_how_to_get_it(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("BIGLITTLE_CACHE", str(tmp_path))
+    code, _, err = run_cli(capsys, "generate", "hello")
+    assert code == 2 and "biglittle models fetch" in err and len(err.strip().splitlines()) == 1
