@@ -17,6 +17,7 @@ biglittle: a little and a big language model generating text together, faster th
   models     fetch the default pair (Qwen2.5-Coder 1.5B + 0.5B Instruct) or list what is installed
   data       fetch the real task data (De->En translation, package-description summarization)
   profile    measure a pair's costs on this machine (used by generate --gamma auto)
+  align      fine-tune the little model on the big one's outputs (BiLD's prediction alignment)
 """
 
 
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(commands)
     _add_data(commands)
     _add_profile(commands)
+    _add_align(commands)
     return parser
 
 
@@ -210,6 +212,127 @@ def _run_profile(args) -> int:
     for alpha in (0.5, 0.7, 0.9):
         gamma, speedup = best_gamma(alpha, profile.draft_cost, profile.verify_cost)
         print(f"acceptance {alpha}: best gamma {gamma}, expected speedup {speedup:.2f}x")
+    return 0
+
+
+def _add_align(commands) -> None:
+    p = commands.add_parser("align", help="fine-tune the little model on the big one's outputs (BiLD's prediction alignment)",
+                            description="Prediction alignment (BiLD): make calibration data with the big model (calib), "
+                            "fine-tune the little model on it (train), compare the drafts before and after (eval). "
+                            "Without --target / --draft the built-in default pair is used. See docs/align.md.")
+    sub = p.add_subparsers(metavar="ACTION")
+    calib = sub.add_parser("calib", help="the big model's outputs for a task's training prompts, as resumable JSONL",
+                           description="Generates the target's outputs (greedy by default) for the first N examples of a "
+                           "task's split and appends them to OUT/calib.jsonl, one line per example; rerun the same "
+                           "command after an interruption and it skips the examples done.")
+    calib.add_argument("--task", required=True, choices=["translation", "summarization"])
+    calib.add_argument("--n", type=int, required=True, help="number of examples")
+    calib.add_argument("--out", required=True, metavar="DIR", help="where the calibration data goes (meta.json, calib.jsonl)")
+    calib.add_argument("--split", default="train", choices=["train", "dev", "test"],
+                       help="train (default) for alignment; test gives held-out data for `align eval`")
+    calib.add_argument("--data-path", help="a copy of the task's raw source (default: what `biglittle data fetch` got)")
+    calib.add_argument("--temperature", type=float, default=0.0, help="0 = the target's greedy outputs (default); > 0 samples")
+    calib.add_argument("--seed", type=int, default=0, help="sampling seed (default 0; each example's derives from it)")
+    calib.add_argument("--top-k-logits", type=int, default=0, metavar="K",
+                       help="also store the target's K most likely tokens per position, for train --kl-weight (default 0 = off)")
+    calib.add_argument("--max-new-tokens", type=int, default=128, help="at most this many output tokens (default 128)")
+    calib.add_argument("--target", help="big model: hub id, local directory or .gguf file (default: the built-in pair's)")
+    _add_loading_options(calib)
+    calib.set_defaults(handler=_run_align_calib)
+    train = sub.add_parser("train", help="fine-tune the little model on calibration data; writes a model directory",
+                           description="Cross-entropy on the target's output tokens (plus, with --kl-weight, a KL term to "
+                           "its stored top-K distribution), with LoRA adapters by default (--full trains every weight). "
+                           "Checkpoints every --save-every steps into OUT; rerun the same command to resume. At the end "
+                           "OUT is a model directory for `--draft OUT`.")
+    train.add_argument("--data", required=True, metavar="DIR", help="calibration data made by `biglittle align calib`")
+    train.add_argument("--out", required=True, metavar="DIR", help="the aligned model's directory (and the checkpoint)")
+    train.add_argument("--draft", help="little model to align: hub id, local directory or .gguf file (default: the built-in pair's)")
+    train.add_argument("--epochs", type=int, default=2, help="passes over the data (default 2)")
+    train.add_argument("--lr", type=float, help="learning rate (default 2e-4 with LoRA, 2e-5 with --full)")
+    train.add_argument("--lora-rank", type=int, default=16, help="rank of the LoRA adapters (default 16)")
+    train.add_argument("--full", action="store_true", help="train every weight instead of LoRA adapters (needs more memory)")
+    train.add_argument("--kl-weight", type=float, default=0.0,
+                       help="weight of KL(target's top-K || draft), needs calib --top-k-logits (default 0 = off)")
+    train.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (default: all epochs)")
+    train.add_argument("--grad-accum", type=int, default=1, help="examples per optimizer step (default 1)")
+    train.add_argument("--save-every", type=int, default=20, help="optimizer steps between checkpoints (default 20)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the example order and adapter initialisation (default 0)")
+    _add_loading_options(train)
+    train.set_defaults(handler=_run_align_train)
+    evaluate = sub.add_parser("eval", help="agreement and speculative acceptance of the draft before and after alignment",
+                              description="On calibration data of held-out prompts (`align calib --split test`): the "
+                              "fraction of the target's tokens that each draft's argmax predicts (teacher-forced), and "
+                              "greedy speculative decoding's acceptance rate, overall and by draft position.")
+    evaluate.add_argument("--data", required=True, metavar="DIR", help="calibration data of held-out prompts")
+    evaluate.add_argument("--aligned", required=True, metavar="DIR", help="the aligned draft (`align train`'s --out)")
+    evaluate.add_argument("--target", help="big model (default: the built-in pair's)")
+    evaluate.add_argument("--draft", help="the unaligned little model (default: the built-in pair's)")
+    evaluate.add_argument("--n", type=int, help="use the first N examples only (default: all)")
+    evaluate.add_argument("--gamma", type=int, default=4, help="draft tokens per target pass (default 4)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object {draft name: measures}")
+    _add_loading_options(evaluate)
+    evaluate.set_defaults(handler=_run_align_eval)
+    p.set_defaults(handler=lambda args: p.print_help() or 2)
+
+
+def _add_loading_options(parser) -> None:
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="weights' precision (default fp32)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    parser.add_argument("--cache-dir", help="where the default pair lives (default $BIGLITTLE_CACHE or ~/.cache/biglittle)")
+
+
+def _run_align_calib(args) -> int:
+    from .align import CalibSettings, generate_calibration
+    from .api import load_pair
+    from .data import build_prompt, load_task
+
+    if args.n < 1:
+        raise BigLittleError(f"n must be at least 1, got {args.n}")
+    settings = CalibSettings(task=args.task, split=args.split, temperature=args.temperature, seed=args.seed,
+                             top_k_logits=args.top_k_logits, max_new_tokens=args.max_new_tokens)
+    settings.validate()  # before the slow model loading
+    examples = load_task(args.task, args.split, path=args.data_path, limit=args.n, cache=args.cache_dir)
+    target, _, _ = _resolve_models(args.target, None, args.cache_dir)
+    pair = load_pair(target, dtype=args.precision, device=args.device)
+    prompts = [(e.id, build_prompt(args.task, e.source, pair.tokenizer)) for e in examples]
+    result = generate_calibration(pair, prompts, args.out, settings)
+    print(f"{args.out}: {result['done']} examples ({result['new']} new)")
+    return 0
+
+
+def _run_align_train(args) -> int:
+    from .align import TrainSettings, read_calibration, train_draft
+    from .models import load_model
+
+    settings = TrainSettings(epochs=args.epochs, lr=args.lr, lora_rank=args.lora_rank, full=args.full,
+                             kl_weight=args.kl_weight, max_steps=args.max_steps, grad_accum=args.grad_accum,
+                             save_every=args.save_every, seed=args.seed)
+    settings.validate()
+    read_calibration(args.data)  # a missing or empty data directory fails before the slow loading
+    draft = args.draft or _resolve_models(None, None, args.cache_dir)[1]
+    summary = train_draft(load_model(draft, args.precision, args.device), args.data, args.out, settings)
+    resumed = f", resumed at step {summary['resumed_from_step']}" if summary["resumed_from_step"] else ""
+    print(f"{args.out}: aligned draft ({summary['mode']}, {summary['steps']} steps{resumed}, "
+          f"final loss {summary['final_loss']:.3f}); use it with --draft {args.out}")
+    return 0
+
+
+def _run_align_eval(args) -> int:
+    from .align import evaluate_drafts, format_evaluation, read_calibration
+    from .models import load_model
+
+    if args.n is not None and args.n < 1:
+        raise BigLittleError(f"n must be at least 1, got {args.n}")
+    if args.gamma < 1:
+        raise BigLittleError(f"gamma must be at least 1, got {args.gamma}")
+    meta, records = read_calibration(args.data)
+    target, draft, _ = _resolve_models(args.target, args.draft, args.cache_dir)
+    if draft is None:
+        raise BigLittleError("--target needs --draft (the unaligned little model) here")
+    target_model, unaligned, aligned = (load_model(spec, args.precision, args.device) for spec in (target, draft, args.aligned))
+    results = evaluate_drafts(target_model, {"unaligned": unaligned, "aligned": aligned}, records[: args.n],
+                              gamma=args.gamma, max_new_tokens=meta.get("max_new_tokens", 128))
+    print(json.dumps(results) if args.json else format_evaluation(results, args.gamma))
     return 0
 
 
