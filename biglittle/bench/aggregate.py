@@ -1,0 +1,139 @@
+"""From generation records to one summary per (task, setting): quality, agreement, speed, mechanism.
+
+Speedups compare each setting with `ar` on the target ("Vanilla (large)") over the same examples
+and repeats; agreement compares its tokens with that baseline's greedy tokens. The predicted
+speedup is report.predict_speedup's, fed with the pooled counts and call logs of the setting.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from statistics import mean, median
+
+import numpy
+
+from ..metrics import METRIC_OF_TASK, score
+from ..report import predict_speedup
+from ..stats import GenerationStats
+from .settings import Setting
+
+BASELINE = "Vanilla (large)"
+
+
+def aggregate(records: list[dict], settings: list[Setting]) -> list[dict]:
+    """One summary per task and setting that has records, in the settings' order."""
+    groups = defaultdict(list)
+    for record in records:
+        groups[record["task"], record["setting"]["label"]].append(record)
+    summaries = []
+    for task in dict.fromkeys(record["task"] for record in records):
+        baseline = {_example_key(r): r for r in groups.get((task, BASELINE), [])}
+        ar_stats = pooled_stats(list(baseline.values()))
+        for setting in settings:
+            group = groups.get((task, setting.label))
+            if group:
+                summaries.append(summarize(task, setting, group, baseline, ar_stats))
+    return summaries
+
+
+def summarize(task: str, setting: Setting, group: list[dict], baseline: dict, ar_stats: GenerationStats) -> dict:
+    metric = METRIC_OF_TASK[task]
+    return {
+        "task": task,
+        "label": setting.label,
+        "family": setting.family,
+        "setting": setting.params(),
+        "examples": len({r["example_id"] for r in group}),
+        "generations": len(group),
+        "metric": metric,
+        "quality": quality(task, group),
+        "agreement": agreement(group, baseline),
+        "median_wall_time_s": median(r["wall_time_s"] for r in group),
+        "tokens_per_s": _ratio(sum(r["new_tokens"] for r in group), sum(r["wall_time_s"] for r in group)),
+        "speedup": speedup(group, baseline),
+        "mechanism": mechanism(setting, group, ar_stats),
+    }
+
+
+def _example_key(record: dict) -> tuple[str, int]:
+    return record["example_id"], record["repeat"]
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def quality(task: str, group: list[dict]) -> float:
+    """The task's metric (BLEU or ROUGE-L, 0-100) against the references, averaged over repeats."""
+    metric = METRIC_OF_TASK[task]
+    by_repeat = defaultdict(list)
+    for record in group:
+        by_repeat[record["repeat"]].append(record)
+    return mean(score(task, [r["text"] for r in rs], [r["reference"] for r in rs])[metric] for rs in by_repeat.values())
+
+
+def token_agreement(tokens: list[int], reference: list[int]) -> float:
+    """Positions holding the same token, over the longer of the two sequences."""
+    longest = max(len(tokens), len(reference))
+    return sum(a == b for a, b in zip(tokens, reference)) / longest if longest else 1.0
+
+
+def agreement(group: list[dict], baseline: dict) -> dict:
+    """Exact-match rate and mean token agreement with the target's greedy output of the same example."""
+    pairs = [(r["token_ids"], baseline[_example_key(r)]["token_ids"]) for r in group if _example_key(r) in baseline]
+    if not pairs:
+        return {"exact_match": None, "token_agreement": None}
+    return {"exact_match": mean(float(a == b) for a, b in pairs),
+            "token_agreement": mean(token_agreement(a, b) for a, b in pairs)}
+
+
+def speedup(group: list[dict], baseline: dict) -> dict:
+    """Baseline time over this setting's time: in total, per example (median, IQR), per repeat."""
+    pairs = [(baseline[_example_key(r)]["wall_time_s"], r["wall_time_s"], r["repeat"])
+             for r in group if _example_key(r) in baseline]
+    if not pairs:
+        return {"total": None, "median": None, "iqr": None, "per_repeat": []}
+    q1, q2, q3 = numpy.percentile([ar / method for ar, method, _ in pairs], [25, 50, 75]).tolist()
+    repeats = sorted({repeat for _, _, repeat in pairs})
+    per_repeat = [sum(ar for ar, _, rep in pairs if rep == r) / sum(m for _, m, rep in pairs if rep == r) for r in repeats]
+    return {"total": sum(ar for ar, _, _ in pairs) / sum(m for _, m, _ in pairs), "median": q2, "iqr": [q1, q3],
+            "per_repeat": per_repeat}
+
+
+def _pooled_call_log(records: list[dict], key: str) -> list[tuple[int, float]]:
+    """Every record's forwards after its prefill, behind one prefill: the shape predict_speedup reads."""
+    logs = [[tuple(call) for call in r.get(key, [])] for r in records]
+    logs = [log for log in logs if log]
+    return logs[0][:1] + [call for log in logs for call in log[1:]] if logs else []
+
+
+def pooled_stats(records: list[dict]) -> GenerationStats:
+    """The records' counters summed into one GenerationStats, call logs pooled."""
+    total = Counter()
+    proposed, accepted = Counter(), Counter()
+    for record in records:
+        total.update({name: record["stats"].get(name, 0) for name in
+                      ("new_tokens", "target_calls", "proposed", "accepted", "fallbacks", "rollbacks")})
+        proposed.update(dict(enumerate(record["positions"]["proposed"])))
+        accepted.update(dict(enumerate(record["positions"]["accepted"])))
+    return GenerationStats(**total, proposed_by_position=proposed, accepted_by_position=accepted,
+                           target_call_log=_pooled_call_log(records, "target_call_log"),
+                           draft_call_log=_pooled_call_log(records, "draft_call_log"))
+
+
+def mechanism(setting: Setting, group: list[dict], ar_stats: GenerationStats) -> dict:
+    stats = pooled_stats(group)
+    summary = {
+        "alpha": stats.acceptance_rate,
+        "tokens_per_target_call": stats.tokens_per_target_call,
+        "acceptance_by_position": stats.to_dict()["acceptance_by_position"],
+        "fallbacks_per_token": _ratio(stats.fallbacks, stats.new_tokens),
+        "rollbacks_per_token": _ratio(stats.rollbacks, stats.new_tokens),
+        "c": None,
+        "verify_cost_ratio": None,
+        "expected_tokens_per_iteration": None,
+        "predicted_speedup": None,
+    }
+    if setting.engine == "biglittle" and setting.method == "speculative" and isinstance(setting.gamma, int):
+        summary.update(predict_speedup(stats, ar_stats, setting.gamma))  # {} when a cost is not measurable
+    return summary

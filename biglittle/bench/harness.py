@@ -1,0 +1,129 @@
+"""One benchmark from start to end: the models each setting needs, the run, results.json, the report, the plots."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import torch
+import transformers
+
+from ..api import ModelPair, load_pair
+from ..data import Example, build_prompt
+from ..errors import BigLittleError
+from .aggregate import aggregate
+from .plots import write_plots
+from .report import render
+from .run import Executor, plan_jobs, run_jobs
+from .options import BenchOptions
+from .settings import build_settings
+from .store import RecordStore
+
+RESULTS, REPORT = "results.json", "report.md"
+
+
+def run_benchmark(pair: ModelPair, examples_by_task: dict[str, list[Example]], options: BenchOptions, *,
+                  prompt_builder: Callable = build_prompt, command: str = "", on_record=None,
+                  progress: bool = True) -> dict:
+    """Runs (or resumes) the benchmark into options.out_dir and returns what results.json holds.
+
+    `prompt_builder(task, source, tokenizer)` makes each example's prompt text (chat template
+    included), fed as is; tests pass their own for toy data.
+    """
+    if pair.draft is None:
+        raise BigLittleError("bench compares a big and a little model: pass --draft as well as --target")
+    pairs = model_pairs(pair, options.extra_drafts, options.precision)
+    profiles = {name: _profile(p) for name, p in pairs.items() if name != "small"}
+    settings = build_settings(options)
+    out_dir = options.out_dir
+    store = RecordStore(out_dir, fingerprint(pair, options))
+    jobs = plan_jobs(examples_by_task, settings, options.repeats)
+    prompts = {}
+
+    def prompt_ids(task: str, example: Example) -> list[int]:
+        if (task, example.id) not in prompts:
+            prompts[task, example.id] = pair.encode(prompt_builder(task, example.source, pair.tokenizer))
+        return prompts[task, example.id]
+
+    run_jobs(jobs, Executor(pairs, options.max_new_tokens), store, prompt_ids, on_record, progress)
+    records = [store.records[job.key] for job in jobs]  # this run's, not an earlier, larger run's
+    results = {"metadata": metadata(pair, options, examples_by_task, command), "cost_profiles": profiles,
+               "aggregates": aggregate(records, settings)}
+    _write_atomically(out_dir / RESULTS, json.dumps(results, indent=1, ensure_ascii=False))
+    plots = write_plots(results["aggregates"], out_dir)
+    _write_atomically(out_dir / REPORT, render(results, plots))
+    return results
+
+
+def model_pairs(pair: ModelPair, extra_drafts: dict[str, str], precision: str) -> dict[str, ModelPair]:
+    """The pair, the little model alone ("small"), and the target with each extra draft; no model is loaded twice."""
+    pairs = {"main": pair, "small": ModelPair(pair.draft)}
+    for label, spec in extra_drafts.items():
+        pairs[label] = load_pair(pair.target, spec, dtype=precision, device=str(pair.target_runner.device))
+    return pairs
+
+
+def _profile(pair: ModelPair) -> dict:
+    profile = pair.cost_profile()
+    return {**asdict(profile), "draft_cost": profile.draft_cost}
+
+
+def fingerprint(pair: ModelPair, options: BenchOptions) -> dict:
+    """What every record depends on besides its setting; a resumed run must match it."""
+    return {"target": pair.target.name, "draft": pair.draft.name, "precision": options.precision,
+            "device": str(pair.target_runner.device), "max_new_tokens": options.max_new_tokens}
+
+
+def metadata(pair: ModelPair, options: BenchOptions, examples_by_task: dict, command: str) -> dict:
+    return {
+        **fingerprint(pair, options),
+        "dtype": str(pair.target.model.dtype),
+        "tasks": list(examples_by_task),
+        "examples_per_task": max((len(examples) for examples in examples_by_task.values()), default=0),
+        "repeats": options.repeats,
+        "gammas": list(options.gammas),
+        "bild_grid": [list(thresholds) for thresholds in options.bild_grid],
+        "families": list(options.families),
+        "extra_drafts": options.extra_drafts,
+        "machine": machine(pair),
+        "commit": git_commit(),
+        "command": command,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def machine(pair: ModelPair) -> dict:
+    device = pair.target_runner.device
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def git_commit() -> str | None:
+    """The commit of the biglittle checkout that ran, when it is one."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                              text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)

@@ -1,0 +1,130 @@
+"""The benchmark loop: every setting on every example, interleaved, each generation saved as it ends.
+
+For each example every setting runs once before the next example starts, in an order rotated by
+one place per example, so that slow drift of the machine (heat, other jobs) hits every setting
+alike instead of whichever happened to run last.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from ..api import ModelPair
+from ..data import Example
+from .peers import peer_generate
+from .settings import Setting
+from .store import RecordStore, record_key
+
+WARMUP_TOKENS = 2
+
+
+@dataclass(frozen=True)
+class Job:
+    task: str
+    example: Example
+    repeat: int
+    setting: Setting
+
+    @property
+    def key(self) -> str:
+        return record_key(self.task, self.example.id, self.repeat, self.setting.params())
+
+    @property
+    def seed(self) -> int:
+        """Fixed per example and repeat, so a resumed run samples what the complete run would."""
+        return zlib.crc32(f"{self.task}:{self.example.id}:{self.repeat}".encode())
+
+
+def plan_jobs(examples_by_task: dict[str, list[Example]], settings: list[Setting], repeats: int) -> list[Job]:
+    jobs = []
+    for task, examples in examples_by_task.items():
+        for repeat in range(repeats):
+            for index, example in enumerate(examples):
+                shift = (index + repeat) % len(settings)
+                jobs += [Job(task, example, repeat, setting) for setting in settings[shift:] + settings[:shift]]
+    return jobs
+
+
+class Executor:
+    """Runs one setting on one prompt with the pair it names, timed the same way for every engine."""
+
+    def __init__(self, pairs: dict[str, ModelPair], max_new_tokens: int):
+        self.pairs, self.max_new_tokens = pairs, max_new_tokens
+
+    def run(self, setting: Setting, prompt_ids: list[int], seed: int, max_new_tokens: int | None = None) -> dict:
+        pair = self.pairs[setting.model]
+        budget = max_new_tokens or self.max_new_tokens
+        self._synchronize(pair)
+        started = time.perf_counter()
+        if setting.engine == "biglittle":
+            result = pair.generate(prompt_ids, setting.config(budget, seed))
+            token_ids, text, stats = result.token_ids, result.text, result.stats
+        else:
+            token_ids = peer_generate(pair, prompt_ids, setting.engine, budget)
+            text, stats = pair.tokenizer.decode(token_ids, skip_special_tokens=True), None
+        self._synchronize(pair)
+        seconds = time.perf_counter() - started
+        return _outcome(text, token_ids, seconds, stats, setting.engine)
+
+    @staticmethod
+    def _synchronize(pair: ModelPair) -> None:
+        device = pair.target_runner.device
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+
+def _outcome(text: str, token_ids: list[int], seconds: float, stats, engine: str) -> dict:
+    """The generation's part of a record; a peer has no counters beyond its tokens and time."""
+    outcome = {"text": text, "token_ids": token_ids, "wall_time_s": seconds, "new_tokens": len(token_ids)}
+    if stats is None:
+        outcome["stats"] = {"method": engine, "new_tokens": len(token_ids), "wall_time_s": seconds,
+                            "tokens_per_s": len(token_ids) / seconds if seconds > 0 else 0.0}
+        return {**outcome, "positions": {"proposed": [], "accepted": []}, "target_call_log": [], "draft_call_log": []}
+    positions = range(max(stats.proposed_by_position, default=-1) + 1)
+    return {
+        **outcome,
+        "stats": stats.to_dict(),
+        "positions": {"proposed": [stats.proposed_by_position[p] for p in positions],
+                      "accepted": [stats.accepted_by_position[p] for p in positions]},
+        "target_call_log": [list(call) for call in stats.target_call_log],
+        "draft_call_log": [list(call) for call in stats.draft_call_log],
+    }
+
+
+def run_jobs(jobs: list[Job], executor: Executor, store: RecordStore, prompt_ids: Callable[[str, Example], list[int]],
+             on_record: Callable[[dict], None] | None = None, progress: bool = True) -> None:
+    """Runs the jobs not yet in `store`, appending each record as soon as it is done."""
+    pending = [job for job in jobs if job.key not in store]
+    if pending:
+        _warm_up(pending, executor, prompt_ids)
+    with tqdm(total=len(jobs), initial=len(jobs) - len(pending), unit="gen", desc="bench", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for job in pending:
+            bar.set_postfix_str(f"{job.task}: {job.setting.label}", refresh=False)
+            outcome = executor.run(job.setting, prompt_ids(job.task, job.example), job.seed)
+            record = {"task": job.task, "example_id": job.example.id, "reference": job.example.reference,
+                      "repeat": job.repeat, "setting": job.setting.params(), "max_new_tokens": executor.max_new_tokens,
+                      **outcome}
+            store.add(record)
+            bar.update()
+            if on_record is not None:
+                on_record(record)
+
+
+def _warm_up(pending: list[Job], executor: Executor, prompt_ids) -> None:
+    """One short untimed generation per kind of run, so first-call costs (allocations, lazy
+    initialisation) are not charged to whichever setting happens to come first."""
+    first = pending[0]
+    ids = prompt_ids(first.task, first.example)
+    kinds = {}
+    for job in pending:
+        setting = job.setting
+        kinds.setdefault((setting.engine, setting.model, setting.method, setting.drafter), setting)
+    for setting in kinds.values():
+        executor.run(setting, ids, seed=0, max_new_tokens=WARMUP_TOKENS)

@@ -1,0 +1,240 @@
+"""`biglittle bench` on the tiny models: outputs end to end, metric wiring, resume, interleaving, CLI errors."""
+
+import json
+import random
+
+import pytest
+
+from biglittle import BigLittleError
+from biglittle.bench import resolve_options, run_benchmark
+from biglittle.bench.aggregate import aggregate, token_agreement
+from biglittle.bench.run import plan_jobs
+from biglittle.bench.settings import build_settings
+from biglittle.cli import main
+from biglittle.data import Example
+from biglittle.metrics import score
+from conftest import PROMPTS, sentence
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TASKS = ("translation", "summarization")
+
+
+def toy_examples(count: int) -> list[Example]:
+    """Prompts in the toy grammar; each reference is a sentence of that grammar."""
+    rng = random.Random(7)
+    return [Example(f"toy-{i}", PROMPTS[i], " ".join(sentence(rng))) for i in range(count)]
+
+
+def source_as_prompt(task, source, tokenizer):
+    return source
+
+
+def bench(pair, out_dir, tasks=TASKS, **options):
+    """A --quick run on two toy examples per task."""
+    opts = resolve_options("all", quick=True, out_dir=str(out_dir), **{"max_new_tokens": 12, **options})
+    return run_benchmark(pair, {task: toy_examples(2) for task in tasks}, opts, prompt_builder=source_as_prompt,
+                         command="pytest", progress=False)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Cost profiles (measured for --gamma auto) go to a private cache, not the user's."""
+    monkeypatch.setenv("BIGLITTLE_CACHE", str(tmp_path_factory.getbasetemp() / "bench-cache"))
+
+
+@pytest.fixture(scope="module")
+def quick_run(decoder_pair, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench-quick")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BIGLITTLE_CACHE", str(tmp_path_factory.getbasetemp() / "bench-cache"))
+        results = bench(decoder_pair, out, extra_drafts=["exit-2=early-exit:2"])
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    return results, out, records
+
+
+def by_label(results, task):
+    return {row["label"]: row for row in results["aggregates"] if row["task"] == task}
+
+
+def test_quick_run_writes_valid_results(quick_run):
+    results, out, records = quick_run
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    meta = on_disk["metadata"]
+    for key in ("target", "draft", "precision", "machine", "commit", "command", "date", "repeats", "max_new_tokens"):
+        assert key in meta
+    for key in ("platform", "cpu_count", "torch_threads", "torch", "transformers"):
+        assert key in meta["machine"]
+    assert meta["precision"] == "fp32" and meta["command"] == "pytest"
+    profile = on_disk["cost_profiles"]["main"]
+    assert profile["verify_cost"][0] == 1.0 and profile["draft_cost"] > 0
+
+    settings = build_settings(resolve_options("all", quick=True, extra_drafts=["exit-2=early-exit:2"]))
+    assert len(records) == len(settings) * 2 * len(TASKS)  # every setting, example and task, once
+    for task in TASKS:
+        rows = by_label(on_disk, task)
+        assert list(rows) == [s.label for s in settings]
+        for row in rows.values():
+            assert row["speedup"]["total"] > 0 and row["tokens_per_s"] > 0 and row["examples"] == 2
+            assert row["metric"] == {"translation": "bleu", "summarization": "rouge_l"}[task]
+        assert rows["Vanilla (large)"]["agreement"] == {"exact_match": 1.0, "token_agreement": 1.0}
+        assert rows["Vanilla (large)"]["speedup"]["total"] == 1.0
+        greedy_exact = [label for label, row in rows.items() if row["setting"]["temperature"] == 0
+                        and row["setting"]["method"] != "bild" and row["setting"]["model"] != "small"]
+        assert "HF assisted" in greedy_exact and "exit-2: speculative γ=4 T=0" in greedy_exact and "ngram γ=2" in greedy_exact
+        for label in greedy_exact:  # speculative at T=0 (any drafter) and the greedy peers give the target's tokens
+            assert rows[label]["agreement"]["exact_match"] == 1.0, label
+        spec = rows["speculative γ=2 T=0"]["mechanism"]
+        assert 0 < spec["alpha"] <= 1 and spec["tokens_per_target_call"] > 1 and spec["predicted_speedup"] > 0
+        assert spec["c"] > 0 and spec["verify_cost_ratio"] > 0 and len(spec["acceptance_by_position"]) == 2
+        assert rows["BiLD 0.6/5"]["mechanism"]["fallbacks_per_token"] > 0
+
+
+def test_records_hold_what_cost_estimates_need(quick_run):
+    _, _, records = quick_run
+    for record in records:
+        for key in ("task", "example_id", "setting", "repeat", "text", "token_ids", "wall_time_s", "new_tokens",
+                    "stats", "target_call_log", "draft_call_log"):
+            assert key in record
+        assert record["new_tokens"] == len(record["token_ids"]) and record["wall_time_s"] > 0
+    speculative = [r for r in records if r["setting"]["label"] == "speculative γ=4 T=0"]
+    assert all(r["target_call_log"] and r["draft_call_log"] for r in speculative)
+    assert all(len(r["target_call_log"]) == r["stats"]["target_calls"] for r in speculative)
+
+
+def test_report_and_plots(quick_run):
+    _, out, _ = quick_run
+    report = (out / "report.md").read_text()
+    for text in ("## translation (BLEU)", "## summarization (ROUGE-L)", "| Vanilla (large) | Vanilla (large) |",
+                 "| Vanilla (small) |", "| BiLD | BiLD 0.6/5 |", "| HF assisted generation |", "| Speculative (best) |",
+                 "| draft | γ | temperature | α | tokens / target pass | measured speedup | predicted speedup |",
+                 "### Mechanism", "| exit-2: speculative (best) |", "Command: `pytest`"):
+        assert text in report, text
+    for task in TASKS:
+        for name in (f"quality_vs_speedup_{task}.png", f"speedup_by_gamma_{task}.png"):
+            data = (out / name).read_bytes()
+            assert data.startswith(PNG_SIGNATURE) and len(data) > 5000
+            assert f"]({name})" in report
+
+
+def test_metric_wiring_on_known_strings(quick_run):
+    _, _, records = quick_run
+    settings = build_settings(resolve_options("all", quick=True, extra_drafts=["exit-2=early-exit:2"]))
+    # References replaced by the big model's own greedy text: its outputs (and exact methods') score 100.
+    greedy_text = {(r["task"], r["example_id"]): r["text"] for r in records if r["setting"]["label"] == "Vanilla (large)"}
+    rescored = [{**r, "reference": greedy_text[r["task"], r["example_id"]]} for r in records]
+    results = {"aggregates": aggregate(rescored, settings)}
+    for task in TASKS:
+        rows = by_label(results, task)
+        assert rows["Vanilla (large)"]["quality"] == pytest.approx(100.0)
+        assert rows["speculative γ=2 T=0"]["quality"] == pytest.approx(100.0)
+        small = [r for r in rescored if r["task"] == task and r["setting"]["label"] == "Vanilla (small)"]
+        expected = score(task, [r["text"] for r in small], [r["reference"] for r in small])
+        assert rows["Vanilla (small)"]["quality"] == pytest.approx(next(iter(expected.values())))
+
+
+def test_token_agreement_counts_positions_over_the_longer_output():
+    assert token_agreement([5, 6, 7], [5, 6, 8, 9]) == 0.5
+    assert token_agreement([], []) == 1.0 and token_agreement([1], []) == 0.0
+
+
+def test_settings_are_interleaved_and_rotated_per_example():
+    settings = build_settings(resolve_options("translation", quick=True, families="speculative"))
+    examples = toy_examples(3)
+    jobs = plan_jobs({"translation": examples}, settings, repeats=2)
+    assert len(jobs) == len(settings) * 3 * 2
+    per_block = [jobs[i : i + len(settings)] for i in range(0, len(jobs), len(settings))]
+    for index, block in enumerate(per_block):
+        assert len({job.example.id for job in block}) == 1  # one example at a time, every setting once
+        assert {job.setting for job in block} == set(settings)
+        assert block[0].setting == settings[(index % 3 + index // 3) % len(settings)]  # rotated by example and repeat
+
+
+def test_resume_runs_nothing_twice_and_ends_like_a_complete_run(decoder_pair, tmp_path):
+    small = {"families": "speculative", "gammas": "2", "max_new_tokens": 10}
+    complete = bench(decoder_pair, tmp_path / "complete", tasks=("translation",), **small)
+
+    out = tmp_path / "resumed"
+    first = []
+
+    def interrupt_after_three(record):
+        first.append(record)
+        if len(first) == 3:
+            raise KeyboardInterrupt
+
+    options = resolve_options("translation", quick=True, out_dir=str(out), **small)
+    examples = {"translation": toy_examples(2)}
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(decoder_pair, examples, options, prompt_builder=source_as_prompt, progress=False,
+                      on_record=interrupt_after_three)
+    assert len((out / "records.jsonl").read_text().splitlines()) == 3
+    with (out / "records.jsonl").open("a") as file:
+        file.write('{"task": "translation", "example_id": "toy-1", "setting"')  # a record cut short by a kill
+
+    second = []
+    resumed = run_benchmark(decoder_pair, examples, options, prompt_builder=source_as_prompt, progress=False,
+                            on_record=second.append)
+
+    def key(record):
+        return record["example_id"], record["setting"]["label"], record["repeat"]
+
+    assert not {key(r) for r in first} & {key(r) for r in second}
+    lines = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    complete_lines = [json.loads(line) for line in (tmp_path / "complete" / "records.jsonl").read_text().splitlines()]
+    assert len(lines) == len({key(r) for r in lines}) == len(complete_lines) == 3 + len(second)
+    assert {key(r): r["token_ids"] for r in lines} == {key(r): r["token_ids"] for r in complete_lines}
+    assert [row["label"] for row in resumed["aggregates"]] == [row["label"] for row in complete["aggregates"]]
+
+    with pytest.raises(BigLittleError, match="max_new_tokens 10 -> 11"):
+        run_benchmark(decoder_pair, examples, resolve_options("translation", quick=True, out_dir=str(out),
+                                                              **{**small, "max_new_tokens": 11}),
+                      prompt_builder=source_as_prompt, progress=False)
+
+
+BAD_ARGUMENTS = {
+    "unknown task": (["--task", "poetry"], "unknown task 'poetry'"),
+    "gamma zero": (["--gammas", "0,2"], "--gammas: '0'"),
+    "gamma not a number": (["--gammas", "two"], "--gammas: 'two'"),
+    "grid without colon": (["--bild-grid", "0.6-5"], "is not FALLBACK:ROLLBACK"),
+    "grid fallback above one": (["--bild-grid", "1.5:3"], "fallback threshold in [0, 1]"),
+    "unknown family": (["--families", "speculative,magic"], "--families: unknown magic"),
+    "extra draft without label": (["--extra-draft", "early-exit:2"], "write LABEL=SPEC"),
+    "extra draft bad early exit": (["--extra-draft", "x=early-exit:zero"], "early-exit:L with L a number"),
+    "zero repeats": (["--repeats", "0"], "--repeats must be at least 1"),
+    "zero examples": (["--n", "0"], "--n must be at least 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ARGUMENTS), ids=list(BAD_ARGUMENTS))
+def test_cli_rejects_bad_arguments_in_one_line(capsys, tiny_models, tmp_path, case):
+    extra, message = BAD_ARGUMENTS[case]
+    code = main(["bench", "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"],
+                 "--out", str(tmp_path / "out"), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("biglittle: error: ") and message in err, err
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+
+
+def test_cli_says_how_to_fetch_missing_data(capsys, tiny_models, tmp_path, monkeypatch):
+    monkeypatch.setattr("biglittle.data.sources.SYSTEM_DING", tmp_path / "no-system-copy")
+    code = main(["bench", "--task", "translation", "--cache-dir", str(tmp_path / "empty"),
+                 "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"]])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "biglittle data fetch" in err, err
+
+
+def test_cli_end_to_end_on_task_data(capsys, tiny_models, tmp_path):
+    ding = tmp_path / "cache" / "data" / "trans-de-en" / "de-en"
+    ding.parent.mkdir(parents=True)
+    ding.write_text("".join(f"Der Hund sieht den Ball Nummer {i}. :: the dog sees the ball number {i}.\n"
+                            for i in range(12)))
+    out = tmp_path / "out"
+    code = main(["bench", "--task", "translation", "--quick", "--n", "2", "--max-new-tokens", "6",
+                 "--families", "bild", "--bild-grid", "0.6:5", "--cache-dir", str(tmp_path / "cache"),
+                 "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"], "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"report: {out / 'report.md'}" in captured.out
+    results = json.loads((out / "results.json").read_text())
+    assert [row["label"] for row in results["aggregates"]] == ["Vanilla (large)", "BiLD 0.6/5"]
+    assert all(row["examples"] == 2 for row in results["aggregates"])
