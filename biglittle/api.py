@@ -14,6 +14,7 @@ from .errors import BigLittleError
 from .fetch import cache_dir
 from .lm import ModelRunner
 from .models import LoadedModel, load_model, logit_rows, shared_vocab_size
+from .quantize import precision_of
 from .restricted_vocab import restrict_vocabulary
 from .sampling import SamplingConfig
 from .stats import GenerationStats
@@ -172,10 +173,10 @@ class ModelPair:
         measured once and kept on disk. `progress()` is called after each measurement."""
         if self._profile is not None and not refresh:
             return self._profile
-        identity = ["profile-v2", self.target.name, str(self.target.model.dtype), str(self.target_runner.device)]
+        identity = ["profile-v2", self.target.name, precision_of(self.target.model), str(self.target_runner.device)]
         if self.draft is not None:
-            scored_rows = self.draft.model.get_output_embeddings().weight.shape[0]  # less with a restricted vocabulary
-            identity += [self.draft.name, str(self.draft.model.dtype), str(scored_rows)]
+            scored_rows = logit_rows(self.draft)  # less with a restricted vocabulary
+            identity += [self.draft.name, precision_of(self.draft.model), str(scored_rows)]
         path = profile_path(cache_dir(), *identity)
         if path.is_file() and not refresh:
             self._profile = CostProfile.from_json(path.read_text())

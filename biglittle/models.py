@@ -19,8 +19,10 @@ from transformers import (
 )
 
 from .errors import BigLittleError
+from .quantize import fastest_precision, quantize_model
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = (*DTYPES, "int8", "auto")  # int8 and auto load fp32 weights first
 
 
 @dataclass
@@ -46,18 +48,25 @@ class LoadedModel:
 
 def load_model(spec: str, dtype: str = "fp32", device: str = "cpu") -> LoadedModel:
     """Load a model and its tokenizer from a hub id, a local directory, or a `.gguf` file."""
-    if dtype not in DTYPES:
-        raise BigLittleError(f"unknown precision {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if dtype not in PRECISIONS:
+        raise BigLittleError(f"unknown precision {dtype!r}; choose one of {', '.join(PRECISIONS)}")
+    if dtype == "int8" and str(device).split(":")[0] != "cpu":
+        raise BigLittleError(f"int8 runs on the CPU only, not {device}; on a GPU choose bf16 or fp16 (or auto)")
     location, extra = _resolve(spec)
     try:
         config = AutoConfig.from_pretrained(location, **extra)
         model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-        model = model_class.from_pretrained(location, dtype=DTYPES[dtype], **extra)
+        model = model_class.from_pretrained(location, dtype=DTYPES.get(dtype, torch.float32), **extra)
         tokenizer = AutoTokenizer.from_pretrained(location, **extra)
     except (OSError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise BigLittleError(f"could not load model {spec!r}: {first_line}") from error
     model.to(device).eval()
+    precision = fastest_precision(model) if dtype == "auto" else dtype
+    if precision == "int8":
+        quantize_model(model)
+    else:
+        model.to(DTYPES[precision])
     return LoadedModel(spec, model, tokenizer)
 
 
@@ -126,7 +135,8 @@ def shared_vocab_size(target: LoadedModel, draft: LoadedModel) -> int:
 
 def logit_rows(model: LoadedModel) -> int:
     """Rows of the output layer: the vocabulary the model scores, padding included."""
-    return model.model.get_output_embeddings().weight.shape[0]
+    head = model.model.get_output_embeddings()
+    return getattr(head, "out_features", None) or head.weight.shape[0]  # an int8 head's weight is a costly copy
 
 
 def _vocab_difference(target_vocab: dict[str, int], draft_vocab: dict[str, int]) -> str:

@@ -1,0 +1,211 @@
+"""int8 models whose scoring is batch-invariant, and the choice of the fastest precision.
+
+Exact speculative decoding at temperature 0 returns `ar`'s tokens only if the target gives a
+token the same logits whether it is scored alone or with the draft's tokens in one pass. torch's
+dynamic int8 quantization breaks that: one activation scale per tensor makes every row's
+rounding depend on the other rows. Here every piece of a forward pass treats each token row on
+its own:
+
+- `Int8Linear`: int8 weights with one scale per output channel, int8 activations with one scale
+  per token row, an integer matrix product (fbgemm; int32 sums are exact, so blocking and the
+  number of rows cannot change them), then the two scales multiplied back in.
+- `rowwise_attention`: each query row attends to exactly the keys it may see, with ops whose
+  shapes do not depend on how many other rows are in the pass.
+
+Norms, rotary embeddings and activations are elementwise or reduce within one row already.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.pytorch_utils import Conv1D
+
+from .errors import BigLittleError
+
+ROWWISE_ATTENTION = "biglittle_rowwise"
+# 7-bit activations (-63..63, stored as 1..127 around zero point 64): fbgemm's AVX2 kernel adds
+# pairs of u8 x s8 products in 16 bits, which saturates for 8-bit activations but not for 7-bit.
+ACTIVATION_MAX = 63
+ACTIVATION_ZERO_POINT = 64
+
+
+class Int8Linear(nn.Module):
+    """y = x W^T + b, W in int8 per output channel, x in int8 per row: rows never influence each other."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        weight = weight.detach().float()
+        scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
+        with warnings.catch_warnings():  # torch flags quantized tensors as deprecated; fbgemm still takes only them
+            warnings.simplefilter("ignore", UserWarning)
+            quantized = torch.quantize_per_channel(weight, scale.double(), torch.zeros_like(scale, dtype=torch.long),
+                                                   0, torch.qint8)
+        self._packed = torch.ops.quantized.linear_prepack(quantized, None)  # fbgemm's layout; bias added below
+        self.bias = None if bias is None else nn.Parameter(bias.detach().float().clone(), requires_grad=False)
+
+    @classmethod
+    def from_module(cls, layer: nn.Module) -> "Int8Linear":
+        """From an nn.Linear, or a transformers Conv1D (GPT-2's layers: the weight stored transposed)."""
+        weight = layer.weight.t() if isinstance(layer, Conv1D) else layer.weight
+        return cls(weight, layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)
+        row_scale = torch.linalg.vector_norm(rows, float("inf"), dim=1, keepdim=True)  # max |x| per row: exact
+        row_scale = row_scale.clamp_min_(1e-12).div_(ACTIVATION_MAX)
+        # Rounded here, so that the kernel's own quantization (scale 1) only adds the zero point.
+        integers = torch.round(rows / row_scale)
+        out = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
+            integers, 1.0, ACTIVATION_ZERO_POINT, self._packed)
+        out = out.mul_(row_scale) if self.bias is None else torch.addcmul(self.bias, out, row_scale)
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The weight this layer multiplies by, dequantized (a copy: for code that reads rows or the shape)."""
+        quantized, _ = torch.ops.quantized.linear_unpack(self._packed)
+        return quantized.dequantize()
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+def rowwise_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      attention_mask: torch.Tensor | None, scaling: float | None = None, **kwargs):
+    """Attention computed one query row at a time over the keys that row may see.
+
+    A row scored together with later rows would otherwise reduce over extra masked keys, and
+    sums over a longer vector can round differently even when the extra terms are zeros.
+    query [batch, heads, rows, dim]; key and value [batch, kv_heads, keys, dim].
+    Returns ([batch, rows, heads, dim], None) as transformers' attention functions do.
+    """
+    batch, heads, rows, dim = query.shape
+    kv_heads = key.shape[1]
+    scaling = dim ** -0.5 if scaling is None else scaling
+    outputs = []
+    for row, visible in enumerate(_visible_keys(module, attention_mask, rows, key.shape[2])):
+        q = query[:, :, row].reshape(batch, kv_heads, heads // kv_heads, dim)  # query heads grouped by kv head
+        scores = torch.matmul(q, key[:, :, :visible].transpose(-1, -2)) * scaling
+        if attention_mask is not None:
+            scores = scores + attention_mask[:, :, row, None, :visible]
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
+        outputs.append(torch.matmul(probs, value[:, :, :visible]).reshape(batch, heads, dim))
+    return torch.stack(outputs, dim=1), None
+
+
+def _visible_keys(module: nn.Module, attention_mask: torch.Tensor | None, rows: int, keys: int) -> list[int]:
+    """For each query row, how many leading keys it may see: up to its last unmasked key."""
+    if attention_mask is None:
+        causal = getattr(module, "is_causal", True)
+        return [keys - rows + row + 1 if causal else keys for row in range(rows)]
+    allowed = (attention_mask[..., :keys] > torch.finfo(attention_mask.dtype).min).flatten(0, 1).any(dim=0)
+    last = keys - 1 - allowed.flip(-1).int().argmax(dim=-1)
+    return (last + 1).tolist()
+
+
+ALL_ATTENTION_FUNCTIONS.register(ROWWISE_ATTENTION, rowwise_attention)
+ALL_MASK_ATTENTION_FUNCTIONS.register(ROWWISE_ATTENTION, eager_mask)  # always a full additive mask
+
+
+def int8_problem(model: PreTrainedModel) -> str | None:
+    """Why `model` cannot be made int8 here, or None when it can."""
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        return "int8 needs torch's fbgemm kernels (an x86 CPU); choose fp32 or bf16"
+    if model.device.type != "cpu":
+        return f"int8 runs on the CPU only (the model is on {model.device}); on a GPU choose bf16 or fp16"
+    if not model._can_set_attn_implementation():
+        return (f"int8 needs a model whose attention goes through transformers' AttentionInterface "
+                f"(Llama, Qwen2, GPT-2, ...); {type(model).__name__} does not: choose fp32 or bf16")
+    return None
+
+
+def quantize_model(model: PreTrainedModel) -> PreTrainedModel:
+    """Make `model` (fp32, on the CPU) an int8 model with batch-invariant scoring, in place.
+
+    Every nn.Linear (and GPT-2's Conv1D) becomes an Int8Linear, the output layer included; an
+    output layer tied to the input embeddings gets its own int8 copy, so token lookups keep the
+    fp32 embeddings. Attention becomes `rowwise_attention`.
+    """
+    problem = int8_problem(model)
+    if problem:
+        raise BigLittleError(problem)
+    names = [name for name, _ in _linear_layers(model)]  # names only: each fp32 weight is freed once replaced
+    for name in tqdm(names, desc="int8", unit="layer", leave=False, disable=None):
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        setattr(parent, child, Int8Linear.from_module(getattr(parent, child)))
+    model.set_attn_implementation(ROWWISE_ATTENTION)
+    return model
+
+
+def _linear_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, (nn.Linear, Conv1D))]
+
+
+def fastest_precision(model: PreTrainedModel, repeats: int = 5) -> str:
+    """The precision that runs `model` fastest here: a measurement on a CPU, bf16 / fp16 on a GPU.
+
+    On a CPU it times the model's largest hidden layer (the output layer aside) on 1 row (a
+    plain decoding step) plus 4 rows (a verification pass) in fp32, bf16 and, where the model
+    allows it, int8: which kernel wins depends on the CPU's instruction set.
+    """
+    if model.device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if model.device.type != "cpu":
+        return "fp32"
+    output_layer = model.get_output_embeddings()
+    layer = max((module for _, module in _linear_layers(model) if module is not output_layer),
+                key=lambda module: module.weight.numel())
+    candidates = {"fp32": (layer, torch.float32), "bf16": (copy.deepcopy(layer).to(torch.bfloat16), torch.bfloat16)}
+    if int8_problem(model) is None:
+        candidates["int8"] = (Int8Linear.from_module(layer), torch.float32)
+    in_features = layer.weight.shape[0 if isinstance(layer, Conv1D) else 1]
+    seconds = {name: _time_rows(module, in_features, dtype, repeats) for name, (module, dtype) in candidates.items()}
+    return min(seconds, key=seconds.get)
+
+
+@torch.inference_mode()
+def _time_rows(layer: nn.Module, in_features: int, dtype: torch.dtype, repeats: int) -> float:
+    """Fastest of `repeats` runs of 1 row plus fastest of 4 rows (the minimum resists other load)."""
+    total = 0.0
+    for rows in (1, 4):
+        x = torch.randn(rows, in_features, generator=torch.Generator().manual_seed(0)).to(dtype)
+        layer(x)  # warm-up: first calls pack weights and allocate
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            layer(x)
+            times.append(time.perf_counter() - started)
+        total += min(times)
+    return total
+
+
+def precision_of(model: nn.Module) -> str:
+    """'int8' for a quantized model, else its parameters' dtype (what tells cost profiles apart)."""
+    if any(isinstance(module, Int8Linear) for module in model.modules()):
+        return "int8"
+    return str(next(model.parameters()).dtype)
+
+
+def scoring_gap(runner, context: list[int], new: list[int]) -> float:
+    """Largest |logit difference| between scoring `new` in one pass and one token per pass after `context`.
+
+    0.0 means bit-identical (batch-invariant): what greedy speculative == greedy ar relies on.
+    `runner` is a biglittle.lm.ModelRunner.
+    """
+    tokens = runner.start(context)
+    runner.forward(tokens, 1)
+    together = runner.forward(tokens + new, len(new))
+    runner.crop(len(tokens))
+    alone = torch.cat([runner.forward(tokens + new[: i + 1], 1) for i in range(len(new))])
+    return 0.0 if torch.equal(together, alone) else float((together - alone).abs().max())
