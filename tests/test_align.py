@@ -21,12 +21,13 @@ from biglittle import load_pair
 from biglittle.align import CalibSettings, TrainSettings, evaluate_drafts, generate_calibration, read_calibration, train_draft
 from biglittle.align import calib as calib_module
 from biglittle.align.records import LINES
+from biglittle.align.teacher import output_logits
 from biglittle.align.train import CHECKPOINT, alignment_loss
 from biglittle.cli import main
 from biglittle.errors import BigLittleError
 from biglittle.models import load_model
 
-from conftest import sentence
+from conftest import SEQ2SEQ_PROMPTS, sentence
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MAX_NEW = 12
@@ -96,10 +97,27 @@ def test_calibration_lines_hold_the_targets_greedy_outputs(target_pair, calib_di
         expected = target_pair.generate(prompt, method="ar", max_new_tokens=MAX_NEW)
         assert record["prompt"] == prompt and record["prompt_ids"] == target_pair.encode(prompt)
         assert record["output_ids"] == expected.token_ids and record["output"] == expected.text
-        # Greedy: the target's most likely token at each position is the one it wrote.
-        assert [top[0] for top in record["top_ids"]] == record["output_ids"]
-        for logprobs in record["top_logprobs"]:
-            assert len(logprobs) == 4 and logprobs == sorted(logprobs, reverse=True) and logprobs[0] <= 0
+        assert_top_k_is_the_targets(target_pair, record, k=4)
+
+
+def assert_top_k_is_the_targets(pair, record, k):
+    """Stored top-K = a fresh teacher-forced forward's; greedy: the top token is the one written."""
+    assert [top[0] for top in record["top_ids"]] == record["output_ids"]
+    with torch.inference_mode():
+        logits = output_logits(pair.target.model, record["prompt_ids"], record["output_ids"])
+    top = torch.log_softmax(logits, -1).topk(k)
+    assert record["top_ids"] == top.indices.tolist()
+    assert torch.allclose(torch.tensor(record["top_logprobs"]), top.values, atol=1e-3)
+
+
+def test_encoder_decoder_calibration(tmp_path, seq2seq_pair):
+    prompts = [(str(i), p) for i, p in enumerate(SEQ2SEQ_PROMPTS)]
+    generate_calibration(seq2seq_pair, prompts, tmp_path, CalibSettings(task="toy", max_new_tokens=8, top_k_logits=3),
+                         progress=False)
+    _, records = read_calibration(tmp_path)
+    for record, (_, prompt) in zip(records, prompts):
+        assert record["output_ids"] == seq2seq_pair.generate(prompt, method="ar", max_new_tokens=8).token_ids
+        assert_top_k_is_the_targets(seq2seq_pair, record, k=3)
 
 
 def test_calibration_resumes_after_an_interruption_without_duplicates(tmp_path, monkeypatch, target_pair, calib_dirs):

@@ -1,8 +1,8 @@
 """Calibration data: the target's own outputs for a task's prompts (BiLD's prediction alignment).
 
 Generation goes through the ordinary API (the target alone, method `ar`); the optional top-K
-log-probabilities come from one extra teacher-forced forward of the target over prompt + output,
-so the decoding loop stays the only one. Lines are appended and flushed one example at a time,
+log-probabilities come from one extra forward of the target over the output, reusing the
+generation's cache of the prompt, so the decoding loop stays the only one. Lines are appended and flushed one example at a time,
 so an interrupted run loses at most the example in progress and a rerun skips the ids done.
 """
 
@@ -19,7 +19,6 @@ from tqdm.auto import tqdm
 from ..api import GenerationConfig, ModelPair
 from ..errors import BigLittleError
 from .records import LINES, load_lines, read_meta, tokenizer_fingerprint, write_meta
-from .teacher import output_logits
 
 
 @dataclass(frozen=True)
@@ -72,9 +71,13 @@ def calibration_record(pair: ModelPair, example_id: str, prompt: str, settings: 
     return record
 
 
-@torch.inference_mode()
 def _top_logprobs(pair: ModelPair, prompt_ids, output_ids, k: int) -> tuple[list, list]:
-    logits = output_logits(pair.target.model, prompt_ids, output_ids)[:, : pair.target_runner.vocab_size]
+    """The target's top-K log-probabilities at each output position, from the generation's own KV cache:
+    only the output tokens are fed again (a prompt's prefill costs as much as a dozen decoding steps)."""
+    runner = pair.target_runner
+    start = [runner.model.config.decoder_start_token_id] if runner.is_encoder_decoder else list(prompt_ids)
+    runner.crop(len(start) - 1)  # keep the cached prompt (the decoder's start token, encoder-decoder)
+    logits = runner.forward(start + list(output_ids[:-1]), num_logits=len(output_ids))
     top = torch.log_softmax(logits.float(), dim=-1).topk(min(k, logits.shape[-1]))
     return top.indices.tolist(), [[round(value, 4) for value in row] for row in top.values.tolist()]
 

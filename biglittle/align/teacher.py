@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 
@@ -16,5 +18,13 @@ def output_logits(model, prompt_ids: list[int], output_ids: list[int]) -> torch.
         out = model(input_ids=torch.tensor([prompt_ids], device=device), decoder_input_ids=torch.tensor([decoder], device=device))
         return out.logits[0]
     tokens = list(prompt_ids) + list(output_ids[:-1])  # the last output token predicts nothing we need
-    logits = model(input_ids=torch.tensor([tokens], device=device)).logits[0]
-    return logits[len(prompt_ids) - 1 :]
+    extra = {}
+    if _keeps_logits(model):
+        extra["logits_to_keep"] = len(output_ids)  # skip the output layer over the prompt: most of a big vocabulary's cost
+    logits = model(input_ids=torch.tensor([tokens], device=device), **extra).logits[0]
+    return logits[-len(output_ids) :]
+
+
+def _keeps_logits(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper passes it on
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
