@@ -134,6 +134,9 @@ def mechanism(setting: Setting, group: list[dict], ar_stats: GenerationStats) ->
         "expected_tokens_per_iteration": None,
         "predicted_speedup": None,
     }
-    if setting.engine == "biglittle" and setting.method == "speculative" and isinstance(setting.gamma, int):
+    # The prediction assumes gamma little-model drafts every round: not so with gamma=auto, nor with
+    # n-gram lookups that often propose fewer tokens (or none) at no model cost.
+    if (setting.engine, setting.method, setting.drafter) == ("biglittle", "speculative", "model") \
+            and isinstance(setting.gamma, int):
         summary.update(predict_speedup(stats, ar_stats, setting.gamma))  # {} when a cost is not measurable
     return summary

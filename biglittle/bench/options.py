@@ -15,8 +15,8 @@ FAMILIES = ("small", "speculative", "ngram", "bild", "peers")  # `ar` with the t
 
 # (full run, --quick): examples per task, new tokens, gamma sweep, BiLD (fallback, rollback) grid.
 DEFAULTS = {
-    "n": (50, 5),
-    "max_new_tokens": (64, 48),
+    "n": (50, 3),
+    "max_new_tokens": (64, 32),
     "gammas": ("1,2,4,6", "2,4"),
     "bild_grid": ("0.4:3,0.6:3,0.8:3,0.4:5,0.6:5,0.8:5,0.6:8", "0.6:5,0.4:3"),
 }

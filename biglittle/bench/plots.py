@@ -45,13 +45,14 @@ def _quality_vs_speedup(task: str, rows: list[dict]) -> Figure | None:
         return None
     figure = Figure(figsize=(8, 5.5), layout="constrained")
     axes = figure.subplots()
+    front = pareto_front([(row["speedup"]["total"], row["quality"]) for row in rows])
     for family in dict.fromkeys(row["family"] for row in rows):
         members = [row for row in rows if row["family"] == family]
         axes.scatter([r["speedup"]["total"] for r in members], [r["quality"] for r in members], label=family, s=28)
-        for row in members:
-            axes.annotate(row["label"], (row["speedup"]["total"], row["quality"]), fontsize=6,
-                          xytext=(3, 3), textcoords="offset points")
-    front = pareto_front([(row["speedup"]["total"], row["quality"]) for row in rows])
+    for row in rows:  # names on the front and the two baselines only: exact methods share one quality and would pile up
+        point = (row["speedup"]["total"], row["quality"])
+        if point in front or row["family"] in ("ar", "small"):
+            axes.annotate(row["label"], point, fontsize=7, xytext=(3, 3), textcoords="offset points")
     axes.step([p[0] for p in front], [p[1] for p in front], where="post", color="grey", linestyle="--",
               linewidth=1, label="Pareto front")
     axes.axvline(1.0, color="lightgrey", linewidth=0.8)

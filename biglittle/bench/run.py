@@ -22,6 +22,7 @@ from .settings import Setting
 from .store import RecordStore, record_key
 
 WARMUP_TOKENS = 2
+WARMUP_PROMPT_TOKENS = 8  # enough to initialise every code path; a full prompt's prefill would cost seconds each
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def _warm_up(pending: list[Job], executor: Executor, prompt_ids) -> None:
     """One short untimed generation per kind of run, so first-call costs (allocations, lazy
     initialisation) are not charged to whichever setting happens to come first."""
     first = pending[0]
-    ids = prompt_ids(first.task, first.example)
+    ids = prompt_ids(first.task, first.example)[:WARMUP_PROMPT_TOKENS]
     kinds = {}
     for job in pending:
         setting = job.setting
