@@ -100,7 +100,7 @@ def train_draft(draft: LoadedModel, data_dir, out_dir, settings: TrainSettings, 
                 _save_checkpoint(out_dir / CHECKPOINT, model, optimizer, step + 1, identity)
             if on_step is not None:
                 on_step(step + 1, recent[-1])
-    summary = {"draft": draft.name, "data": str(Path(data_dir).expanduser()), "calibration": meta,
+    summary = {"draft": draft.name, "data": str(Path(data_dir).expanduser().resolve()), "calibration": meta,
                "settings": asdict(settings), "mode": "full" if settings.full else "lora", "steps": len(schedule),
                "resumed_from_step": start, "train_seconds": time.perf_counter() - started,
                "final_loss": sum(recent) / len(recent) if recent else None}
