@@ -7,7 +7,7 @@ rounding depend on the other rows. Here every piece of a forward pass treats eac
 its own:
 
 - `Int8Linear`: int8 weights with one scale per output channel, int8 activations with one scale
-  per token row, an integer matrix product (fbgemm; int32 sums are exact, so blocking and the
+  per token row (7-bit on CPUs without VNNI), an integer matrix product (fbgemm; int32 sums are exact, so blocking and the
   number of rows cannot change them), then the two scales multiplied back in.
 - `rowwise_attention`: each query row attends to exactly the keys it may see, with ops whose
   shapes do not depend on how many other rows are in the pass.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -32,10 +33,22 @@ from transformers.pytorch_utils import Conv1D
 from .errors import BigLittleError
 
 ROWWISE_ATTENTION = "biglittle_rowwise"
-# 7-bit activations (-63..63, stored as 1..127 around zero point 64): fbgemm's AVX2 kernel adds
-# pairs of u8 x s8 products in 16 bits, which saturates for 8-bit activations but not for 7-bit.
-ACTIVATION_MAX = 63
-ACTIVATION_ZERO_POINT = 64
+
+
+def _has_vnni() -> bool:
+    """Whether the CPU has VNNI instructions (Linux's /proc/cpuinfo; elsewhere: assume not)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_vnni", "avx_vnni"})
+
+
+# With VNNI, fbgemm sums u8 x s8 products exactly in 32 bits: 8-bit activations (-127..127 around
+# zero point 128). Without, it adds pairs of products in 16 bits, which saturates for 8-bit
+# activations: 7-bit ones (-63..63 around 64) fit. 8 bits halve the rounding error (measured on
+# Qwen2.5-0.5B: top-1 agreement with fp32 0.945 against 0.887 with 7 bits).
+ACTIVATION_MAX, ACTIVATION_ZERO_POINT = (127, 128) if _has_vnni() else (63, 64)
 
 
 class Int8Linear(nn.Module):
