@@ -17,6 +17,7 @@ biglittle: a little and a big language model generating text together, faster th
   models     fetch the default pair (Qwen2.5-Coder 1.5B + 0.5B Instruct) or list what is installed
   data       fetch the real task data (De->En translation, package-description summarization)
   profile    measure a pair's costs on this machine (used by generate --gamma auto)
+  bench      every method on real task data, side by side with transformers' own: tables and plots
   align      fine-tune the little model on the big one's outputs (BiLD's prediction alignment)
 """
 
@@ -50,11 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(commands)
     _add_data(commands)
     _add_profile(commands)
+    _add_bench(commands)
     _add_align(commands)
     return parser
 
 
-PRECISIONS = ("fp32", "bf16", "fp16")  # names load_model accepts
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")  # names load_model accepts
 
 
 def add_model_options(parser) -> None:
@@ -65,7 +67,10 @@ def add_model_options(parser) -> None:
     parser.add_argument("--draft-vocab", type=int, metavar="K",
                         help="let the little model score only the K most frequent tokens (a cheaper output layer; "
                         "speculative decoding stays exact); default: the full vocabulary")
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="weights' precision (default fp32)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="numbers the models compute with (default fp32); int8 (CPU): int8 weights and activations, "
+                        "each token scored alone so speculative decoding stays exact; auto: the fastest here, "
+                        "measured on one of each model's layers (bf16 or fp16 on a GPU)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     parser.add_argument("--cache-dir", help="where the default pair lives (default $BIGLITTLE_CACHE or ~/.cache/biglittle)")
 
@@ -382,6 +387,66 @@ def _run_data_fetch(args) -> int:
 
     for name, path in fetch_data(args.cache_dir).items():
         print(f"{name}: {path}")
+    return 0
+
+
+def _add_bench(commands) -> None:
+    from .bench.options import DEFAULTS, FAMILIES
+
+    p = commands.add_parser(
+        "bench", help="benchmark every method on real task data: quality, speedup, mechanism; report and plots",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Runs the first N test examples of a task through every setting on the same loaded pair, one\n"
+        "example at a time (every setting, in an order rotated per example, so machine drift hits all alike):\n"
+        "ar with the big model (the baseline) and with the little one, speculative decoding over a gamma sweep\n"
+        "at temperature 0 and 1 and with --gamma auto, n-gram and hybrid drafting, BiLD over a threshold grid,\n"
+        "and transformers' assisted generation and prompt lookup. Writes into --out: records.jsonl (every\n"
+        "generation, appended as it ends: rerun the same command after an interruption and it resumes),\n"
+        "results.json, report.md and PNG plots. See docs/bench.md for how to read them.")
+    p.add_argument("--task", default="all", help="translation, summarization or all (default all)")
+    p.add_argument("--n", type=int, help=f"examples per task, the first N of the test split (default {DEFAULTS['n'][0]}; "
+                   f"--quick {DEFAULTS['n'][1]})")
+    p.add_argument("--quick", action="store_true", help="few examples and a small grid, minutes on a CPU: a smoke test")
+    p.add_argument("--max-new-tokens", type=int, help=f"per generation (default {DEFAULTS['max_new_tokens'][0]}; "
+                   f"--quick {DEFAULTS['max_new_tokens'][1]})")
+    p.add_argument("--gammas", metavar="LIST", help=f"speculative gamma sweep (default {DEFAULTS['gammas'][0]}; "
+                   f"--quick {DEFAULTS['gammas'][1]})")
+    p.add_argument("--bild-grid", metavar="LIST", help="BiLD FALLBACK:ROLLBACK threshold pairs (default "
+                   f"{DEFAULTS['bild_grid'][0]}; --quick {DEFAULTS['bild_grid'][1]}); the default thresholds always run")
+    p.add_argument("--families", metavar="LIST", help=f"run only these of {','.join(FAMILIES)} (default all); "
+                   "ar with the big model always runs: it is the baseline")
+    p.add_argument("--repeats", type=int, default=1, help="run every generation R times, for the spread (default 1)")
+    p.add_argument("--extra-draft", action="append", default=[], metavar="LABEL=SPEC",
+                   help="another little model to compare, a path or early-exit:L (repeatable): speculative greedy "
+                   "over the gamma sweep and BiLD at the default thresholds, labelled LABEL")
+    p.add_argument("--out", default="bench-results", metavar="DIR", help="output folder (default bench-results)")
+    add_model_options(p.add_argument_group("models"))
+    p.set_defaults(handler=_run_bench)
+
+
+def _run_bench(args) -> int:
+    import shlex
+
+    from .api import load_pair
+    from .bench import resolve_options, run_benchmark
+    from .data import load_task
+
+    options = resolve_options(args.task, quick=args.quick, n=args.n, max_new_tokens=args.max_new_tokens,
+                              gammas=args.gammas, bild_grid=args.bild_grid, families=args.families,
+                              repeats=args.repeats, extra_drafts=args.extra_draft, out_dir=args.out,
+                              precision=args.precision)
+    examples = {task: load_task(task, "test", limit=options.n, cache=args.cache_dir) for task in options.tasks}
+    target, draft, _ = _resolve_models(args.target, args.draft, args.cache_dir)
+    if draft is None:
+        raise BigLittleError("bench compares a big and a little model: pass --draft as well as --target")
+    pair = load_pair(target, draft, dtype=args.precision, device=args.device, draft_vocab=args.draft_vocab)
+    try:
+        run_benchmark(pair, examples, options, command=shlex.join(["biglittle", *sys.argv[1:]]))
+    except KeyboardInterrupt:
+        print(f"biglittle: the finished generations are kept in {options.out_dir}; run the same command to resume",
+              file=sys.stderr)
+        raise
+    print(f"report: {options.out_dir / 'report.md'}\nresults: {options.out_dir / 'results.json'}")
     return 0
 
 
