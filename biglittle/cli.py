@@ -67,8 +67,8 @@ def add_model_options(parser) -> None:
     parser.add_argument("--draft-vocab", type=int, metavar="K",
                         help="let the little model score only the K most frequent tokens (a cheaper output layer; "
                         "speculative decoding stays exact); default: the full vocabulary")
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                        help="numbers the models compute with (default fp32); int8 (CPU): int8 weights and activations, "
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="numbers the models compute with (default: auto for the built-in pair, else fp32); int8 (CPU): int8 weights and activations, "
                         "each token scored alone so speculative decoding stays exact; auto: the fastest here, "
                         "measured on one of each model's layers (bf16 or fp16 on a GPU)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
@@ -149,7 +149,7 @@ def _run_generate(args) -> int:
     )
     config.validate()  # before the slow model loading
     needs_draft = method != "ar" and args.drafter != "ngram"
-    pair = load_pair(target, draft if needs_draft else None, dtype=args.precision, device=args.device,
+    pair = load_pair(target, draft if needs_draft else None, dtype=_precision(args, is_default), device=args.device,
                      draft_vocab=args.draft_vocab)
     # A token counter on a terminal's stderr (tqdm stays silent when stderr is not a terminal).
     with tqdm(total=config.max_new_tokens, desc=method, unit="tok", leave=False, disable=None) as bar:
@@ -179,6 +179,11 @@ def _resolve_models(target, draft, cache_dir) -> tuple[str, str | None, bool]:
     return str(target_dir), draft if early_exit else str(draft_dir), True
 
 
+def _precision(args, is_default: bool) -> str:
+    """The built-in pair runs at the fastest precision measured here; named models at fp32 unless asked."""
+    return args.precision or ("auto" if is_default else "fp32")
+
+
 def _gamma(text: str):
     if text == "auto":
         return text
@@ -204,8 +209,8 @@ def _run_profile(args) -> int:
     from .theory import best_gamma
     from .tuning import profile_steps
 
-    target, draft, _ = _resolve_models(args.target, args.draft, args.cache_dir)
-    pair = load_pair(target, draft, dtype=args.precision, device=args.device, draft_vocab=args.draft_vocab)
+    target, draft, is_default = _resolve_models(args.target, args.draft, args.cache_dir)
+    pair = load_pair(target, draft, dtype=_precision(args, is_default), device=args.device, draft_vocab=args.draft_vocab)
     with tqdm(total=profile_steps(16, draft is not None), desc="measuring T(k)", unit="pass") as bar:
         profile = pair.cost_profile(refresh=True, progress=bar.update)
     print(f"T(1) = {profile.target_step_s * 1000:.1f} ms" + (f", c = {profile.draft_cost:.3f}" if draft else ""))
@@ -431,15 +436,16 @@ def _run_bench(args) -> int:
     from .bench import resolve_options, run_benchmark
     from .data import load_task
 
+    target, draft, is_default = _resolve_models(args.target, args.draft, args.cache_dir)
+    if draft is None:
+        raise BigLittleError("bench compares a big and a little model: pass --draft as well as --target")
+    precision = _precision(args, is_default)
     options = resolve_options(args.task, quick=args.quick, n=args.n, max_new_tokens=args.max_new_tokens,
                               gammas=args.gammas, bild_grid=args.bild_grid, families=args.families,
                               repeats=args.repeats, extra_drafts=args.extra_draft, out_dir=args.out,
-                              precision=args.precision)
+                              precision=precision)
     examples = {task: load_task(task, "test", limit=options.n, cache=args.cache_dir) for task in options.tasks}
-    target, draft, _ = _resolve_models(args.target, args.draft, args.cache_dir)
-    if draft is None:
-        raise BigLittleError("bench compares a big and a little model: pass --draft as well as --target")
-    pair = load_pair(target, draft, dtype=args.precision, device=args.device, draft_vocab=args.draft_vocab)
+    pair = load_pair(target, draft, dtype=precision, device=args.device, draft_vocab=args.draft_vocab)
     try:
         run_benchmark(pair, examples, options, command=shlex.join(["biglittle", *sys.argv[1:]]))
     except KeyboardInterrupt:

@@ -135,10 +135,18 @@ def test_the_default_pair_runs_with_cost_aware_gamma(capsys, tiny_models, tmp_pa
     import biglittle.fetch
 
     monkeypatch.setenv("BIGLITTLE_CACHE", str(tmp_path))
+    import biglittle.api
+
     monkeypatch.setattr(biglittle.fetch, "default_pair_dirs",
                         lambda cache=None: (tiny_models["llama_target"], tiny_models["gpt2_draft"]))
+    precisions = []
+    load_pair = biglittle.api.load_pair
+    monkeypatch.setattr(biglittle.api, "load_pair", lambda *a, **k: precisions.append(k["dtype"]) or load_pair(*a, **k))
     code, out, _ = run_cli(capsys, "generate", "--no-chat", "--json", "the cat")  # tiny models have no chat template
     assert code == 0 and json.loads(out)["stats"]["method"] == "speculative"
+    assert precisions == ["auto"]  # the fastest precision measured here
+    run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "--json", "the cat")
+    assert precisions == ["auto", "fp32"]  # a named model keeps its weights' precision unless asked
     assert list((tmp_path / "profiles").glob("*.json"))  # gamma auto measured the pair's costs
 
 
