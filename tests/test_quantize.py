@@ -1,0 +1,184 @@
+"""int8 precision: batch-invariant scoring (so greedy speculative == greedy ar), accuracy, choosing a precision."""
+
+import json
+import random
+
+import pytest
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from biglittle import load_pair
+from biglittle.api import ModelPair
+from biglittle.cli import PRECISIONS as CLI_PRECISIONS
+from biglittle.cli import main
+from biglittle.lm import ModelRunner
+from biglittle.errors import BigLittleError
+from biglittle.models import PRECISIONS, load_model
+from biglittle.quantize import ROWWISE_ATTENTION, Int8Linear, fastest_precision, precision_of, scoring_gap
+from biglittle.sampling import SamplingConfig
+from conftest import PROMPTS, VOCAB
+from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_first_two
+
+
+def random_ids(count, seed):
+    rng = random.Random(seed)
+    return [rng.randrange(4, len(VOCAB)) for _ in range(count)]
+
+
+def random_prompts(count, seed):
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(VOCAB[4:]) for _ in range(rng.randint(1, 12))) for _ in range(count)]
+
+
+@pytest.fixture(scope="module")
+def int8_pair(tiny_models):
+    return load_pair(tiny_models["llama_target"], tiny_models["gpt2_draft"], dtype="int8")
+
+
+def gaps(model, contexts=(3, 10, 25), ks=(2, 3, 5, 8)):
+    runner = ModelRunner(model, len(VOCAB))
+    return [scoring_gap(runner, random_ids(length, seed=length), random_ids(k, seed=100 + k))
+            for length in contexts for k in ks]
+
+
+def test_int8_scores_tokens_alike_alone_or_together(int8_pair):
+    for model in (int8_pair.target.model, int8_pair.draft.model):
+        assert gaps(model) == [0.0] * 12
+
+
+def test_torch_dynamic_int8_is_not_batch_invariant_on_a_wide_layer():
+    """The control: per-tensor activation scales couple the rows; per-row scales (Int8Linear) do not."""
+    torch.manual_seed(0)
+    layer = nn.Linear(512, 2048)
+    dynamic = torch.ao.quantization.quantize_dynamic(nn.Sequential(layer), {nn.Linear}, dtype=torch.qint8)[0]
+    int8 = Int8Linear.from_module(layer)
+    rows = torch.randn(6, 512) * torch.tensor([[1.0], [5.0], [0.2], [1.0], [30.0], [1.0]])  # rows of unlike ranges
+    for quantized, invariant in ((dynamic, False), (int8, True)):
+        together = quantized(rows)
+        alone = torch.cat([quantized(rows[i : i + 1]) for i in range(len(rows))])
+        assert torch.equal(together, alone) == invariant
+
+
+def test_torch_dynamic_int8_model_is_not_batch_invariant(tiny_models):
+    """The same test as above on a whole model quantized by torch's dynamic int8: it fails it."""
+    model = load_model(tiny_models["llama_target"]).model
+    torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
+    assert max(gaps(model)) > 0
+
+
+@pytest.mark.parametrize("gamma", [1, 2, 3, 5, 8])
+def test_greedy_speculative_equals_greedy_ar_at_int8(int8_pair, gamma):
+    proposed = accepted = 0
+    for prompt in PROMPTS + random_prompts(8, seed=gamma):
+        ar = int8_pair.generate(prompt, method="ar", max_new_tokens=30)
+        spec = int8_pair.generate(prompt, method="speculative", gamma=gamma, max_new_tokens=30)
+        assert spec.token_ids == ar.token_ids, prompt
+        proposed, accepted = proposed + spec.stats.proposed, accepted + spec.stats.accepted
+    assert 0 < accepted < proposed  # drafts both accepted and rejected: the identity was tested
+
+
+def test_int8_logits_are_close_to_fp32(tiny_models, int8_pair):
+    """Within 5% of the logits' spread, and the same greedy choice nearly everywhere."""
+    fp32 = load_model(tiny_models["llama_target"]).model
+    batch = torch.tensor([random_ids(20, seed=seed) for seed in range(8)])
+    with torch.no_grad():
+        reference, quantized = fp32(batch).logits, int8_pair.target.model(batch).logits
+    assert (quantized - reference).abs().max() < 0.05 * (reference.max() - reference.min())
+    assert (quantized.argmax(-1) == reference.argmax(-1)).float().mean() > 0.95
+
+
+def logits_with_and_without_cache(model, ids):
+    """Logits of `ids` in one pass, and of its last 4 tokens after a cache of the others."""
+    with torch.no_grad():
+        cache = model(ids[:, :-4], use_cache=True).past_key_values
+        return model(ids).logits, model(ids[:, -4:], past_key_values=cache).logits
+
+
+@pytest.mark.parametrize("path", ["llama_target", "gpt2_draft"])
+def test_rowwise_attention_computes_what_the_default_attention_does(tiny_models, path):
+    default = load_model(tiny_models[path]).model
+    rowwise = load_model(tiny_models[path]).model
+    rowwise.set_attn_implementation(ROWWISE_ATTENTION)
+    ids = torch.tensor([random_ids(16, seed=1), random_ids(16, seed=2)])
+    for expected, actual in zip(logits_with_and_without_cache(default, ids), logits_with_and_without_cache(rowwise, ids)):
+        torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_int8_layer_matches_its_float_layer(tiny_models):
+    """nn.Linear and GPT-2's Conv1D (transposed weight) alike; the tied embedding stays untouched."""
+    fp32 = load_model(tiny_models["gpt2_draft"]).model
+    int8 = load_model(tiny_models["gpt2_draft"], "int8").model
+    for name in ("transformer.h.0.attn.c_attn", "transformer.h.0.mlp.c_proj", "lm_head"):
+        layer, quantized = fp32.get_submodule(name), int8.get_submodule(name)
+        assert isinstance(quantized, Int8Linear)
+        inputs = torch.randn(5, quantized.in_features)
+        expected = layer(inputs).detach()
+        assert (quantized(inputs) - expected).abs().max() < 0.03 * expected.abs().max()
+        weight = layer.weight.t() if name != "lm_head" else layer.weight
+        assert quantized.weight.shape == weight.shape
+        assert (quantized.weight - weight).abs().max() <= weight.abs().max() / 254 + 1e-6
+    assert torch.equal(int8.get_input_embeddings().weight, fp32.get_input_embeddings().weight)
+    assert not any(isinstance(m, (nn.Linear, Conv1D)) for m in int8.modules())
+
+
+def test_sampling_with_an_int8_draft_keeps_the_target_distribution(decoder_pair, int8_pair):
+    """The chi-square test of test_speculative at temperature 1 (fewer trials: int8 layers cost more on tiny models)."""
+    pair = ModelPair(decoder_pair.target, int8_pair.draft)
+    expected = exact_distribution(pair, "the cat", SamplingConfig(1.0))
+    counts = sample_first_two(pair, "the cat", "speculative", 1500, gamma=2, temperature=1.0)
+    assert chi_square_pvalue(counts, expected) > ALPHA
+
+
+def test_encoder_decoder_models_are_refused_at_int8(tiny_models):
+    with pytest.raises(BigLittleError, match="AttentionInterface"):
+        load_model(tiny_models["t5_target"], "int8")
+
+
+@pytest.mark.parametrize("fastest", ["fp32", "bf16", "int8"])
+def test_auto_loads_the_precision_that_timed_fastest(tiny_models, monkeypatch, fastest):
+    def fake_time(layer, in_features, dtype, repeats):
+        name = "int8" if isinstance(layer, Int8Linear) else {torch.float32: "fp32", torch.bfloat16: "bf16"}[dtype]
+        return 1.0 if name == fastest else 2.0
+
+    monkeypatch.setattr("biglittle.quantize._time_rows", fake_time)
+    model = load_model(tiny_models["llama_target"], "auto").model
+    assert precision_of(model) == {"fp32": "torch.float32", "bf16": "torch.bfloat16", "int8": "int8"}[fastest]
+
+
+def test_auto_measures_this_machine(tiny_models):
+    model = load_model(tiny_models["llama_target"]).model
+    assert fastest_precision(model) in ("fp32", "bf16", "int8")
+    assert precision_of(model) == "torch.float32"  # measuring converts nothing
+
+
+def test_int8_and_fp32_profiles_are_kept_apart(tiny_models, int8_pair, tmp_path, monkeypatch):
+    from biglittle.tuning import CostProfile
+
+    monkeypatch.setattr("biglittle.api.cache_dir", lambda: tmp_path)
+    monkeypatch.setattr("biglittle.api.measure_profile", lambda *a, **k: CostProfile(0.1, 0.05, [1.0, 1.1]))
+    fp32_pair = load_pair(tiny_models["llama_target"], tiny_models["gpt2_draft"])
+    for pair in (fp32_pair, int8_pair):
+        pair.cost_profile(refresh=True)
+    assert len(list((tmp_path / "profiles").glob("*.json"))) == 2
+
+
+def test_the_command_line_offers_every_precision():
+    assert CLI_PRECISIONS == PRECISIONS
+
+
+@pytest.mark.parametrize("precision", ["int8", "auto"])
+def test_command_line_precision(tiny_models, int8_pair, capsys, precision):
+    args = ["generate", "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"], "--json",
+            "--precision", precision, "--method", "speculative", "--max-new-tokens", "12", "the old man"]
+    assert main(args) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert len(record["token_ids"]) > 0
+    if precision == "int8":
+        assert record["token_ids"] == int8_pair.generate("the old man", method="ar", max_new_tokens=12).token_ids
+
+
+def test_int8_on_a_gpu_is_refused_before_loading(tiny_models, capsys):
+    assert main(["generate", "--target", tiny_models["llama_target"], "--precision", "int8", "--device", "cuda",
+                 "the cat"]) == 2
+    assert "CPU only" in capsys.readouterr().err
