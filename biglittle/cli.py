@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")  # names load_model accepts
+TRAINABLE_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def add_model_options(parser) -> None:
@@ -267,7 +268,7 @@ def _add_align(commands) -> None:
     train.add_argument("--grad-accum", type=int, default=1, help="examples per optimizer step (default 1)")
     train.add_argument("--save-every", type=int, default=20, help="optimizer steps between checkpoints (default 20)")
     train.add_argument("--seed", type=int, default=0, help="seed of the example order and adapter initialisation (default 0)")
-    _add_loading_options(train)
+    _add_loading_options(train, precisions=TRAINABLE_PRECISIONS)  # gradients do not flow through int8 layers
     train.set_defaults(handler=_run_align_train)
     evaluate = sub.add_parser("eval", help="agreement and speculative acceptance of the draft before and after alignment",
                               description="On calibration data of held-out prompts (`align calib --split test`): the "
@@ -285,8 +286,8 @@ def _add_align(commands) -> None:
     p.set_defaults(handler=lambda args: p.print_help() or 2)
 
 
-def _add_loading_options(parser) -> None:
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="weights' precision (default fp32)")
+def _add_loading_options(parser, precisions=PRECISIONS) -> None:
+    parser.add_argument("--precision", default="fp32", choices=precisions, help="weights' precision (default fp32)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     parser.add_argument("--cache-dir", help="where the default pair lives (default $BIGLITTLE_CACHE or ~/.cache/biglittle)")
 

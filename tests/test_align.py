@@ -279,3 +279,11 @@ def test_bad_input_gives_a_one_line_error(capsys, tmp_path, tiny_models, other_v
     code, out, err = run_cli(capsys, "align", *(arg.format(**values) for arg in argv))
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("biglittle: error: ") and message in err, err
+
+
+def test_train_offers_only_precisions_gradients_flow_through(capsys):
+    from biglittle.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["align", "train", "--data", "d", "--out", "o", "--precision", "int8"])
+    assert exit_info.value.code == 2 and "invalid choice: 'int8'" in capsys.readouterr().err
