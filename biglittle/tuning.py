@@ -108,11 +108,14 @@ class GammaChooser:
     """
 
     def __init__(self, profile: CostProfile, max_gamma: int = 8, prior_alpha: float = 0.6,
-                 prior_weight: float = 2.0, probe_every: int = 16):
+                 prior_weight: float = 2.0, probe_every: int = 16, probe_margin: float = 0.9):
         self.profile = profile
         self.max_gamma = min(max_gamma, len(profile.verify_cost) - 1)
         self.prior_alpha, self.prior_weight = prior_alpha, prior_weight
         self.probe_every = probe_every
+        # A probe makes the little model catch up on every token it has not seen (a prefill), so it
+        # is only worth it where speculation is expected to come within this share of plain decoding.
+        self.probe_margin = probe_margin
         self._plain_rounds = 0
 
     def acceptance(self, position: int, accepted_by_position, proposed_by_position) -> float:
@@ -136,6 +139,6 @@ class GammaChooser:
             self._plain_rounds = 0
             return gamma
         self._plain_rounds += 1
-        if self._plain_rounds % self.probe_every == 0:
+        if self._plain_rounds % self.probe_every == 0 and max(rates[1:]) >= self.probe_margin:
             return 1  # a probe: acceptance may have risen since speculation stopped paying
         return 0
