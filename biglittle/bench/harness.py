@@ -38,6 +38,7 @@ def run_benchmark(pair: ModelPair, examples_by_task: dict[str, list[Example]], o
     """
     if pair.draft is None:
         raise BigLittleError("bench compares a big and a little model: pass --draft as well as --target")
+    commit = git_commit()  # of the code that runs, even if the checkout moves on during a long run
     pairs = model_pairs(pair, options.extra_drafts, options.precision)
     profiles = {name: _profile(p) for name, p in pairs.items() if name != "small"}
     settings = build_settings(options)
@@ -53,7 +54,7 @@ def run_benchmark(pair: ModelPair, examples_by_task: dict[str, list[Example]], o
 
     run_jobs(jobs, Executor(pairs, options.max_new_tokens), store, prompt_ids, on_record, progress)
     records = [store.records[job.key] for job in jobs]  # this run's, not an earlier, larger run's
-    results = {"metadata": metadata(pair, options, examples_by_task, command), "cost_profiles": profiles,
+    results = {"metadata": metadata(pair, options, examples_by_task, command, commit), "cost_profiles": profiles,
                "aggregates": aggregate(records, settings)}
     _write_atomically(out_dir / RESULTS, json.dumps(results, indent=1, ensure_ascii=False))
     plots = write_plots(results["aggregates"], out_dir)
@@ -80,7 +81,7 @@ def fingerprint(pair: ModelPair, options: BenchOptions) -> dict:
             "device": str(pair.target_runner.device), "max_new_tokens": options.max_new_tokens}
 
 
-def metadata(pair: ModelPair, options: BenchOptions, examples_by_task: dict, command: str) -> dict:
+def metadata(pair: ModelPair, options: BenchOptions, examples_by_task: dict, command: str, commit: str | None) -> dict:
     return {
         **fingerprint(pair, options),
         "dtype": str(pair.target.model.dtype),
@@ -92,7 +93,7 @@ def metadata(pair: ModelPair, options: BenchOptions, examples_by_task: dict, com
         "families": list(options.families),
         "extra_drafts": options.extra_drafts,
         "machine": machine(pair),
-        "commit": git_commit(),
+        "commit": commit,
         "command": command,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
