@@ -12,6 +12,7 @@ from .drafters import HybridDrafter, ModelDrafter, NgramDrafter, NoDrafter
 from .early_exit import early_exit_model, parse_layers
 from .errors import BigLittleError
 from .fetch import cache_dir
+from .files import write_text_atomically
 from .lm import ModelRunner
 from .models import LoadedModel, load_model, logit_rows, shared_vocab_size
 from .quantize import precision_of
@@ -184,9 +185,7 @@ class ModelPair:
         profile = measure_profile(self.target_runner, self.draft_runner, progress=progress)
         profile.overhead = self._measure_overhead()
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(profile.to_json())
-        temporary.replace(path)
+        write_text_atomically(path, profile.to_json())
         self._profile = profile
         return profile
 

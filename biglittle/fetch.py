@@ -43,6 +43,7 @@ from typing import Iterator, Sequence
 from tqdm.auto import tqdm
 
 from .errors import BigLittleError
+from .files import write_text_atomically
 
 CACHE_ENV = "BIGLITTLE_CACHE"
 PIP_ARGS_ENV = "BIGLITTLE_PIP_ARGS"
@@ -219,15 +220,6 @@ def _cache_lock(root: Path, command: str = "biglittle models fetch") -> Iterator
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _check_disk_space(root: Path, need: int) -> None:
@@ -591,7 +583,7 @@ def _convert_into_place(spec: ModelSpec, gguf: Path, cache: Path, progress: bool
         "convert_seconds": round(seconds, 1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    _atomic_write_text(final / MARKER, json.dumps(marker, indent=2) + "\n")
+    write_text_atomically(final / MARKER, json.dumps(marker, indent=2) + "\n")
     return final
 
 

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from ..errors import BigLittleError
+from ..files import write_text_atomically
 
 META = "meta.json"
 LINES = "calib.jsonl"
@@ -34,10 +35,7 @@ def read_meta(directory: Path) -> dict | None:
 
 
 def write_meta(directory: Path, meta: dict) -> None:
-    path = Path(directory) / META
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(meta, indent=2) + "\n")
-    temporary.replace(path)
+    write_text_atomically(Path(directory) / META, json.dumps(meta, indent=2) + "\n")
 
 
 def load_lines(directory: Path) -> list[dict]:

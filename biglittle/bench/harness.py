@@ -17,6 +17,7 @@ import transformers
 from ..api import ModelPair, load_pair
 from ..data import Example, build_prompt
 from ..errors import BigLittleError
+from ..files import write_text_atomically
 from .aggregate import aggregate
 from .plots import write_plots
 from .report import render
@@ -56,9 +57,9 @@ def run_benchmark(pair: ModelPair, examples_by_task: dict[str, list[Example]], o
     records = [store.records[job.key] for job in jobs]  # this run's, not an earlier, larger run's
     results = {"metadata": metadata(pair, options, examples_by_task, command, commit), "cost_profiles": profiles,
                "aggregates": aggregate(records, settings)}
-    _write_atomically(out_dir / RESULTS, json.dumps(results, indent=1, ensure_ascii=False))
+    write_text_atomically(out_dir / RESULTS, json.dumps(results, indent=1, ensure_ascii=False))
     plots = write_plots(results["aggregates"], out_dir)
-    _write_atomically(out_dir / REPORT, render(results, plots))
+    write_text_atomically(out_dir / REPORT, render(results, plots))
     return results
 
 
@@ -123,8 +124,3 @@ def git_commit() -> str | None:
         return None
     return done.stdout.strip() if done.returncode == 0 else None
 
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from ..errors import BigLittleError
+from ..files import write_text_atomically
 
 RECORDS = "records.jsonl"
 RUN = "run.json"
@@ -57,9 +58,7 @@ class RecordStore:
             except json.JSONDecodeError:
                 continue
         if len(records) != len(lines) or (lines and not self.path.read_bytes().endswith(b"\n")):
-            temporary = self.path.with_suffix(".tmp")
-            temporary.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-            temporary.replace(self.path)
+            write_text_atomically(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         return records
 
     def __contains__(self, key: str) -> bool:
