@@ -8,6 +8,7 @@ import pytest
 from biglittle import BigLittleError
 from biglittle.bench import resolve_options, run_benchmark
 from biglittle.bench.aggregate import aggregate, token_agreement
+from biglittle.bench.report import summary_rows
 from biglittle.bench.run import plan_jobs
 from biglittle.bench.settings import build_settings
 from biglittle.cli import main
@@ -108,7 +109,8 @@ def test_report_and_plots(quick_run):
     for text in ("## translation (BLEU)", "## summarization (ROUGE-L)", "| Vanilla (large) | Vanilla (large) |",
                  "| Vanilla (small) |", "| BiLD | BiLD 0.6/5 |", "| HF assisted generation |", "| Speculative (best) |",
                  "| draft | γ | temperature | α | tokens / target pass | measured speedup | predicted speedup |",
-                 "### Mechanism", "| exit-2: speculative (best) |", "Command: `pytest`"):
+                 "### Mechanism", "| exit-2: speculative (best) |", "| BiLD (exit-2) | exit-2: BiLD 0.6/5 |",
+                 "Command: `pytest`"):
         assert text in report, text
     for task in TASKS:
         for name in (f"quality_vs_speedup_{task}.png", f"speedup_by_gamma_{task}.png"):
@@ -238,3 +240,20 @@ def test_cli_end_to_end_on_task_data(capsys, tiny_models, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert [row["label"] for row in results["aggregates"]] == ["Vanilla (large)", "BiLD 0.6/5"]
     assert all(row["examples"] == 2 for row in results["aggregates"])
+
+
+def _row(label, model, method, quality, speedup, family=None):
+    return {"label": label, "family": family or ("extra" if model != "main" else method),
+            "setting": {"model": model, "method": method, "drafter": "model", "temperature": 0},
+            "quality": quality, "speedup": {"total": speedup}}
+
+
+def test_summary_picks_the_fastest_bild_within_one_point_for_each_draft():
+    rows = [_row("Vanilla (large)", "main", "ar", 20.0, 1.0),
+            _row("BiLD 0.6/5", "main", "bild", 19.5, 1.1), _row("BiLD 0.4/3", "main", "bild", 19.2, 1.4),
+            _row("BiLD 0.2/9", "main", "bild", 18.9, 2.0),  # fastest, but 1.1 points below: not "degraded"
+            _row("aligned: BiLD 0.6/5", "aligned", "bild", 20.1, 1.2),
+            _row("aligned: BiLD 0.4/3", "aligned", "bild", 19.0, 1.6)]
+    picks = {name: row["label"] for name, row in summary_rows(rows)}
+    assert picks["BiLD"] == "BiLD 0.6/5" and picks["BiLD degraded"] == "BiLD 0.4/3"
+    assert picks["BiLD (aligned)"] == "aligned: BiLD 0.6/5" and picks["BiLD (aligned) degraded"] == "aligned: BiLD 0.4/3"

@@ -57,19 +57,24 @@ def _fastest(rows) -> dict | None:
     return max(rows, key=lambda row: row["speedup"]["total"]) if rows else None
 
 
+def _degraded(bild_rows: list[dict], baseline: dict | None) -> dict | None:
+    """The fastest BiLD setting whose quality is within QUALITY_TOLERANCE points of the big model's."""
+    if baseline is None:
+        return None
+    return _fastest(row for row in bild_rows if row["quality"] >= baseline["quality"] - QUALITY_TOLERANCE)
+
+
 def summary_rows(task_rows: list[dict]) -> list[tuple[str, dict]]:
     """(row name, aggregate) for the BiLD-style table, in the paper's order."""
     by_label = {row["label"]: row for row in task_rows}
     main = [row for row in task_rows if row["setting"]["model"] == "main"]
     baseline = by_label.get(BASELINE)
-    bild = [row for row in main if row["family"] == "bild"]
-    degraded = _fastest(row for row in bild if baseline and row["quality"] >= baseline["quality"] - QUALITY_TOLERANCE)
     speculative = [row for row in main if row["family"] == "speculative" and row["setting"]["temperature"] == 0]
     picks = [
         ("Vanilla (large)", baseline),
         ("Vanilla (small)", by_label.get("Vanilla (small)")),
         ("BiLD", by_label.get(bild_label(*DEFAULT_THRESHOLDS))),
-        ("BiLD degraded", degraded),
+        ("BiLD degraded", _degraded([row for row in main if row["family"] == "bild"], baseline)),
         ("HF assisted generation", by_label.get("HF assisted")),
         ("HF prompt lookup", by_label.get("HF prompt lookup")),
         ("Speculative (best)", _fastest(speculative)),
@@ -79,7 +84,9 @@ def summary_rows(task_rows: list[dict]) -> list[tuple[str, dict]]:
     for model in dict.fromkeys(row["setting"]["model"] for row in task_rows if row["family"] == "extra"):
         extra = [row for row in task_rows if row["setting"]["model"] == model]
         picks.append((f"{model}: speculative (best)", _fastest(row for row in extra if row["setting"]["method"] == "speculative")))
-        picks.append((f"{model}: BiLD", _fastest(row for row in extra if row["setting"]["method"] == "bild")))
+        picks.append((f"BiLD ({model})", by_label.get(bild_label(*DEFAULT_THRESHOLDS, prefix=f"{model}: "))))
+        picks.append((f"BiLD ({model}) degraded", _degraded([row for row in extra if row["setting"]["method"] == "bild"],
+                                                            baseline)))
     return [(name, row) for name, row in picks if row is not None]
 
 

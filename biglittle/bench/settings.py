@@ -63,8 +63,8 @@ def build_settings(options: BenchOptions) -> list[Setting]:
         for drafter in ("ngram", "hybrid"):
             settings += [Setting(f"{drafter} γ={gamma}", "ngram", method="speculative", drafter=drafter, gamma=gamma)
                          for gamma in options.gammas]
+    grid = dict.fromkeys((DEFAULT_THRESHOLDS, *options.bild_grid))  # the default is the report's "BiLD" row
     if "bild" in families:
-        grid = dict.fromkeys((DEFAULT_THRESHOLDS, *options.bild_grid))  # the default is the report's "BiLD" row
         settings += [Setting(bild_label(fallback, rollback), "bild", method="bild", fallback_threshold=fallback,
                              rollback_threshold=rollback) for fallback, rollback in grid]
     if "peers" in families:
@@ -73,7 +73,7 @@ def build_settings(options: BenchOptions) -> list[Setting]:
     for label, spec in options.extra_drafts.items():
         settings += [Setting(f"{label}: speculative γ={gamma} T=0", "extra", model=label, model_spec=spec,
                              method="speculative", gamma=gamma) for gamma in options.gammas]
-        settings.append(Setting(bild_label(*DEFAULT_THRESHOLDS, prefix=f"{label}: "), "extra", model=label,
-                                model_spec=spec, method="bild", fallback_threshold=DEFAULT_THRESHOLDS[0],
-                                rollback_threshold=DEFAULT_THRESHOLDS[1]))
+        settings += [Setting(bild_label(fallback, rollback, prefix=f"{label}: "), "extra", model=label, model_spec=spec,
+                             method="bild", fallback_threshold=fallback, rollback_threshold=rollback)
+                     for fallback, rollback in grid]
     return settings
