@@ -7,13 +7,15 @@ from dataclasses import dataclass, field, fields, replace
 
 import torch
 
+from .bild_tuning import is_valid_setting, task_of, thresholds_path, tuned_thresholds
 from .decoding import Bild, Speculative, autoregressive, decode
 from .drafters import HybridDrafter, ModelDrafter, NgramDrafter, NoDrafter
 from .early_exit import early_exit_model, parse_layers
 from .errors import BigLittleError
 from .fetch import cache_dir
 from .files import write_text_atomically
-from .lm import ModelRunner
+from .exit_reuse import ExitTargetRunner, make_runners
+from .metrics import METRIC_OF_TASK
 from .models import LoadedModel, load_model, logit_rows, shared_vocab_size
 from .quantize import precision_of
 from .restricted_vocab import restrict_vocabulary
@@ -41,6 +43,8 @@ class GenerationConfig:
     fallback_threshold: float = 0.6  # BiLD: hand over when the little model's max probability is below
     rollback_threshold: float = 5.0  # BiLD: check little tokens with -log p_big above this
     max_little_steps: int | None = 10  # BiLD: hand over after this many little tokens (None = never)
+    # BiLD: "auto" (or "auto:TASK"): the two thresholds above as `biglittle tune-bild` chose them for this pair
+    bild_thresholds: str | None = None
     stop: tuple[str, ...] = ()
     chat: bool = False
 
@@ -58,6 +62,10 @@ class GenerationConfig:
             (self.max_new_tokens >= 1, f"max-new-tokens must be at least 1, got {self.max_new_tokens}"),
             (0 <= self.fallback_threshold <= 1, f"fallback-threshold must be in [0, 1], got {self.fallback_threshold}"),
             (self.rollback_threshold >= 0, f"rollback-threshold must be >= 0, got {self.rollback_threshold}"),
+            (self.bild_thresholds is None or is_valid_setting(self.bild_thresholds, tuple(METRIC_OF_TASK)),
+             f"bild-thresholds must be auto or auto:TASK with TASK one of {', '.join(METRIC_OF_TASK)}, "
+             f"got {self.bild_thresholds!r}"),
+            (self.bild_thresholds is None or self.method == "bild", "bild-thresholds applies to --method bild only"),
             (self.max_little_steps is None or self.max_little_steps >= 1,
              f"max-little-steps must be at least 1, got {self.max_little_steps}"),
             (all(self.stop), "stop strings must not be empty"),
@@ -87,8 +95,9 @@ class ModelPair:
     def __init__(self, target: LoadedModel, draft: LoadedModel | None = None):
         self.target, self.draft = target, draft
         vocab_size = shared_vocab_size(target, draft) if draft is not None else logit_rows(target)
-        self.target_runner = ModelRunner(target.model, vocab_size)
-        self.draft_runner = ModelRunner(draft.model, vocab_size) if draft is not None else None
+        # An early-exit draft shares the target's KV cache and hands it its layer-L states (exit_reuse.py).
+        self.target_runner, self.draft_runner = make_runners(target.model, draft.model if draft else None, vocab_size)
+        self.shares_cache = isinstance(self.target_runner, ExitTargetRunner)
         lengths = [m.context_length for m in (target, draft) if m is not None and m.context_length]
         self.max_length = min(lengths) if lengths else 1 << 30
         self._profile: CostProfile | None = None
@@ -125,6 +134,9 @@ class ModelPair:
         prompt_ids = self.encode(prompt, config.chat) if isinstance(prompt, str) else list(prompt)
         if not prompt_ids:
             raise BigLittleError("the prompt is empty")
+        if config.bild_thresholds is not None:
+            fallback, rollback = self.tuned_bild_thresholds(task_of(config.bild_thresholds))
+            config = replace(config, fallback_threshold=fallback, rollback_threshold=rollback)
         if len(prompt_ids) >= self.max_length:
             raise BigLittleError(f"the prompt has {len(prompt_ids)} tokens but the models' context is {self.max_length}")
         generator = torch.Generator(self.target_runner.device)
@@ -164,6 +176,8 @@ class ModelPair:
             profile = self.cost_profile()
             if config.drafter == "ngram":
                 profile = replace(profile, draft_step_s=None)  # lookups cost no model step
+            elif profile.reuse_verify_cost:
+                profile = replace(profile, verify_cost=profile.reuse_verify_cost)  # the draft's layers are reused
             return Speculative(0, config.sampling, chooser=GammaChooser(profile))
         steps = config.max_little_steps if config.max_little_steps is not None else 1 << 30
         fallback_enabled = config.fallback_threshold > 0 or config.max_little_steps is not None
@@ -174,20 +188,30 @@ class ModelPair:
         measured once and kept on disk. `progress()` is called after each measurement."""
         if self._profile is not None and not refresh:
             return self._profile
-        identity = ["profile-v2", self.target.name, precision_of(self.target.model), str(self.target_runner.device)]
-        if self.draft is not None:
-            scored_rows = logit_rows(self.draft)  # less with a restricted vocabulary
-            identity += [self.draft.name, precision_of(self.draft.model), str(scored_rows)]
-        path = profile_path(cache_dir(), *identity)
+        shared = ["shared-cache"] if self.shares_cache else []  # verification costs less: another profile
+        path = profile_path(cache_dir(), "profile-v2", *self.identity(), *shared)
         if path.is_file() and not refresh:
             self._profile = CostProfile.from_json(path.read_text())
             return self._profile
-        profile = measure_profile(self.target_runner, self.draft_runner, progress=progress)
+        profile = measure_profile(self.target_runner, self.draft_runner, progress=progress,
+                                  shared_cache=self.shares_cache)
         profile.overhead = self._measure_overhead()
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomically(path, profile.to_json())
         self._profile = profile
         return profile
+
+    def identity(self) -> list[str]:
+        """What a measurement of this pair depends on besides the machine: the models, their precision, the device."""
+        identity = [self.target.name, precision_of(self.target.model), str(self.target_runner.device)]
+        if self.draft is not None:
+            scored_rows = logit_rows(self.draft)  # less with a restricted vocabulary
+            identity += [self.draft.name, precision_of(self.draft.model), str(scored_rows)]
+        return identity
+
+    def tuned_bild_thresholds(self, task: str | None = None) -> tuple[float, float]:
+        """(fallback, rollback) that `biglittle tune-bild` stored for this pair on this machine (and `task`)."""
+        return tuned_thresholds(thresholds_path(cache_dir(), self.identity()), task)
 
     def _measure_overhead(self, new_tokens: int = 24) -> dict[str, float]:
         """Share of wall time spent outside model forwards in a short generation, per method."""

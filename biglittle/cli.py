@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from contextlib import contextmanager
 
 from .errors import BigLittleError
 
@@ -17,6 +18,7 @@ biglittle: a little and a big language model generating text together, faster th
   models     fetch the default pair (Qwen2.5-Coder 1.5B + 0.5B Instruct) or list what is installed
   data       fetch the real task data (De->En translation, package-description summarization)
   profile    measure a pair's costs on this machine (used by generate --gamma auto)
+  tune-bild  choose BiLD's thresholds on a task's dev examples (used by generate --bild-thresholds auto)
   bench      every method on real task data, side by side with transformers' own: tables and plots
   align      fine-tune the little model on the big one's outputs (BiLD's prediction alignment)
 """
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(commands)
     _add_data(commands)
     _add_profile(commands)
+    _add_tune_bild(commands)
     _add_bench(commands)
     _add_align(commands)
     return parser
@@ -64,7 +67,8 @@ def add_model_options(parser) -> None:
     """--target, --draft, --precision, --device, --cache-dir: which pair to load, and how."""
     parser.add_argument("--target", help="big model: hub id, local directory or .gguf file (default: the built-in pair)")
     parser.add_argument("--draft", help="little model for speculative / bild, sharing the target's tokenizer; "
-                        "early-exit:L makes it from the target's own first L layers (no second model)")
+                        "early-exit:L makes it from the target's own first L layers (no second model; with a Llama "
+                        "or Qwen2 target it also shares the target's KV cache and work)")
     parser.add_argument("--draft-vocab", type=int, metavar="K",
                         help="let the little model score only the K most frequent tokens (a cheaper output layer; "
                         "speculative decoding stays exact); default: the full vocabulary")
@@ -106,6 +110,10 @@ def _add_generate(commands) -> None:
                         help="bild: replace little tokens whose -log p under the big model exceeds this (default 5.0)")
     method.add_argument("--max-little-steps", type=int, default=10,
                         help="bild: hand over after this many little tokens in a row; 0 = never (default 10)")
+    method.add_argument("--bild-thresholds", metavar="auto[:TASK]",
+                        help="bild: use the fallback and rollback thresholds that `biglittle tune-bild` chose for this "
+                        "pair, precision and machine (for TASK, when several tasks were tuned) instead of the two "
+                        "flags above; implies --method bild")
     sampling = p.add_argument_group("sampling and stopping")
     sampling.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
     sampling.add_argument("--top-k", type=int, default=0, help="sample from the k most likely tokens only (0 = off)")
@@ -131,7 +139,7 @@ def _run_generate(args) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     target, draft, is_default = _resolve_models(args.target, args.draft, args.cache_dir)
     chat = args.chat if args.chat is not None else is_default  # the default pair are instruct models
-    method = args.method or ("speculative" if draft or args.drafter == "ngram" else "ar")
+    method = args.method or ("bild" if args.bild_thresholds else "speculative" if draft or args.drafter == "ngram" else "ar")
     config = GenerationConfig(
         method=method,
         gamma=args.gamma if args.gamma is not None else ("auto" if is_default else 4),
@@ -145,6 +153,7 @@ def _run_generate(args) -> int:
         fallback_threshold=args.fallback_threshold,
         rollback_threshold=args.rollback_threshold,
         max_little_steps=args.max_little_steps or None,
+        bild_thresholds=args.bild_thresholds,
         stop=tuple(args.stop),
         chat=bool(chat),
     )
@@ -198,7 +207,9 @@ def _add_profile(commands) -> None:
     p = commands.add_parser("profile", help="measure a pair's costs on this machine (for --gamma auto)",
                             description="Measures T(k)/T(1), the target's cost of scoring k tokens in one pass, and c, the "
                             "draft's cost per token relative to the target's, and stores them per machine, model and "
-                            "precision; `generate --gamma auto` uses them.")
+                            "precision; `generate --gamma auto` uses them. With --draft early-exit:L on a Llama or Qwen2 "
+                            "target, which shares the target's KV cache, also T(k) of a pass after the draft has run its "
+                            "tokens through the shared layers (target reuse).")
     add_model_options(p)
     p.set_defaults(handler=_run_profile)
 
@@ -212,17 +223,63 @@ def _run_profile(args) -> int:
 
     target, draft, is_default = _resolve_models(args.target, args.draft, args.cache_dir)
     pair = load_pair(target, draft, dtype=_precision(args, is_default), device=args.device, draft_vocab=args.draft_vocab)
-    with tqdm(total=profile_steps(16, draft is not None), desc="measuring T(k)", unit="pass") as bar:
+    with tqdm(total=profile_steps(16, draft is not None, pair.shares_cache), desc="measuring T(k)", unit="pass") as bar:
         profile = pair.cost_profile(refresh=True, progress=bar.update)
     print(f"T(1) = {profile.target_step_s * 1000:.1f} ms" + (f", c = {profile.draft_cost:.3f}" if draft else ""))
     curves = [("target", profile.verify_cost)] + ([("draft", profile.draft_verify_cost)] if draft else [])
+    if profile.reuse_verify_cost:  # an early exit sharing the target's cache: verification after it costs less
+        curves.append(("target reuse", profile.reuse_verify_cost))
     print("T(k)/T(1)  k: " + " ".join(f"{k:>5}" for k in range(1, len(profile.verify_cost) + 1)))
     for name, curve in curves:
         print(f"  {name:<12} " + " ".join(f"{ratio:>5.2f}" for ratio in curve))
     print("time outside model forwards: " + ", ".join(f"{m} {share:.1%}" for m, share in profile.overhead.items()))
     for alpha in (0.5, 0.7, 0.9):
-        gamma, speedup = best_gamma(alpha, profile.draft_cost, profile.verify_cost)
+        gamma, speedup = best_gamma(alpha, profile.draft_cost, profile.reuse_verify_cost or profile.verify_cost)
         print(f"acceptance {alpha}: best gamma {gamma}, expected speedup {speedup:.2f}x")
+    return 0
+
+
+def _add_tune_bild(commands) -> None:
+    from .bench.options import TUNE_DEFAULTS as DEFAULTS
+
+    p = commands.add_parser(
+        "tune-bild", help="choose BiLD's thresholds on a task's dev examples, for generate --bild-thresholds auto",
+        description="Runs the first N examples of a task's dev split through the big model alone and through BiLD at "
+        "every (fallback, rollback) threshold pair of a grid (greedy), scores each pair's output with the task's "
+        "metric (BLEU, ROUGE-L) and estimates its speed from the numbers of forward passes and this machine's "
+        "cost profile (`biglittle profile`; deterministic, unlike wall time, which is shown beside it). Chooses the "
+        "fastest pair whose quality is within --tolerance points of the big model's (none: the pair of highest "
+        "quality), prints the table and stores the choice for the pair, precision, device and task; `generate "
+        "--method bild --bild-thresholds auto` uses it. Every generation is saved as it ends: rerun the same "
+        "command after an interruption to resume. See docs/bild.md.")
+    p.add_argument("--task", required=True, help="translation or summarization")
+    p.add_argument("--n", type=int, help=f"examples: the first N of the task's dev split (default {DEFAULTS['n']})")
+    p.add_argument("--max-new-tokens", type=int, help=f"per generation (default {DEFAULTS['max_new_tokens']})")
+    p.add_argument("--bild-grid", metavar="LIST", help="FALLBACK:ROLLBACK threshold pairs to try (default: fallback "
+                   "0.2, 0.4, 0.6, 0.8 by rollback 0, 2, 3, 5; rollback 0 is exact BiLD); the default 0.6:5 always runs")
+    p.add_argument("--tolerance", type=float, help="points of the task's metric the choice may lose against the big "
+                   f"model alone (default {DEFAULTS['tolerance']:g}, the BiLD paper's 'about one point')")
+    p.add_argument("--data-path", help="a copy of the task's raw source (default: what `biglittle data fetch` got)")
+    p.add_argument("--out", metavar="DIR", help="where the generations are saved (default: beside the stored choice "
+                   "under the cache, per task and --max-new-tokens)")
+    add_model_options(p.add_argument_group("models"))
+    p.set_defaults(handler=_run_tune_bild)
+
+
+def _run_tune_bild(args) -> int:
+    from .api import load_pair
+    from .bench.options import tune_options
+    from .bench.tune import format_tuning, records_dir, tune_bild
+    from .data import load_task
+
+    target, draft, precision = _big_and_little(args, "tune-bild")
+    options = tune_options(args.task, n=args.n, max_new_tokens=args.max_new_tokens, bild_grid=args.bild_grid,
+                           tolerance=args.tolerance, out_dir=args.out, precision=precision)
+    examples = load_task(options.task, "dev", path=args.data_path, limit=options.bench.n, cache=args.cache_dir)
+    pair = load_pair(target, draft, dtype=precision, device=args.device, draft_vocab=args.draft_vocab)
+    with _resumable(records_dir(pair, options)):
+        result = tune_bild(pair, examples, options)
+    print(format_tuning(result))
     return 0
 
 
@@ -437,24 +494,35 @@ def _run_bench(args) -> int:
     from .bench import resolve_options, run_benchmark
     from .data import load_task
 
-    target, draft, is_default = _resolve_models(args.target, args.draft, args.cache_dir)
-    if draft is None:
-        raise BigLittleError("bench compares a big and a little model: pass --draft as well as --target")
-    precision = _precision(args, is_default)
+    target, draft, precision = _big_and_little(args, "bench")
     options = resolve_options(args.task, quick=args.quick, n=args.n, max_new_tokens=args.max_new_tokens,
                               gammas=args.gammas, bild_grid=args.bild_grid, families=args.families,
                               repeats=args.repeats, extra_drafts=args.extra_draft, out_dir=args.out,
                               precision=precision)
     examples = {task: load_task(task, "test", limit=options.n, cache=args.cache_dir) for task in options.tasks}
     pair = load_pair(target, draft, dtype=precision, device=args.device, draft_vocab=args.draft_vocab)
-    try:
+    with _resumable(options.out_dir):
         run_benchmark(pair, examples, options, command=shlex.join(["biglittle", *sys.argv[1:]]))
-    except KeyboardInterrupt:
-        print(f"biglittle: the finished generations are kept in {options.out_dir}; run the same command to resume",
-              file=sys.stderr)
-        raise
     print(f"report: {options.out_dir / 'report.md'}\nresults: {options.out_dir / 'results.json'}")
     return 0
+
+
+def _big_and_little(args, command: str) -> tuple[str, str, str]:
+    """(target, draft, precision) for a command that runs both models."""
+    target, draft, is_default = _resolve_models(args.target, args.draft, args.cache_dir)
+    if draft is None:
+        raise BigLittleError(f"{command} runs a big and a little model: pass --draft as well as --target")
+    return target, draft, _precision(args, is_default)
+
+
+@contextmanager
+def _resumable(out_dir):
+    """On Ctrl-C, say where the finished generations are and how to resume."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"biglittle: the finished generations are kept in {out_dir}; run the same command to resume", file=sys.stderr)
+        raise
 
 
 def _quiet_libraries() -> None:

@@ -3,7 +3,12 @@
 The early exit is the target's first L layers, then its final norm and output layer. It is a
 shallow copy of the target whose layer list holds only those L layer modules: every weight is
 shared with the target (no second copy in memory), and it is an ordinary transformers model,
-so caches, cropping and both decoding methods work on it unchanged. It keeps its own KV cache.
+so caches, cropping and both decoding methods work on it unchanged.
+
+With a Llama or Qwen2 target the pair's runners also share work (biglittle/exit_reuse.py): one KV
+cache, whose first L layers the draft fills, and the draft's layer-L hidden states, from which the
+target's verification pass goes on, so it runs layers 1..L only for the last proposed token. Other
+targets (GPT-2, ...) keep a KV cache per model; the output is the same either way.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from statistics import median
 
 import torch
 
-from .lm import ModelRunner
+from .lm import Runner
 
 
 @dataclass
@@ -32,6 +32,9 @@ class CostProfile:
     draft_verify_cost: list[float] | None = None  # the draft's own T(k)/T(1)
     # Share of a generation's wall time spent outside model forwards, by method.
     overhead: dict[str, float] = field(default_factory=dict)
+    # An early-exit draft sharing the target's cache: the target's T(k)/T(1) when the draft has already run
+    # the first k - 1 tokens through the layers they share (a verification pass after that draft).
+    reuse_verify_cost: list[float] | None = None
 
     @property
     def draft_cost(self) -> float:
@@ -45,8 +48,13 @@ class CostProfile:
         return cls(**json.loads(text))
 
 
-def time_forward(runner: ModelRunner, prompt: list[int], num_tokens: int, repeats: int) -> float:
-    """Median seconds to score `num_tokens` new tokens after a cache as long as `prompt`."""
+def time_forward(runner: Runner, prompt: list[int], num_tokens: int, repeats: int,
+                 drafted_by: Runner | None = None) -> float:
+    """Median seconds to score `num_tokens` new tokens after a cache as long as `prompt`.
+
+    `drafted_by`, an early exit sharing the runner's cache: it first runs the new tokens but the last,
+    as in a verification of its proposals.
+    """
     tokens = runner.start(prompt)
     if runner.is_encoder_decoder:
         tokens = tokens + prompt  # a decoder history as long as the prompt
@@ -54,41 +62,46 @@ def time_forward(runner: ModelRunner, prompt: list[int], num_tokens: int, repeat
     times = []
     for _ in range(repeats):
         runner.crop(len(tokens))
+        if drafted_by is not None and num_tokens > 1:
+            drafted_by.forward(tokens + prompt[: num_tokens - 1], 1)
         started = time.perf_counter()
         runner.forward(tokens + prompt[:num_tokens], num_tokens)
         times.append(time.perf_counter() - started)
     return median(times)
 
 
-def measure_profile(target: ModelRunner, draft: ModelRunner | None, max_k: int = 16, repeats: int = 3,
-                    context_tokens: int = 64, progress=None) -> CostProfile:
-    """Measure T(k) for k = 1..max_k of each model after a `context_tokens`-long cache (random ids, fixed seed).
+def measure_profile(target: Runner, draft: Runner | None, max_k: int = 16, repeats: int = 3,
+                    context_tokens: int = 64, progress=None, shared_cache: bool = False) -> CostProfile:
+    """Measure T(k) for k = 1..max_k of each model after a `context_tokens`-long cache (random ids, fixed seed);
+    with `shared_cache` (an early-exit draft sharing the target's cache) also the target's T(k) after the draft.
 
-    `progress()` is called after each of the `profile_steps(max_k, draft is not None)` measurements.
+    `progress()` is called after each of the `profile_steps(max_k, draft is not None, shared_cache)` measurements.
     """
     generator = torch.Generator().manual_seed(0)
     prompt = torch.randint(0, target.vocab_size, (max(context_tokens, max_k),), generator=generator).tolist()
 
-    def curve(runner: ModelRunner) -> list[float]:
+    def curve(runner: Runner, drafted_by: Runner | None = None) -> list[float]:
         times = []
         for k in range(1, max_k + 1):
-            times.append(time_forward(runner, prompt, k, repeats))
+            times.append(time_forward(runner, prompt, k, repeats, drafted_by))
             if progress is not None:
                 progress()
         return times
 
     target_times = curve(target)
     draft_times = curve(draft) if draft is not None else None
+    reuse_times = curve(target, draft) if shared_cache else None
     return CostProfile(
         target_times[0],
         draft_times[0] if draft_times else None,
         [t / target_times[0] for t in target_times],
         [t / draft_times[0] for t in draft_times] if draft_times else None,
+        reuse_verify_cost=[t / target_times[0] for t in reuse_times] if reuse_times else None,
     )
 
 
-def profile_steps(max_k: int, has_draft: bool) -> int:
-    return max_k * (2 if has_draft else 1)
+def profile_steps(max_k: int, has_draft: bool, shared_cache: bool = False) -> int:
+    return max_k * (1 + has_draft + shared_cache)
 
 
 def profile_path(cache: Path, *identity: str) -> Path:

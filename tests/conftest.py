@@ -170,6 +170,14 @@ def decoder_pair(tiny_models):
 
 
 @pytest.fixture(scope="session")
+def exit_pair(tiny_models):
+    """The Llama target with its first 2 of 4 layers as the draft, sharing the target's KV cache."""
+    from biglittle import load_pair
+
+    return load_pair(tiny_models["llama_target"], "early-exit:2")
+
+
+@pytest.fixture(scope="session")
 def seq2seq_pair(tiny_models):
     from biglittle import load_pair
 

@@ -79,13 +79,16 @@ def full_forward_logits(model, token_ids):
         return model(torch.tensor([token_ids])).logits[0, -1]
 
 
-def test_caches_after_rollbacks_match_a_fresh_forward(decoder_pair):
-    prompt_ids = decoder_pair.encode("the old man")
-    result = decoder_pair.generate(prompt_ids, method="bild", fallback_threshold=0.5, rollback_threshold=0.5,
-                                   max_new_tokens=40, temperature=1.0, seed=3)
+@pytest.mark.parametrize("pair_name", ["decoder_pair", "exit_pair"])  # a cache per model; an early exit sharing one
+def test_caches_after_rollbacks_match_a_fresh_forward(request, pair_name):
+    pair = request.getfixturevalue(pair_name)
+    prompt_ids = pair.encode("the old man")
+    result = pair.generate(prompt_ids, method="bild", fallback_threshold=0.5, rollback_threshold=0.5,
+                           max_new_tokens=40, temperature=1.0, seed=3)
     assert result.stats.rollbacks > 0
     tokens = prompt_ids + result.token_ids
-    for runner, loaded in ((decoder_pair.target_runner, decoder_pair.target), (decoder_pair.draft_runner, decoder_pair.draft)):
+    # The draft first: a target sharing its cache then finds layers 1..L done and runs the deeper ones only.
+    for runner, loaded in ((pair.draft_runner, pair.draft), (pair.target_runner, pair.target)):
         assert runner.cache_len <= len(tokens) - 1
         cached = runner.forward(tokens, 1)[0]
         fresh = full_forward_logits(loaded.model, tokens)[: runner.vocab_size]

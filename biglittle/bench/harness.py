@@ -21,7 +21,7 @@ from ..files import write_text_atomically
 from .aggregate import aggregate
 from .plots import write_plots
 from .report import render
-from .run import Executor, plan_jobs, run_jobs
+from .run import Executor, plan_jobs, prompt_encoder, run_jobs
 from .options import BenchOptions
 from .settings import build_settings
 from .store import RecordStore
@@ -46,13 +46,7 @@ def run_benchmark(pair: ModelPair, examples_by_task: dict[str, list[Example]], o
     out_dir = options.out_dir
     store = RecordStore(out_dir, fingerprint(pair, options))
     jobs = plan_jobs(examples_by_task, settings, options.repeats)
-    prompts = {}
-
-    def prompt_ids(task: str, example: Example) -> list[int]:
-        if (task, example.id) not in prompts:
-            prompts[task, example.id] = pair.encode(prompt_builder(task, example.source, pair.tokenizer))
-        return prompts[task, example.id]
-
+    prompt_ids = prompt_encoder(pair, prompt_builder)
     run_jobs(jobs, Executor(pairs, options.max_new_tokens), store, prompt_ids, on_record, progress)
     records = [store.records[job.key] for job in jobs]  # this run's, not an earlier, larger run's
     results = {"metadata": metadata(pair, options, examples_by_task, command, commit), "cost_profiles": profiles,

@@ -1,10 +1,11 @@
-"""A benchmark's options, from the command line's strings, with the full and the --quick defaults.
+"""A benchmark's options (and `tune-bild`'s), from the command line's strings, with the full and the --quick defaults.
 
 Kept free of torch so that the command line's --help stays fast.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,40 @@ def resolve_options(task: str, *, quick: bool = False, n: int | None = None, max
         if value < 1:
             raise BigLittleError(f"--{name} must be at least 1, got {value}")
     return options
+
+
+# Rollback 0 is exact BiLD (every little token the big model would not have chosen is replaced);
+# fallbacks down to 0.2 because on a CPU the little model must write most tokens for BiLD to pay.
+TUNE_GRID = ",".join(f"{fallback}:{rollback}" for rollback in (0, 2, 3, 5) for fallback in (0.2, 0.4, 0.6, 0.8))
+# "BiLD degraded" in the report and tune-bild's default: within this many points of the big model's quality
+# (the BiLD paper's "about one point").
+QUALITY_TOLERANCE = 1.0
+TUNE_DEFAULTS = {"n": 30, "max_new_tokens": 64, "tolerance": QUALITY_TOLERANCE}
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    bench: BenchOptions  # one task, the first n dev examples, the grid, the token budget, the precision
+    tolerance: float  # points of the task's metric below the big model's that a choice may lose
+    out_dir: Path | None = None  # the records; None: beside the stored choice, per task and token budget
+
+    @property
+    def task(self) -> str:
+        return self.bench.tasks[0]
+
+
+def tune_options(task: str, *, n: int | None = None, max_new_tokens: int | None = None, bild_grid: str | None = None,
+                 tolerance: float | None = None, out_dir: str | None = None, precision: str = "fp32") -> TuneOptions:
+    """Options from the command line's strings, checked before any model is loaded."""
+    if task == "all":
+        raise BigLittleError("tune-bild tunes one task at a time: --task translation or --task summarization")
+    tolerance = TUNE_DEFAULTS["tolerance"] if tolerance is None else tolerance
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise BigLittleError(f"--tolerance must be >= 0 (points of the task's metric), got {tolerance}")
+    bench = resolve_options(task, n=TUNE_DEFAULTS["n"] if n is None else n, bild_grid=bild_grid or TUNE_GRID,
+                            max_new_tokens=TUNE_DEFAULTS["max_new_tokens"] if max_new_tokens is None else max_new_tokens,
+                            families="bild", precision=precision)
+    return TuneOptions(bench, tolerance, Path(out_dir).expanduser() if out_dir else None)
 
 
 def _items(text: str, flag: str) -> list[str]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from .aggregate import BASELINE
+from .options import QUALITY_TOLERANCE
 from .settings import DEFAULT_THRESHOLDS, bild_label
 
 METRIC_NAMES = {"bleu": "BLEU", "rouge_l": "ROUGE-L"}
-QUALITY_TOLERANCE = 1.0  # "BiLD degraded": the fastest BiLD setting within this many points of the target
 
 
 def render(results: dict, plots: dict[str, list[str]]) -> str:

@@ -98,13 +98,25 @@ def _outcome(text: str, token_ids: list[int], seconds: float, stats, engine: str
     }
 
 
+def prompt_encoder(pair: ModelPair, prompt_builder: Callable) -> Callable[[str, Example], list[int]]:
+    """prompt_ids(task, example): the example's prompt (`prompt_builder(task, source, tokenizer)`), encoded once."""
+    encoded = {}
+
+    def prompt_ids(task: str, example: Example) -> list[int]:
+        if (task, example.id) not in encoded:
+            encoded[task, example.id] = pair.encode(prompt_builder(task, example.source, pair.tokenizer))
+        return encoded[task, example.id]
+
+    return prompt_ids
+
+
 def run_jobs(jobs: list[Job], executor: Executor, store: RecordStore, prompt_ids: Callable[[str, Example], list[int]],
-             on_record: Callable[[dict], None] | None = None, progress: bool = True) -> None:
+             on_record: Callable[[dict], None] | None = None, progress: bool = True, desc: str = "bench") -> None:
     """Runs the jobs not yet in `store`, appending each record as soon as it is done."""
     pending = [job for job in jobs if job.key not in store]
     if pending:
         _warm_up(pending, executor, prompt_ids)
-    with tqdm(total=len(jobs), initial=len(jobs) - len(pending), unit="gen", desc="bench", disable=not progress,
+    with tqdm(total=len(jobs), initial=len(jobs) - len(pending), unit="gen", desc=desc, disable=not progress,
               dynamic_ncols=True) as bar:
         for job in pending:
             bar.set_postfix_str(f"{job.task}: {job.setting.label}", refresh=False)

@@ -1,0 +1,139 @@
+"""`biglittle tune-bild`: BiLD's thresholds chosen on a task's dev examples, and stored for the pair.
+
+The big model alone and BiLD at every (fallback, rollback) pair of a grid run on the first N dev
+examples through the bench's interleaved, resumable loop (records.jsonl: rerun the same command to
+resume). Each pair's quality is the task's metric against the references, its speed the expected
+cost of its forward passes under the pair's cost profile (bild_tuning.expected_cost), shown beside
+the measured wall-time ratio. The fastest pair within `tolerance` points of the big model's quality
+is stored per machine, pair, precision and task, where `generate --bild-thresholds auto` finds it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from tqdm.auto import tqdm
+
+from ..api import GenerationConfig, ModelPair
+from ..bild_tuning import Candidate, choose, expected_cost, store_choice, thresholds_path
+from ..data import Example, build_prompt
+from ..errors import BigLittleError
+from ..fetch import cache_dir
+from ..quantize import precision_of
+from ..tuning import CostProfile, profile_steps
+from .aggregate import BASELINE, aggregate
+from .harness import fingerprint
+from .options import TuneOptions
+from .report import METRIC_NAMES
+from .run import Executor, plan_jobs, prompt_encoder, run_jobs
+from .settings import Setting, build_settings
+from .store import RecordStore
+
+
+def records_dir(pair: ModelPair, options: TuneOptions) -> Path:
+    if options.out_dir is not None:
+        return options.out_dir
+    path = thresholds_path(cache_dir(), pair.identity())
+    return path.with_name(f"{path.stem}-{options.task}-{options.bench.max_new_tokens}tok")
+
+
+def tune_bild(pair: ModelPair, examples: list[Example], options: TuneOptions, *, prompt_builder: Callable = build_prompt,
+              on_record: Callable[[dict], None] | None = None, progress: bool = True) -> dict:
+    """Runs (or resumes) the grid on `examples`, stores the choice and returns the evaluation (see `evaluate`)."""
+    if pair.draft is None:
+        raise BigLittleError("tune-bild runs a big and a little model: pass --draft as well as --target")
+    if not examples:
+        raise BigLittleError(f"no {options.task} dev examples to tune on")
+    # Measured on first use (minutes for real models on a CPU); read back from disk after that.
+    with tqdm(total=profile_steps(16, has_draft=True), desc="cost profile", unit="pass", leave=False,
+              disable=not progress) as bar:
+        profile = pair.cost_profile(progress=bar.update)
+    settings = build_settings(options.bench)
+    out_dir = records_dir(pair, options)
+    store = RecordStore(out_dir, fingerprint(pair, replace(options.bench, precision=precision_of(pair.target.model))))
+    jobs = plan_jobs({options.task: examples}, settings, repeats=1)
+    run_jobs(jobs, Executor({"main": pair}, options.bench.max_new_tokens), store, prompt_encoder(pair, prompt_builder),
+             on_record, progress, desc="tune-bild")
+    result = evaluate(options.task, [store.records[job.key] for job in jobs], settings, profile, options.tolerance)
+    result["records"] = str(out_dir)
+    path = thresholds_path(cache_dir(), pair.identity())
+    store_choice(path, options.task, stored_entry(result, options))
+    return {**result, "path": str(path)}
+
+
+def stored_entry(result: dict, options: TuneOptions) -> dict:
+    """The choice as kept on disk: the thresholds, how they were chosen, and the whole table."""
+    return {**result["choice"], "within_tolerance": result["within_tolerance"], "metric": result["metric"],
+            "baseline_quality": result["baseline_quality"], "tolerance": options.tolerance,
+            "examples": result["examples"], "max_new_tokens": options.bench.max_new_tokens,
+            "max_little_steps": GenerationConfig.max_little_steps, "records": result["records"],
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "candidates": result["candidates"]}
+
+
+def evaluate(task: str, records: list[dict], settings: list[Setting], profile: CostProfile, tolerance: float) -> dict:
+    """Quality and speed of every threshold pair against the big model alone, and the choice among them."""
+    rows = {row["label"]: row for row in aggregate(records, settings)}
+    costs = defaultdict(float)
+    for record in records:
+        costs[record["setting"]["label"]] += record_cost(record, profile)
+    bild = sorted((s for s in settings if s.method == "bild"), key=lambda s: (s.rollback_threshold, s.fallback_threshold))
+    candidates = [_candidate(setting, rows[setting.label], costs[BASELINE], costs[setting.label]) for setting in bild]
+    baseline = rows[BASELINE]
+    choice, within = choose(candidates, baseline["quality"], tolerance)
+    return {"task": task, "metric": baseline["metric"], "examples": baseline["examples"],
+            "baseline_quality": baseline["quality"], "tolerance": tolerance, "within_tolerance": within,
+            "choice": asdict(choice), "candidates": [asdict(candidate) for candidate in candidates]}
+
+
+def record_cost(record: dict, profile: CostProfile) -> float:
+    """A generation's expected cost in big-model steps, from the tokens fed to each of its forward passes."""
+    return expected_cost([fed for fed, _ in record["target_call_log"]], [fed for fed, _ in record["draft_call_log"]],
+                         profile)
+
+
+def _candidate(setting: Setting, row: dict, baseline_cost: float, cost: float) -> Candidate:
+    return Candidate(setting.fallback_threshold, setting.rollback_threshold, row["quality"],
+                     expected_speedup=baseline_cost / cost if cost else None,
+                     measured_speedup=row["speedup"]["total"],
+                     fallbacks_per_token=row["mechanism"]["fallbacks_per_token"],
+                     rollbacks_per_token=row["mechanism"]["rollbacks_per_token"])
+
+
+def _times(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def _rate(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def format_tuning(result: dict) -> str:
+    """The grid as a table, the choice marked, and what to do with it."""
+    metric = METRIC_NAMES[result["metric"]]
+    baseline = result["baseline_quality"]
+    lines = [f"BiLD thresholds for {result['task']} on {result['examples']} dev examples: the big model alone scores "
+             f"{metric} {baseline:.1f}; tolerance {result['tolerance']:g} point(s)",
+             f"  {'fallback':>8} {'rollback':>8} {metric:>8} {'vs big':>7} {'expected':>9} {'measured':>9} "
+             f"{'fallbacks/tok':>13} {'rollbacks/tok':>13}"]
+    choice = result["choice"]
+    for c in result["candidates"]:
+        mark = "*" if c == choice else " "
+        lines.append(f"{mark} {c['fallback_threshold']:>8g} {c['rollback_threshold']:>8g} {c['quality']:>8.1f} "
+                     f"{c['quality'] - baseline:>+7.1f} {_times(c['expected_speedup']):>9} "
+                     f"{_times(c['measured_speedup']):>9} {_rate(c['fallbacks_per_token']):>13} "
+                     f"{_rate(c['rollbacks_per_token']):>13}")
+    lines.append("  expected: the big model alone's cost over the pair's, from their forward passes and this "
+                 "machine's cost profile; measured: the same ratio of wall times")
+    if not result["within_tolerance"]:
+        lines.append(f"no pair is within {result['tolerance']:g} point(s) of the big model: chose the one of highest {metric}")
+    lines.append(f"chosen (*): --fallback-threshold {choice['fallback_threshold']:g} --rollback-threshold "
+                 f"{choice['rollback_threshold']:g}, stored in {result['path']}; use it with "
+                 f"`biglittle generate --method bild --bild-thresholds auto:{result['task']}`")
+    if choice["expected_speedup"] is not None and choice["expected_speedup"] < 1:
+        lines.append(f"note: it is expected to be slower than the big model alone on this machine "
+                     f"({_times(choice['expected_speedup'])}): --method ar is faster here")
+    return "\n".join(lines)
