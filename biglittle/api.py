@@ -12,6 +12,7 @@ from .decoding import Bild, Speculative, autoregressive, decode
 from .drafters import HybridDrafter, ModelDrafter, NgramDrafter, NoDrafter
 from .early_exit import early_exit_model, parse_layers
 from .errors import BigLittleError
+from .exit_head import final_norm, is_exit_head_dir, load_exit_head
 from .fetch import cache_dir
 from .files import write_text_atomically
 from .exit_reuse import ExitTargetRunner, make_runners
@@ -253,21 +254,30 @@ def load_pair(
 ) -> ModelPair:
     """Load a target and (optionally) a draft model from hub ids, directories or GGUF files.
 
-    A draft of "early-exit:L" is the target's own first L layers with its norm and output layer.
+    A draft of "early-exit:L" is the target's own first L layers with its norm and output layer;
+    a directory written by `align train --draft early-exit:L` is that exit with its trained head.
     `draft_vocab=K` lets the draft score only the K most frequent tokens (a cheaper output layer).
     """
     if isinstance(target, str):
         target = load_model(target, dtype, device)
     if isinstance(draft, str):
-        exit_layers = parse_layers(draft)
-        if exit_layers is None:
-            draft = load_model(draft, dtype, device)
-        else:
-            draft = LoadedModel(draft, early_exit_model(target.model, exit_layers), target.tokenizer)
+        draft = load_draft(draft, target, dtype, device)
     pair = ModelPair(target, draft)  # checks the vocabularies before the draft's is cut down
     if draft_vocab is not None and draft is not None:
         restrict_vocabulary(draft.model, draft.tokenizer, draft_vocab)
     return pair
+
+
+def load_draft(spec: str, target: LoadedModel, dtype: str = "fp32", device: str = "cpu") -> LoadedModel:
+    """The little model `spec` names: a model (hub id, directory, GGUF), early-exit:L, or a trained exit's directory."""
+    exit_layers = parse_layers(spec)
+    if exit_layers is not None:
+        return LoadedModel(spec, early_exit_model(target.model, exit_layers), target.tokenizer)
+    if is_exit_head_dir(spec):
+        base = target.model.base_model
+        layers, head = load_exit_head(spec, final_norm(base), target.model.config.hidden_size)
+        return LoadedModel(spec, early_exit_model(target.model, layers, head), target.tokenizer)
+    return load_model(spec, dtype, device)
 
 
 def generate(pair: ModelPair, prompt: str | list[int], config: GenerationConfig | None = None, **settings) -> GenerationResult:

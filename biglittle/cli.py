@@ -180,11 +180,12 @@ def _resolve_models(target, draft, cache_dir) -> tuple[str, str | None, bool]:
     """(target, draft, is_default_pair): the user's models, or the default pair when none is named."""
     if target is not None:
         return target, draft, False
-    early_exit = draft is not None and draft.startswith("early-exit:")
-    if draft is not None and not early_exit:
-        raise BigLittleError("--draft needs --target (or leave both out for the default pair)")
+    from .exit_head import is_exit_head_dir
     from .fetch import default_pair_dirs
 
+    early_exit = draft is not None and (draft.startswith("early-exit:") or is_exit_head_dir(draft))  # made from the target
+    if draft is not None and not early_exit:
+        raise BigLittleError("--draft needs --target (or leave both out for the default pair)")
     target_dir, draft_dir = default_pair_dirs(cache_dir)
     return str(target_dir), draft if early_exit else str(draft_dir), True
 
@@ -314,10 +315,13 @@ def _add_align(commands) -> None:
                            "OUT is a model directory for `--draft OUT`.")
     train.add_argument("--data", required=True, metavar="DIR", help="calibration data made by `biglittle align calib`")
     train.add_argument("--out", required=True, metavar="DIR", help="the aligned model's directory (and the checkpoint)")
-    train.add_argument("--draft", help="little model to align: hub id, local directory or .gguf file (default: the built-in pair's)")
+    train.add_argument("--draft", help="little model to align: hub id, local directory or .gguf file (default: the built-in "
+                       "pair's); early-exit:L trains a small exit head after the target's first L layers instead")
+    train.add_argument("--target", help="with --draft early-exit:L: the big model (default: the built-in pair's)")
     train.add_argument("--epochs", type=int, default=2, help="passes over the data (default 2)")
     train.add_argument("--lr", type=float, help="learning rate (default 2e-4 with LoRA, 2e-5 with --full)")
-    train.add_argument("--lora-rank", type=int, default=16, help="rank of the LoRA adapters (default 16)")
+    train.add_argument("--lora-rank", type=int, default=16,
+                       help="rank of the LoRA adapters, or of an early exit's low-rank correction (default 16)")
     train.add_argument("--full", action="store_true", help="train every weight instead of LoRA adapters (needs more memory)")
     train.add_argument("--kl-weight", type=float, default=0.0,
                        help="weight of KL(target's top-K || draft), needs calib --top-k-logits (default 0 = off)")
@@ -332,9 +336,10 @@ def _add_align(commands) -> None:
                               "fraction of the target's tokens that each draft's argmax predicts (teacher-forced), and "
                               "greedy speculative decoding's acceptance rate, overall and by draft position.")
     evaluate.add_argument("--data", required=True, metavar="DIR", help="calibration data of held-out prompts")
-    evaluate.add_argument("--aligned", required=True, metavar="DIR", help="the aligned draft (`align train`'s --out)")
+    evaluate.add_argument("--aligned", required=True, metavar="DIR", help="the aligned draft (`align train`'s --out: a model, or a trained exit)")
     evaluate.add_argument("--target", help="big model (default: the built-in pair's)")
-    evaluate.add_argument("--draft", help="the unaligned little model (default: the built-in pair's)")
+    evaluate.add_argument("--draft", help="the unaligned little model (default: the built-in pair's); "
+                          "early-exit:L to compare a trained exit with the plain one")
     evaluate.add_argument("--n", type=int, help="use the first N examples only (default: all)")
     evaluate.add_argument("--gamma", type=int, default=4, help="draft tokens per target pass (default 4)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object {draft name: measures}")
@@ -370,6 +375,7 @@ def _run_align_calib(args) -> int:
 
 def _run_align_train(args) -> int:
     from .align import TrainSettings, read_calibration, train_draft
+    from .early_exit import parse_layers
     from .models import load_model
 
     settings = TrainSettings(epochs=args.epochs, lr=args.lr, lora_rank=args.lora_rank, full=args.full,
@@ -377,6 +383,11 @@ def _run_align_train(args) -> int:
                              save_every=args.save_every, seed=args.seed)
     settings.validate()
     read_calibration(args.data)  # a missing or empty data directory fails before the slow loading
+    exit_layers = parse_layers(args.draft or "")
+    if exit_layers is not None:
+        return _train_exit(args, settings, exit_layers)
+    if args.target:
+        raise BigLittleError("--target is for --draft early-exit:L only (a separate draft trains without the target)")
     draft = args.draft or _resolve_models(None, None, args.cache_dir)[1]
     summary = train_draft(load_model(draft, args.precision, args.device), args.data, args.out, settings)
     resumed = f", resumed at step {summary['resumed_from_step']}" if summary["resumed_from_step"] else ""
@@ -385,8 +396,20 @@ def _run_align_train(args) -> int:
     return 0
 
 
+def _train_exit(args, settings, exit_layers: int) -> int:
+    from .align.exit import train_exit
+    from .models import load_model
+
+    target = _resolve_models(args.target, None, args.cache_dir)[0]
+    summary = train_exit(load_model(target, args.precision, args.device), exit_layers, args.data, args.out, settings)
+    print(f"{args.out}: exit head after layer {exit_layers} ({summary['steps']} steps, loss {summary['first_loss']:.3f} -> "
+          f"{summary['final_loss']:.3f}); use it with --draft {args.out}")
+    return 0
+
+
 def _run_align_eval(args) -> int:
     from .align import evaluate_drafts, format_evaluation, read_calibration
+    from .api import load_draft
     from .models import load_model
 
     if args.n is not None and args.n < 1:
@@ -397,7 +420,8 @@ def _run_align_eval(args) -> int:
     target, draft, _ = _resolve_models(args.target, args.draft, args.cache_dir)
     if draft is None:
         raise BigLittleError("--target needs --draft (the unaligned little model) here")
-    target_model, unaligned, aligned = (load_model(spec, args.precision, args.device) for spec in (target, draft, args.aligned))
+    target_model = load_model(target, args.precision, args.device)
+    unaligned, aligned = (load_draft(spec, target_model, args.precision, args.device) for spec in (draft, args.aligned))
     results = evaluate_drafts(target_model, {"unaligned": unaligned, "aligned": aligned}, records[: args.n],
                               gamma=args.gamma, max_new_tokens=meta.get("max_new_tokens", 128))
     print(json.dumps(results) if args.json else format_evaluation(results, args.gamma))

@@ -19,6 +19,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from .errors import BigLittleError
+from .exit_head import final_norm_name
 
 PREFIX = "early-exit:"
 
@@ -33,8 +34,11 @@ def parse_layers(spec: str) -> int | None:
     return int(text)
 
 
-def early_exit_model(model: PreTrainedModel, num_layers: int) -> PreTrainedModel:
-    """A view of `model` that runs only its first `num_layers` layers (weights shared)."""
+def early_exit_model(model: PreTrainedModel, num_layers: int, head: nn.Module | None = None) -> PreTrainedModel:
+    """A view of `model` that runs only its first `num_layers` layers (weights shared).
+
+    `head` (a trained ExitHead, see exit_head.py) takes the place of the final norm in the view only.
+    """
     if model.config.is_encoder_decoder:
         raise BigLittleError("early-exit drafts need a decoder-only target")
     base = model.base_model
@@ -45,6 +49,8 @@ def early_exit_model(model: PreTrainedModel, num_layers: int) -> PreTrainedModel
     exit_base.config = copy.copy(base.config)
     exit_base.config.num_hidden_layers = num_layers
     setattr(exit_base, name, nn.ModuleList(list(layers)[:num_layers]))
+    if head is not None:
+        setattr(exit_base, final_norm_name(exit_base), head)
     exit_model = _shallow_module_copy(model)
     exit_model.config = exit_base.config
     setattr(exit_model, model.base_model_prefix, exit_base)

@@ -86,7 +86,7 @@ def train_draft(draft: LoadedModel, data_dir, out_dir, settings: TrainSettings, 
     model = _trainable(draft.model, settings)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate,
                                   weight_decay=0.0)
-    schedule = _schedule(len(records), settings)
+    schedule = schedule_steps(len(records), settings)
     identity = {"settings": settings.run_identity(), "calibration": meta, "examples": len(records)}
     start = _resume(out_dir / CHECKPOINT, model, optimizer, identity)
     started, recent = time.perf_counter(), deque(maxlen=20)
@@ -155,7 +155,7 @@ def _trainable(model, settings: TrainSettings):
     return get_peft_model(model, config)
 
 
-def _schedule(num_examples: int, settings: TrainSettings) -> list[list[int]]:
+def schedule_steps(num_examples: int, settings: TrainSettings) -> list[list[int]]:
     """The run's optimizer steps, each a list of example indices: every epoch in its own seeded order."""
     order = []
     for epoch in range(settings.epochs):
