@@ -12,32 +12,27 @@ import torch
 import torch.nn.functional as F
 
 from biglittle import load_pair
-from biglittle.align import TrainSettings, evaluate_drafts, generate_calibration, read_calibration
+from biglittle.align import TrainSettings, evaluate_drafts, read_calibration
 from biglittle.align import exit as exit_module
 from biglittle.align.exit import FEATURES, train_exit
 from biglittle.align.teacher import output_logits
 from biglittle.cli import main
 from biglittle.exit_head import META, ExitHead, read_exit_meta
-from biglittle.models import load_model
 
-from test_align import CALIB, HELD_OUT_PROMPTS, MAX_NEW, TRAIN_PROMPTS
+from test_align import HELD_OUT_PROMPTS, MAX_NEW, TRAIN_PROMPTS, calib_dirs, target_pair  # noqa: F401 (fixtures)
 
 LAYERS = 2
 FAST = TrainSettings(epochs=4, lr=1e-2, lora_rank=8)
 
 
 @pytest.fixture(scope="module")
-def target_model(tiny_models):
-    return load_model(tiny_models["llama_target"])
+def target_model(target_pair):
+    return target_pair.target
 
 
 @pytest.fixture(scope="module")
-def calib(tmp_path_factory, target_model):
-    root = tmp_path_factory.mktemp("exit-calib")
-    pair = load_pair(target_model)
-    generate_calibration(pair, TRAIN_PROMPTS, root / "train", CALIB, progress=False)
-    generate_calibration(pair, HELD_OUT_PROMPTS, root / "test", CALIB, progress=False)
-    return root
+def calib(calib_dirs):
+    return calib_dirs["train"].parent  # train/ and test/: calibration data of the tiny target
 
 
 @pytest.fixture(scope="module")
