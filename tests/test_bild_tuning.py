@@ -78,11 +78,13 @@ def test_choose_with_nothing_to_choose_from_says_so():
 def test_expected_cost_on_a_hand_made_profile():
     profile = CostProfile(target_step_s=0.4, draft_step_s=0.1, verify_cost=[1.0, 1.2, 1.5, 2.0],
                           draft_verify_cost=[1.0, 1.1, 1.3, 1.6])
-    # Big passes after the prefill: k = 3, 1 and 6 (beyond the curve: 2.0 * 6 / 4); little ones: k = 1, 2, 1, 1, each c = 0.25.
-    assert expected_cost([30, 3, 1, 6], [30, 1, 2, 1, 1], profile) == pytest.approx(1.5 + 1.0 + 3.0 + 0.25 * 4.1)
-    assert expected_cost([30, 1, 1, 1], [], profile) == pytest.approx(3.0)  # the big model alone: one step a token
+    # Big passes: the prefill of 30 tokens (beyond the curve: 2.0 * 30 / 4), then k = 3, 1 and 6 (2.0 * 6 / 4);
+    # little ones: the prefill (1.6 * 30 / 4), then k = 1, 2, 1, 1, each at c = 0.25.
+    big, little = 15.0 + 1.5 + 1.0 + 3.0, 12.0 + 1.0 + 1.1 + 1.0 + 1.0
+    assert expected_cost([30, 3, 1, 6], [30, 1, 2, 1, 1], profile) == pytest.approx(big + 0.25 * little)
+    assert expected_cost([30, 1, 1, 1], [], profile) == pytest.approx(15.0 + 3.0)  # the big model alone: prefill + a step a token
     no_draft_curve = CostProfile(0.4, 0.1, [1.0, 1.2, 1.5, 2.0])
-    assert expected_cost([30], [30, 2], no_draft_curve) == pytest.approx(0.25 * 1.2)  # the target's curve stands in
+    assert expected_cost([30], [30, 2], no_draft_curve) == pytest.approx(15.0 + 0.25 * (15.0 + 1.2))  # the target's curve stands in
     assert expected_cost([], [], profile) == 0.0
 
 
@@ -110,8 +112,8 @@ def test_tuning_measures_the_grid_and_stores_the_fastest_pair_within_tolerance(d
     by_label = {}
     for record in records:
         by_label.setdefault(record["setting"]["label"], []).append(record)
-        stats = record["stats"]  # on the flat profile a generation costs its passes after each model's prefill
-        expected = (stats["target_calls"] - 1) + 0.5 * max(stats["draft_calls"] - 1, 0)
+        stats = record["stats"]  # on the flat profile (toy prompts < 16 tokens) a generation costs its passes
+        expected = stats["target_calls"] + 0.5 * stats["draft_calls"]
         assert record_cost(record, FLAT) == pytest.approx(expected)
     baseline_cost = sum(record_cost(r, FLAT) for r in by_label["Vanilla (large)"])
     for c in result["candidates"]:
