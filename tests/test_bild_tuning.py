@@ -8,7 +8,7 @@ import pytest
 
 from biglittle import BigLittleError
 from biglittle.bench import format_tuning, tune_bild, tune_options
-from biglittle.bench.tune import record_cost
+from biglittle.bench.tune import prefill_steps, record_cost
 from biglittle.bild_tuning import Candidate, choose, expected_cost, store_choice, thresholds_path, tuned_thresholds
 from biglittle.cli import main
 from biglittle.fetch import cache_dir
@@ -88,6 +88,18 @@ def test_expected_cost_on_a_hand_made_profile():
     assert expected_cost([], [], profile) == 0.0
 
 
+def test_prefills_are_measured_in_the_plain_runs_steps():
+    def record(example, label, target_log, draft_log=()):
+        return {"example_id": example, "setting": {"label": label}, "target_call_log": target_log,
+                "draft_call_log": list(draft_log)}
+
+    # The plain run's one-token steps take 0.1 s (median), its prefill 0.8 s; BiLD's prefills 1.0 s (big) and 0.3 s (little).
+    records = [record("a", "Vanilla (large)", [(70, 0.8), (1, 0.1), (1, 0.1), (1, 0.5)]),
+               record("a", "BiLD 0.6/5", [(70, 1.0), (5, 0.2)], [(70, 0.3), (1, 0.05)]),
+               record("a", "BiLD 0.4/3", [(70, 0.9), (3, 0.2)], [(70, 0.3), (1, 0.05)])]
+    assert prefill_steps(records) == {"a": (pytest.approx(9.0), pytest.approx(3.0))}  # medians: 0.9 s / 0.1, 0.3 s / 0.1
+
+
 # --- tune-bild through the API, on the tiny pair ------------------------------------------------
 
 
@@ -110,15 +122,24 @@ def test_tuning_measures_the_grid_and_stores_the_fastest_pair_within_tolerance(d
     assert len(records) == 3 * (1 + len(pairs))  # the big model alone and every pair, on every example, once
 
     by_label = {}
+    prefills = prefill_steps(records)
+    assert set(prefills) == {r["example_id"] for r in records} and all(big > 0 for big, _ in prefills.values())
+
+    def cost(record):
+        return record_cost(record, FLAT, prefills[record["example_id"]])
+
     for record in records:
         by_label.setdefault(record["setting"]["label"], []).append(record)
-        stats = record["stats"]  # on the flat profile (toy prompts < 16 tokens) a generation costs its passes
-        expected = stats["target_calls"] + 0.5 * stats["draft_calls"]
-        assert record_cost(record, FLAT) == pytest.approx(expected)
-    baseline_cost = sum(record_cost(r, FLAT) for r in by_label["Vanilla (large)"])
+        stats = record["stats"]  # on the flat profile a generation costs its prefills, then a step a pass
+        big_prefill, little_prefill = prefills[record["example_id"]]
+        expected = big_prefill + stats["target_calls"] - 1
+        if stats["draft_calls"]:
+            expected += little_prefill + 0.5 * (stats["draft_calls"] - 1)
+        assert cost(record) == pytest.approx(expected)
+    baseline_cost = sum(cost(r) for r in by_label["Vanilla (large)"])
     for c in result["candidates"]:
         label = f"BiLD {c['fallback_threshold']:g}/{c['rollback_threshold']:g}"
-        assert c["expected_speedup"] == pytest.approx(baseline_cost / sum(record_cost(r, FLAT) for r in by_label[label]))
+        assert c["expected_speedup"] == pytest.approx(baseline_cost / sum(cost(r) for r in by_label[label]))
         assert c["measured_speedup"] > 0
         if c["rollback_threshold"] == 0:  # exact BiLD gives the big model's greedy output, so its quality
             assert c["quality"] == pytest.approx(result["baseline_quality"])
@@ -161,12 +182,10 @@ def test_tuning_resumes_after_an_interruption_and_ends_like_a_complete_run(decod
     lines = records_of(tmp_path / "resumed")
     assert len(lines) == len({key(r) for r in lines}) == len(records_of(tmp_path / "complete")) == 3 + len(second)
 
-    def deterministic(result):  # everything but the wall times
-        return [{k: v for k, v in c.items() if k != "measured_speedup"} for c in result["candidates"]]
+    def deterministic(result):  # everything but what depends on timings (wall times, the measured prefills)
+        return [{k: v for k, v in c.items() if not k.endswith("speedup")} for c in result["candidates"]]
 
     assert deterministic(resumed) == deterministic(complete)
-    assert resumed["choice"]["fallback_threshold"] == complete["choice"]["fallback_threshold"]
-    assert resumed["choice"]["rollback_threshold"] == complete["choice"]["rollback_threshold"]
 
 
 def test_tuning_needs_a_little_model(tiny_models):

@@ -3,8 +3,8 @@
 The big model alone and BiLD at every (fallback, rollback) pair of a grid run on the first N dev
 examples through the bench's interleaved, resumable loop (records.jsonl: rerun the same command to
 resume). Each pair's quality is the task's metric against the references, its speed the expected
-cost of its forward passes under the pair's cost profile (bild_tuning.expected_cost), shown beside
-the measured wall-time ratio. The fastest pair within `tolerance` points of the big model's quality
+cost of its forward passes under the pair's cost profile (bild_tuning.expected_cost) plus its
+prefills as measured (prefill_steps), shown beside the measured wall-time ratio. The fastest pair within `tolerance` points of the big model's quality
 is stored per machine, pair, precision and task, where `generate --bild-thresholds auto` finds it.
 """
 
@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from statistics import median
 from typing import Callable
 
 from tqdm.auto import tqdm
@@ -77,9 +78,10 @@ def stored_entry(result: dict, options: TuneOptions) -> dict:
 def evaluate(task: str, records: list[dict], settings: list[Setting], profile: CostProfile, tolerance: float) -> dict:
     """Quality and speed of every threshold pair against the big model alone, and the choice among them."""
     rows = {row["label"]: row for row in aggregate(records, settings)}
+    prefills = prefill_steps(records)
     costs = defaultdict(float)
     for record in records:
-        costs[record["setting"]["label"]] += record_cost(record, profile)
+        costs[record["setting"]["label"]] += record_cost(record, profile, prefills[record["example_id"]])
     bild = sorted((s for s in settings if s.method == "bild"), key=lambda s: (s.rollback_threshold, s.fallback_threshold))
     candidates = [_candidate(setting, rows[setting.label], costs[BASELINE], costs[setting.label]) for setting in bild]
     baseline = rows[BASELINE]
@@ -89,10 +91,37 @@ def evaluate(task: str, records: list[dict], settings: list[Setting], profile: C
             "choice": asdict(choice), "candidates": [asdict(candidate) for candidate in candidates]}
 
 
-def record_cost(record: dict, profile: CostProfile) -> float:
-    """A generation's expected cost in big-model steps, from the tokens fed to each of its forward passes."""
-    return expected_cost([fed for fed, _ in record["target_call_log"]], [fed for fed, _ in record["draft_call_log"]],
-                         profile)
+def prefill_steps(records: list[dict]) -> dict[str, tuple[float, float]]:
+    """Per example: (the big model's, the little model's) reading of the prompt, in big-model steps.
+
+    A prompt of 70-200 tokens is far beyond the profile's 16-token curve, so the prefills come
+    from the runs themselves: each prefill's time over the big model's median one-token step in
+    the same example's plain run (so a uniformly busy machine cancels out), the median over every
+    setting, which all read the same prompt.
+    """
+    by_example = defaultdict(list)
+    for record in records:
+        by_example[record["example_id"]].append(record)
+    prefills = {}
+    for example, rows in by_example.items():
+        plain = next(r for r in rows if r["setting"]["label"] == BASELINE)
+        step = median(seconds for fed, seconds in plain["target_call_log"][1:] if fed == 1) if len(plain["target_call_log"]) > 1 else None
+        if not step:
+            prefills[example] = (0.0, 0.0)  # a one-token answer: no step to measure against
+            continue
+        big = median(r["target_call_log"][0][1] for r in rows) / step
+        little_runs = [r["draft_call_log"][0][1] for r in rows if r["draft_call_log"]]
+        prefills[example] = (big, median(little_runs) / step if little_runs else 0.0)
+    return prefills
+
+
+def record_cost(record: dict, profile: CostProfile, prefills: tuple[float, float]) -> float:
+    """A generation's expected cost in big-model steps: its prefills as measured, then its other forward passes."""
+    big_prefill, little_prefill = prefills
+    target_passes = [fed for fed, _ in record["target_call_log"]]
+    draft_passes = [fed for fed, _ in record["draft_call_log"]]
+    return (big_prefill + (little_prefill if draft_passes else 0.0)
+            + expected_cost(target_passes[1:], draft_passes[1:], profile))
 
 
 def _candidate(setting: Setting, row: dict, baseline_cost: float, cost: float) -> Candidate:
