@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import BigLittleError
-from .files import write_text_atomically
+from .files import read_json, write_text_atomically
 from .tuning import CostProfile, profile_path
 
 AUTO = "auto"
@@ -86,7 +86,7 @@ def thresholds_path(cache: Path, pair_identity: Sequence[str]) -> Path:
 
 def store_choice(path: Path, task: str, entry: dict) -> None:
     """Keep `entry` (fallback_threshold, rollback_threshold and how they were chosen) as `task`'s choice."""
-    choices = _read(path) or {}
+    choices = read_json(path, "delete it and run `biglittle tune-bild` again") or {}
     choices[task] = entry
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(path, json.dumps(choices, indent=1))
@@ -94,7 +94,7 @@ def store_choice(path: Path, task: str, entry: dict) -> None:
 
 def tuned_thresholds(path: Path, task: str | None = None) -> tuple[float, float]:
     """(fallback, rollback) stored for `task`, or for the only task tuned when `task` is None."""
-    choices = _read(path)
+    choices = read_json(path, "delete it and run `biglittle tune-bild` again")
     run = f"run `biglittle tune-bild --task {task or 'TASK'}` with the same models, --precision and --device first"
     if not choices:
         raise BigLittleError(f"no tuned BiLD thresholds for this pair on this machine; {run}")
@@ -116,12 +116,3 @@ def task_of(setting: str) -> str | None:
 def is_valid_setting(setting: str, tasks: Sequence[str]) -> bool:
     head, colon, task = setting.partition(":")
     return head == AUTO and (not colon or task in tasks)
-
-
-def _read(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise BigLittleError(f"cannot read {path} ({error}); delete it and run `biglittle tune-bild` again") from error

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .errors import BigLittleError
-from .files import write_text_atomically
+from .files import read_json, write_text_atomically
 
 WEIGHTS = "exit_head.pt"
 META = "exit.json"  # written last: its presence means the directory holds a finished exit head
@@ -54,11 +54,10 @@ def is_exit_head_dir(spec: str) -> bool:
 
 
 def read_exit_meta(directory) -> dict:
-    path = Path(directory).expanduser() / META
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise BigLittleError(f"cannot read {path}: {error}") from error
+    meta = read_json(Path(directory).expanduser() / META)
+    if meta is None:
+        raise BigLittleError(f"{directory} holds no trained exit ({META} missing)")
+    return meta
 
 
 def save_exit_head(head: ExitHead, directory, meta: dict) -> None:

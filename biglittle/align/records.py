@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ..errors import BigLittleError
-from ..files import write_text_atomically
+from ..files import read_json, write_text_atomically
 
 META = "meta.json"
 LINES = "calib.jsonl"
@@ -25,13 +25,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def read_meta(directory: Path) -> dict | None:
-    path = Path(directory) / META
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise BigLittleError(f"cannot read {path}: {error}") from error
+    return read_json(Path(directory) / META)
 
 
 def write_meta(directory: Path, meta: dict) -> None:
