@@ -155,8 +155,8 @@ def format_tuning(result: dict) -> str:
                      f"{c['quality'] - baseline:>+7.1f} {_times(c['expected_speedup']):>9} "
                      f"{_times(c['measured_speedup']):>9} {_rate(c['fallbacks_per_token']):>13} "
                      f"{_rate(c['rollbacks_per_token']):>13}")
-    lines.append("  expected: the big model alone's cost over the pair's, from their forward passes and this "
-                 "machine's cost profile; measured: the same ratio of wall times")
+    lines.append("  expected: the big model alone's cost over the pair's, from their forward passes (this machine's "
+                 "cost profile) and their prefills as measured; measured: the same ratio of wall times")
     if not result["within_tolerance"]:
         lines.append(f"no pair is within {result['tolerance']:g} point(s) of the big model: chose the one of highest {metric}")
     lines.append(f"chosen (*): --fallback-threshold {choice['fallback_threshold']:g} --rollback-threshold "
