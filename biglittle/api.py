@@ -274,8 +274,7 @@ def load_draft(spec: str, target: LoadedModel, dtype: str = "fp32", device: str 
     if exit_layers is not None:
         return LoadedModel(spec, early_exit_model(target.model, exit_layers), target.tokenizer)
     if is_exit_head_dir(spec):
-        base = target.model.base_model
-        layers, head = load_exit_head(spec, final_norm(base), target.model.config.hidden_size)
+        layers, head = load_exit_head(spec, final_norm(target.model.base_model), target.model.config.hidden_size)
         return LoadedModel(spec, early_exit_model(target.model, layers, head), target.tokenizer)
     return load_model(spec, dtype, device)
 

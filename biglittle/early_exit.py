@@ -42,7 +42,7 @@ def early_exit_model(model: PreTrainedModel, num_layers: int, head: nn.Module | 
     if model.config.is_encoder_decoder:
         raise BigLittleError("early-exit drafts need a decoder-only target")
     base = model.base_model
-    name, layers = _layer_list(base)
+    name, layers = layer_stack(base)
     if not 1 <= num_layers < len(layers):
         raise BigLittleError(f"early exit after {num_layers} layers: the target has {len(layers)}; choose 1..{len(layers) - 1}")
     exit_base = _shallow_module_copy(base)
@@ -57,7 +57,7 @@ def early_exit_model(model: PreTrainedModel, num_layers: int, head: nn.Module | 
     return exit_model
 
 
-def _layer_list(base: nn.Module) -> tuple[str, nn.ModuleList]:
+def layer_stack(base: nn.Module) -> tuple[str, nn.ModuleList]:
     """The base model's stack of transformer layers (`layers` in Llama / Qwen2, `h` in GPT-2)."""
     count = base.config.num_hidden_layers
     for name, child in base.named_children():

@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..early_exit import early_exit_model
+from ..early_exit import early_exit_model, layer_stack
 from ..errors import BigLittleError
 from ..exit_head import META, ExitHead, final_norm, save_exit_head
 from ..models import LoadedModel
 from .records import read_calibration, tokenizer_fingerprint
-from .train import TrainSettings, alignment_loss, schedule_steps
+from .train import TrainSettings, alignment_loss, check_calibration, schedule_steps
 
 FEATURES = "features.pt"
 DEFAULT_LR = 1e-3  # a small head trained from zero takes a larger step than LoRA inside a model
@@ -42,8 +42,7 @@ def train_exit(target: LoadedModel, layers: int, data_dir, out_dir, settings: Tr
     identity = {"target": target.name, "layers": layers, "calibration": meta, "examples": len(records)}
     features = _layer_features(exit_model, records, out_dir / FEATURES, identity, progress)
     torch.manual_seed(settings.seed)
-    base = target.model.base_model
-    head = ExitHead(final_norm(base), target.model.config.hidden_size, settings.lora_rank)
+    head = ExitHead(final_norm(target.model.base_model), target.model.config.hidden_size, settings.lora_rank)
     output_layer = target.model.get_output_embeddings()
     optimizer = torch.optim.AdamW(head.parameters(), lr=settings.lr or DEFAULT_LR, weight_decay=0.0)
     schedule = schedule_steps(len(records), settings)
@@ -65,14 +64,9 @@ def train_exit(target: LoadedModel, layers: int, data_dir, out_dir, settings: Tr
 
 
 def _check_inputs(target: LoadedModel, meta: dict, records: list[dict], settings: TrainSettings, out_dir: Path) -> None:
-    if meta.get("tokenizer") != tokenizer_fingerprint(target.tokenizer):
-        raise BigLittleError(f"the target {target.name} does not share the tokenizer of the calibration data "
-                             f"(made with {meta.get('target')})")
     if settings.full:
         raise BigLittleError("--full does not apply to an early-exit draft: its layers are the target's own")
-    if settings.kl_weight and not all("top_ids" in record for record in records):
-        raise BigLittleError("--kl-weight needs the target's top-K logits in the calibration data "
-                             "(make it with `biglittle align calib --top-k-logits K`)")
+    check_calibration(target, "target", meta, records, settings)
     if (out_dir / META).exists():
         raise BigLittleError(f"{out_dir} already holds a trained exit; choose another --out")
 
@@ -86,9 +80,7 @@ def _layer_features(exit_model, records: list[dict], path: Path, identity: dict,
         raise BigLittleError(f"{path} was computed for other settings or data; choose another --out")
     features = saved["features"]
     captured = {}
-    last_layer = exit_model.base_model.layers[-1] if hasattr(exit_model.base_model, "layers") else None
-    if last_layer is None:
-        raise BigLittleError("training an exit needs a Llama-style model (a `layers` stack)")
+    last_layer = layer_stack(exit_model.base_model)[1][-1]
     hook = last_layer.register_forward_hook(lambda module, args, out: captured.update(h=out[0] if isinstance(out, tuple) else out))
     try:
         for index in tqdm(range(len(features), len(records)), desc="layer-L states", unit="ex", disable=not progress):

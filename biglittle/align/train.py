@@ -127,13 +127,18 @@ def projection_modules(model) -> list[str]:
             if isinstance(module, (torch.nn.Linear, Conv1D)) and module is not output]
 
 
-def _check_inputs(draft: LoadedModel, meta: dict, records: list[dict], settings: TrainSettings, out_dir: Path) -> None:
-    if meta.get("tokenizer") != tokenizer_fingerprint(draft.tokenizer):
-        raise BigLittleError(f"the draft {draft.name} does not share the tokenizer of the calibration data's target "
+def check_calibration(model: LoadedModel, role: str, meta: dict, records: list[dict], settings: TrainSettings) -> None:
+    """The calibration data fits `model` (the draft, or the target of an early exit) and the settings."""
+    if meta.get("tokenizer") != tokenizer_fingerprint(model.tokenizer):
+        raise BigLittleError(f"the {role} {model.name} does not share the tokenizer of the calibration data's target "
                              f"({meta.get('target')})")
     if settings.kl_weight and not all("top_ids" in record for record in records):
         raise BigLittleError("--kl-weight needs the target's top-K logits in the calibration data "
                              "(make it with `biglittle align calib --top-k-logits K`)")
+
+
+def _check_inputs(draft: LoadedModel, meta: dict, records: list[dict], settings: TrainSettings, out_dir: Path) -> None:
+    check_calibration(draft, "draft", meta, records, settings)
     if (out_dir / SUMMARY).exists():
         raise BigLittleError(f"{out_dir} already holds an aligned model; choose another --out")
 
