@@ -505,7 +505,7 @@ def _add_bench(commands) -> None:
     p.add_argument("--repeats", type=int, default=1, help="run every generation R times, for the spread (default 1)")
     p.add_argument("--extra-draft", action="append", default=[], metavar="LABEL=SPEC",
                    help="another little model to compare, a path or early-exit:L (repeatable): speculative greedy "
-                   "over the gamma sweep and BiLD at the default thresholds, labelled LABEL")
+                   "over the gamma sweep and BiLD over the threshold grid, labelled LABEL")
     p.add_argument("--out", default="bench-results", metavar="DIR", help="output folder (default bench-results)")
     add_model_options(p.add_argument_group("models"))
     p.set_defaults(handler=_run_bench)
