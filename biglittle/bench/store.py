@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ..errors import BigLittleError
-from ..files import write_text_atomically
+from ..files import read_json, write_text_atomically
 
 RECORDS = "records.jsonl"
 RUN = "run.json"
@@ -36,15 +36,14 @@ class RecordStore:
 
     @staticmethod
     def _check_run(path: Path, fingerprint: dict) -> None:
-        if path.is_file():
-            previous = json.loads(path.read_text())
-            if previous != fingerprint:
-                differing = ", ".join(f"{name} {previous.get(name)!r} -> {value!r}"
-                                      for name, value in fingerprint.items() if previous.get(name) != value)
-                raise BigLittleError(f"{path.parent} holds a run with other settings ({differing}); "
-                                     "pass another --out, or delete that folder to start over")
-        else:
-            path.write_text(json.dumps(fingerprint, indent=1))
+        previous = read_json(path, "delete that folder to start over")
+        if previous is None:
+            write_text_atomically(path, json.dumps(fingerprint, indent=1))
+        elif previous != fingerprint:
+            differing = ", ".join(f"{name} {previous.get(name)!r} -> {value!r}"
+                                  for name, value in fingerprint.items() if previous.get(name) != value)
+            raise BigLittleError(f"{path.parent} holds a run with other settings ({differing}); "
+                                 "pass another --out, or delete that folder to start over")
 
     def _read(self) -> list[dict]:
         """The complete records; a line cut short by a kill is dropped (and the file rewritten without it)."""
