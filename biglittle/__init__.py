@@ -20,9 +20,9 @@ _EXPORTS = {
     "generate": "api",
     "load_pair": "api",
     "BigLittleError": "errors",
-    "LoadedModel": "models",
-    "load_model": "models",
-    "GenerationStats": "stats",
+    "LoadedModel": "runtime.models",
+    "load_model": "runtime.models",
+    "GenerationStats": "decoding.stats",
 }
 __all__ = sorted(_EXPORTS)
 

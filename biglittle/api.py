@@ -7,22 +7,24 @@ from dataclasses import dataclass, field, fields, replace
 
 import torch
 
-from .bild_tuning import is_valid_setting, task_of, thresholds_path, tuned_thresholds
-from .decoding import Bild, Speculative, autoregressive, decode
-from .drafters import HybridDrafter, ModelDrafter, NgramDrafter, NoDrafter
-from .early_exit import early_exit_model, parse_layers
+from .cost.bild_thresholds import is_valid_setting, task_of, thresholds_path, tuned_thresholds
+from .decoding.loop import decode
+from .decoding.methods import Bild, Speculative, autoregressive
+from .decoding.drafters import HybridDrafter, ModelDrafter, NgramDrafter, NoDrafter
+from .runtime.early_exit import early_exit_model, parse_layers
 from .errors import BigLittleError
-from .exit_head import final_norm, is_exit_head_dir, load_exit_head
-from .fetch import cache_dir
+from .runtime.early_exit.head import final_norm, is_exit_head_dir, load_exit_head
+from .files import cache_dir
 from .files import write_text_atomically
-from .exit_reuse import ExitTargetRunner, make_runners
-from .metrics import METRIC_OF_TASK
-from .models import LoadedModel, load_model, logit_rows, shared_vocab_size
-from .quantize import precision_of
-from .restricted_vocab import restrict_vocabulary
-from .sampling import SamplingConfig
-from .stats import GenerationStats
-from .tuning import CostProfile, GammaChooser, measure_profile, profile_path
+from .runtime.early_exit.shared_cache import ExitTargetRunner, make_runners
+from .data.metrics import METRIC_OF_TASK
+from .runtime.models import LoadedModel, load_model, logit_rows, shared_vocab_size
+from .runtime.quantize import precision_of
+from .runtime.restricted_vocab import restrict_vocabulary
+from .decoding.sampling import SamplingConfig
+from .decoding.stats import GenerationStats
+from .cost.gamma import GammaChooser
+from .cost.profile import CostProfile, measure_profile, profile_path
 
 METHODS = ("ar", "speculative", "bild")
 DRAFTERS = ("model", "ngram", "hybrid")

@@ -134,7 +134,7 @@ def _run_generate(args) -> int:
     from tqdm.auto import tqdm
 
     from .api import GenerationConfig, load_pair
-    from .report import compare_with_ar, format_stats
+    from .cost.prediction import compare_with_ar, format_stats
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     target, draft, is_default = _resolve_models(args.target, args.draft, args.cache_dir)
@@ -180,8 +180,8 @@ def _resolve_models(target, draft, cache_dir) -> tuple[str, str | None, bool]:
     """(target, draft, is_default_pair): the user's models, or the default pair when none is named."""
     if target is not None:
         return target, draft, False
-    from .exit_head import is_exit_head_dir
-    from .fetch import default_pair_dirs
+    from .runtime.early_exit.head import is_exit_head_dir
+    from .runtime.fetch import default_pair_dirs
 
     early_exit = draft is not None and (draft.startswith("early-exit:") or is_exit_head_dir(draft))  # made from the target
     if draft is not None and not early_exit:
@@ -219,8 +219,8 @@ def _run_profile(args) -> int:
     from tqdm.auto import tqdm
 
     from .api import load_pair
-    from .theory import best_gamma
-    from .tuning import profile_steps
+    from .cost.theory import best_gamma
+    from .cost.profile import profile_steps
 
     target, draft, is_default = _resolve_models(args.target, args.draft, args.cache_dir)
     pair = load_pair(target, draft, dtype=_precision(args, is_default), device=args.device, draft_vocab=args.draft_vocab)
@@ -270,7 +270,7 @@ def _add_tune_bild(commands) -> None:
 def _run_tune_bild(args) -> int:
     from .api import load_pair
     from .bench.options import tune_options
-    from .bench.tune import format_tuning, records_dir, tune_bild
+    from .bench.threshold_search import format_tuning, records_dir, tune_bild
     from .data import load_task
 
     target, draft, precision = _big_and_little(args, "tune-bild")
@@ -375,8 +375,8 @@ def _run_align_calib(args) -> int:
 
 def _run_align_train(args) -> int:
     from .align import TrainSettings, read_calibration, train_draft
-    from .early_exit import parse_layers
-    from .models import load_model
+    from .runtime.early_exit import parse_layers
+    from .runtime.models import load_model
 
     settings = TrainSettings(epochs=args.epochs, lr=args.lr, lora_rank=args.lora_rank, full=args.full,
                              kl_weight=args.kl_weight, max_steps=args.max_steps, grad_accum=args.grad_accum,
@@ -398,7 +398,7 @@ def _run_align_train(args) -> int:
 
 def _train_exit(args, settings, exit_layers: int) -> int:
     from .align.exit import train_exit
-    from .models import load_model
+    from .runtime.models import load_model
 
     target = _resolve_models(args.target, None, args.cache_dir)[0]
     summary = train_exit(load_model(target, args.precision, args.device), exit_layers, args.data, args.out, settings)
@@ -410,7 +410,7 @@ def _train_exit(args, settings, exit_layers: int) -> int:
 def _run_align_eval(args) -> int:
     from .align import evaluate_drafts, format_evaluation, read_calibration
     from .api import load_draft
-    from .models import load_model
+    from .runtime.models import load_model
 
     if args.n is not None and args.n < 1:
         raise BigLittleError(f"n must be at least 1, got {args.n}")
@@ -443,7 +443,7 @@ def _add_models(commands) -> None:
 
 
 def _run_models_fetch(args) -> int:
-    from .fetch import fetch_default_pair
+    from .runtime.fetch import fetch_default_pair
 
     for role, path in fetch_default_pair(args.cache_dir).items():
         print(f"{role}: {path}")
@@ -451,7 +451,7 @@ def _run_models_fetch(args) -> int:
 
 
 def _run_models_list(args) -> int:
-    from .fetch import list_models
+    from .runtime.fetch import list_models
 
     rows = list_models(args.cache_dir)
     for row in rows:

@@ -16,10 +16,10 @@ import sys
 
 import torch
 
-from biglittle.fetch import default_pair_dirs
-from biglittle.lm import ModelRunner
-from biglittle.models import PRECISIONS, load_model, logit_rows
-from biglittle.quantize import scoring_gap
+from biglittle.runtime.fetch import default_pair_dirs
+from biglittle.runtime.runner import ModelRunner
+from biglittle.runtime.models import PRECISIONS, load_model, logit_rows
+from biglittle.runtime.quantize import scoring_gap
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM
 
-from biglittle.lm import ModelRunner
-from biglittle.quantize import quantize_model, scoring_gap
+from biglittle.runtime.runner import ModelRunner
+from biglittle.runtime.quantize import quantize_model, scoring_gap
 
 
 def load_variant(path: str, name: str) -> nn.Module:

@@ -21,10 +21,10 @@ import statistics
 
 from biglittle import load_pair
 from biglittle.data import build_prompt, load_task
-from biglittle.exit_reuse import ExitTargetRunner, make_runners
-from biglittle.fetch import default_pair_dirs
-from biglittle.lm import ModelRunner
-from biglittle.theory import expected_speedup
+from biglittle.runtime.early_exit.shared_cache import ExitTargetRunner, make_runners
+from biglittle.runtime.fetch import default_pair_dirs
+from biglittle.runtime.runner import ModelRunner
+from biglittle.cost.theory import expected_speedup
 
 
 def main() -> None:

@@ -17,9 +17,9 @@ from transformers import DynamicCache
 
 from biglittle import load_pair
 from biglittle.data import build_prompt, load_task
-from biglittle.fetch import default_pair_dirs
-from biglittle.models import load_model
-from biglittle.restricted_vocab import restrict_vocabulary
+from biglittle.runtime.fetch import default_pair_dirs
+from biglittle.runtime.models import load_model
+from biglittle.runtime.restricted_vocab import restrict_vocabulary
 
 
 def main() -> None:

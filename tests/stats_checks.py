@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scipy.stats import chisquare
 
-from biglittle.sampling import warp_probs
+from biglittle.decoding.sampling import warp_probs
 
 # Significance level of every distribution test: a correct sampler fails one with this probability.
 ALPHA = 1e-3

@@ -5,8 +5,8 @@ from collections import Counter
 import pytest
 import torch
 
-from biglittle.acceptance import bild_rollback, greedy_match, rejection_sample, residual_distribution
-from biglittle.sampling import SamplingConfig
+from biglittle.decoding.acceptance import bild_rollback, greedy_match, rejection_sample, residual_distribution
+from biglittle.decoding.sampling import SamplingConfig
 from stats_checks import ALPHA, chi_square_pvalue
 
 NEG = float("-inf")

@@ -25,7 +25,7 @@ from biglittle.align.teacher import output_logits
 from biglittle.align.train import CHECKPOINT, alignment_loss
 from biglittle.cli import main
 from biglittle.errors import BigLittleError
-from biglittle.models import load_model
+from biglittle.runtime.models import load_model
 
 from conftest import SEQ2SEQ_PROMPTS, sentence
 

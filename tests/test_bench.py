@@ -13,7 +13,7 @@ from biglittle.bench.run import plan_jobs
 from biglittle.bench.settings import build_settings
 from biglittle.cli import main
 from biglittle.data import Example
-from biglittle.metrics import score
+from biglittle.data.metrics import score
 from conftest import PROMPTS, sentence
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -8,11 +8,11 @@ import pytest
 
 from biglittle import BigLittleError
 from biglittle.bench import format_tuning, tune_bild, tune_options
-from biglittle.bench.tune import prefill_steps, record_cost
-from biglittle.bild_tuning import Candidate, choose, expected_cost, store_choice, thresholds_path, tuned_thresholds
+from biglittle.bench.threshold_search import prefill_steps, record_cost
+from biglittle.cost.bild_thresholds import Candidate, choose, expected_cost, store_choice, thresholds_path, tuned_thresholds
 from biglittle.cli import main
-from biglittle.fetch import cache_dir
-from biglittle.tuning import CostProfile
+from biglittle.files import cache_dir
+from biglittle.cost.profile import CostProfile
 from test_bench import source_as_prompt, toy_examples
 
 FIXTURES = Path(__file__).parent / "fixtures"

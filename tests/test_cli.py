@@ -132,12 +132,12 @@ def test_profile_prints_both_cost_curves_and_the_overhead(capsys, tiny_models, t
 
 
 def test_the_default_pair_runs_with_cost_aware_gamma(capsys, tiny_models, tmp_path, monkeypatch):
-    import biglittle.fetch
+    import biglittle.runtime.fetch
 
     monkeypatch.setenv("BIGLITTLE_CACHE", str(tmp_path))
     import biglittle.api
 
-    monkeypatch.setattr(biglittle.fetch, "default_pair_dirs",
+    monkeypatch.setattr(biglittle.runtime.fetch, "default_pair_dirs",
                         lambda cache=None: (tiny_models["llama_target"], tiny_models["gpt2_draft"]))
     precisions = []
     load_pair = biglittle.api.load_pair

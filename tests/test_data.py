@@ -350,7 +350,7 @@ def test_chat_prompts_use_the_template():
 
 
 def test_prompt_with_the_real_qwen_tokenizer_when_installed():
-    from biglittle import fetch
+    from biglittle.runtime import fetch
 
     try:
         target, _ = fetch.default_pair_dirs(fetch.cache_dir(str(Path.home() / ".cache" / "biglittle")))

@@ -8,11 +8,11 @@ from transformers import Cache, Qwen2Config, Qwen2ForCausalLM
 
 from biglittle import BigLittleError, load_model, load_pair
 from biglittle.api import GenerationConfig, ModelPair
-from biglittle.early_exit import early_exit_model
-from biglittle.exit_reuse import ExitDraftRunner, ExitTargetRunner, make_runners, shared_layers
-from biglittle.lm import ModelRunner
-from biglittle.sampling import SamplingConfig
-from biglittle.tuning import CostProfile, measure_profile, profile_steps
+from biglittle.runtime.early_exit import early_exit_model
+from biglittle.runtime.early_exit.shared_cache import ExitDraftRunner, ExitTargetRunner, make_runners, shared_layers
+from biglittle.runtime.runner import ModelRunner
+from biglittle.decoding.sampling import SamplingConfig
+from biglittle.cost.profile import CostProfile, measure_profile, profile_steps
 from conftest import PROMPTS, VOCAB
 from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_first_two
 

@@ -17,7 +17,7 @@ from biglittle.align import exit as exit_module
 from biglittle.align.exit import FEATURES, train_exit
 from biglittle.align.teacher import output_logits
 from biglittle.cli import main
-from biglittle.exit_head import META, ExitHead, read_exit_meta
+from biglittle.runtime.early_exit.head import META, ExitHead, read_exit_meta
 
 from test_align import HELD_OUT_PROMPTS, MAX_NEW, TRAIN_PROMPTS, calib_dirs, target_pair  # noqa: F401 (fixtures)
 

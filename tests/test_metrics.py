@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from biglittle.errors import BigLittleError
-from biglittle.metrics import bleu, rouge_l, score
+from biglittle.data.metrics import bleu, rouge_l, score
 
 
 def test_bleu_extremes_and_corpus_level():

@@ -2,9 +2,9 @@
 
 import pytest
 
-from biglittle.drafters import NgramDrafter
+from biglittle.decoding.drafters import NgramDrafter
 from conftest import PROMPTS, SEQ2SEQ_PROMPTS
-from biglittle.sampling import SamplingConfig
+from biglittle.decoding.sampling import SamplingConfig
 from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_first_two
 
 EOS = 1

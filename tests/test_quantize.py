@@ -12,11 +12,11 @@ from biglittle import load_pair
 from biglittle.api import ModelPair
 from biglittle.cli import PRECISIONS as CLI_PRECISIONS
 from biglittle.cli import main
-from biglittle.lm import ModelRunner
+from biglittle.runtime.runner import ModelRunner
 from biglittle.errors import BigLittleError
-from biglittle.models import PRECISIONS, load_model
-from biglittle.quantize import ROWWISE_ATTENTION, Int8Linear, fastest_precision, precision_of, scoring_gap
-from biglittle.sampling import SamplingConfig
+from biglittle.runtime.models import PRECISIONS, load_model
+from biglittle.runtime.quantize import ROWWISE_ATTENTION, Int8Linear, fastest_precision, precision_of, scoring_gap
+from biglittle.decoding.sampling import SamplingConfig
 from conftest import PROMPTS, VOCAB
 from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_first_two
 
@@ -141,7 +141,7 @@ def test_auto_loads_the_precision_that_timed_fastest(tiny_models, monkeypatch, f
         name = "int8" if isinstance(layer, Int8Linear) else {torch.float32: "fp32", torch.bfloat16: "bf16"}[dtype]
         return 1.0 if name == fastest else 2.0
 
-    monkeypatch.setattr("biglittle.quantize._time_rows", fake_time)
+    monkeypatch.setattr("biglittle.runtime.quantize._time_rows", fake_time)
     model = load_model(tiny_models["llama_target"], "auto").model
     assert precision_of(model) == {"fp32": "torch.float32", "bf16": "torch.bfloat16", "int8": "int8"}[fastest]
 
@@ -153,7 +153,7 @@ def test_auto_measures_this_machine(tiny_models):
 
 
 def test_int8_and_fp32_profiles_are_kept_apart(tiny_models, int8_pair, tmp_path, monkeypatch):
-    from biglittle.tuning import CostProfile
+    from biglittle.cost.profile import CostProfile
 
     monkeypatch.setattr("biglittle.api.cache_dir", lambda: tmp_path)
     monkeypatch.setattr("biglittle.api.measure_profile", lambda *a, **k: CostProfile(0.1, 0.05, [1.0, 1.1]))

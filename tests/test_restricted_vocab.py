@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from biglittle import BigLittleError, load_pair
-from biglittle.restricted_vocab import frequent_token_ids
-from biglittle.sampling import SamplingConfig
+from biglittle.runtime.restricted_vocab import frequent_token_ids
+from biglittle.decoding.sampling import SamplingConfig
 from conftest import PROMPTS, VOCAB
 from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_first_two
 

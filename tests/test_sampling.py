@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from biglittle.sampling import SamplingConfig, next_token, warp_probs
+from biglittle.decoding.sampling import SamplingConfig, next_token, warp_probs
 
 LOGITS = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -3.0])
 

@@ -2,9 +2,10 @@
 
 import pytest
 
-from biglittle.decoding import Bild, Speculative, decode
-from biglittle.drafters import ModelDrafter
-from biglittle.sampling import SamplingConfig
+from biglittle.decoding.loop import decode
+from biglittle.decoding.methods import Bild, Speculative
+from biglittle.decoding.drafters import ModelDrafter
+from biglittle.decoding.sampling import SamplingConfig
 from scripted import ScriptedRunner
 
 EOS = 1

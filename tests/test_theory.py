@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from biglittle.theory import best_gamma, expected_speedup, expected_tokens_per_iteration
+from biglittle.cost.theory import best_gamma, expected_speedup, expected_tokens_per_iteration
 
 
 @pytest.mark.parametrize("alpha,gamma,expected", [(0.0, 4, 1.0), (0.5, 1, 1.5), (0.5, 3, 1.875), (1.0, 4, 5.0)])

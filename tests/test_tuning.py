@@ -4,8 +4,9 @@ from collections import Counter
 
 import pytest
 
-from biglittle.theory import best_gamma
-from biglittle.tuning import CostProfile, GammaChooser
+from biglittle.cost.theory import best_gamma
+from biglittle.cost.gamma import GammaChooser
+from biglittle.cost.profile import CostProfile
 from conftest import PROMPTS
 
 

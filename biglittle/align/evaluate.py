@@ -13,8 +13,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..api import GenerationConfig, ModelPair
-from ..models import LoadedModel, shared_vocab_size
-from ..stats import GenerationStats
+from ..runtime.models import LoadedModel, shared_vocab_size
+from ..decoding.stats import GenerationStats
 from .teacher import output_logits
 
 

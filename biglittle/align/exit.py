@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..early_exit import early_exit_model, layer_stack
+from ..runtime.early_exit import early_exit_model, layer_stack
 from ..errors import BigLittleError
-from ..exit_head import META, ExitHead, final_norm, save_exit_head
-from ..models import LoadedModel
+from ..runtime.early_exit.head import META, ExitHead, final_norm, save_exit_head
+from ..runtime.models import LoadedModel
 from .records import read_calibration, tokenizer_fingerprint
 from .train import TrainSettings, alignment_loss, check_calibration, schedule_steps
 

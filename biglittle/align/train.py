@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from transformers.pytorch_utils import Conv1D
 
 from ..errors import BigLittleError
-from ..models import LoadedModel
+from ..runtime.models import LoadedModel
 from .records import read_calibration, tokenizer_fingerprint
 from .teacher import output_logits
 

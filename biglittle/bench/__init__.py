@@ -4,14 +4,14 @@
     run.py        the interleaved loop                   store.py      records on disk (resume)
     peers.py      transformers' own methods              aggregate.py  quality, speed, mechanism per setting
     report.py, plots.py  Markdown and PNGs               harness.py    run_benchmark: all of it, end to end
-    tune.py       `biglittle tune-bild`: BiLD's thresholds chosen on dev examples with the same loop
+    threshold_search.py  `biglittle tune-bild`: BiLD's thresholds chosen on dev examples with the same loop
 """
 
 from importlib import import_module
 
 # Imported on first use, so that the command line can read the options without loading torch.
 _EXPORTS = {"BenchOptions": "options", "resolve_options": "options", "run_benchmark": "harness",
-            "TuneOptions": "options", "tune_options": "options", "tune_bild": "tune", "format_tuning": "tune"}
+            "TuneOptions": "options", "tune_options": "options", "tune_bild": "threshold_search", "format_tuning": "threshold_search"}
 __all__ = sorted(_EXPORTS)
 
 

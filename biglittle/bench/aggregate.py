@@ -12,9 +12,9 @@ from statistics import mean, median
 
 import numpy
 
-from ..metrics import METRIC_OF_TASK, score
-from ..report import predict_speedup
-from ..stats import GenerationStats
+from ..data.metrics import METRIC_OF_TASK, score
+from ..cost.prediction import predict_speedup
+from ..decoding.stats import GenerationStats
 from .settings import Setting
 
 BASELINE = "Vanilla (large)"

@@ -138,7 +138,7 @@ def parse_families(text: str) -> tuple[str, ...]:
 
 def parse_extra_drafts(specs: list[str]) -> dict[str, str]:
     """['exit-8=early-exit:8', 'aligned=/path'] -> {label: spec}."""
-    from ..early_exit import parse_layers  # imports torch: only when there is something to check
+    from ..runtime.early_exit import parse_layers  # imports torch: only when there is something to check
 
     drafts = {}
     for text in specs:

@@ -10,7 +10,7 @@ import torch
 from transformers import GenerationConfig as HFGenerationConfig
 
 from ..api import ModelPair
-from ..decoding import _first_eos_end
+from ..decoding.loop import first_eos_end
 
 PROMPT_LOOKUP_TOKENS = 10  # transformers' documented example value
 
@@ -34,4 +34,4 @@ def peer_generate(pair: ModelPair, prompt_ids: list[int], engine: str, max_new_t
     # An encoder-decoder's output starts with the decoder start token; a decoder's with the prompt.
     first_new = 1 if target.model.config.is_encoder_decoder else len(prompt_ids)
     new_ids = output[0, first_new:].tolist()
-    return new_ids[: _first_eos_end(new_ids, target.eos_token_ids)]
+    return new_ids[: first_eos_end(new_ids, target.eos_token_ids)]

@@ -22,7 +22,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import BigLittleError
-from ..fetch import _cache_lock, _os_error, _Spinner, cache_dir
+from ..files import cache_dir, cache_lock, os_error
+from ..progress import Spinner
 
 TRANS_PACKAGE = "trans-de-en"
 TRANS_MEMBER = "usr/share/trans/de-en"
@@ -254,10 +255,10 @@ def fetch_data(cache: str | os.PathLike | None = None, progress: bool = True, *,
     if not force and trans_final.is_file() and have_descriptions():
         return {"translation": trans_final, "summarization": have_descriptions()[0]}
     try:
-        with _cache_lock(root, "biglittle data fetch"):
+        with cache_lock(root, "biglittle data fetch"):
             return _fetch_locked(root, trans_dir, desc_dir, trans_final, have_descriptions, progress, force)
     except OSError as exc:
-        raise _os_error(exc, root) from exc
+        raise os_error(exc, root) from exc
 
 
 def _fetch_locked(root, trans_dir, desc_dir, trans_final, have_descriptions, progress, force) -> dict[str, Path]:
@@ -270,7 +271,7 @@ def _fetch_locked(root, trans_dir, desc_dir, trans_final, have_descriptions, pro
     lists: Path | None = None
     try:
         if _apt_available():
-            with _Spinner("data: apt-get update (Debian package lists, ~30 MB)", progress):
+            with Spinner("data: apt-get update (Debian package lists, ~30 MB)", progress):
                 try:
                     lists = _apt_update(work)
                 except BigLittleError as exc:
@@ -282,7 +283,7 @@ def _fetch_locked(root, trans_dir, desc_dir, trans_final, have_descriptions, pro
             done = False
             if lists is not None:
                 try:
-                    with _Spinner(f"data: apt-get download {TRANS_PACKAGE} (~6 MB)", progress):
+                    with Spinner(f"data: apt-get download {TRANS_PACKAGE} (~6 MB)", progress):
                         deb = _apt_download(TRANS_PACKAGE, work)
                         extract_from_deb(deb, {COPYRIGHT_MEMBER: trans_dir / "copyright", TRANS_MEMBER: trans_final})
                         (trans_dir / "SOURCE").write_text(f"{deb.name} (Debian; licence in ./copyright: GPL-2+)\n")

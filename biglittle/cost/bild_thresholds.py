@@ -1,7 +1,7 @@
 """BiLD's thresholds chosen from measurement: expected cost, the selection rule, the stored choice.
 
 BiLD is not exact: lower fallback and higher rollback thresholds let the little model write more
-(faster) and keep more of its mistakes (worse). `biglittle tune-bild` (bench/tune.py) runs the big
+(faster) and keep more of its mistakes (worse). `biglittle tune-bild` (bench/threshold_search.py) runs the big
 model alone and a grid of threshold pairs on a task's dev examples; this module turns those runs
 into a choice, the fastest pair whose quality is within a tolerance of the big model's, and keeps
 it per machine, pair, precision and task next to the cost profile, where
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .errors import BigLittleError
-from .files import read_json, write_text_atomically
-from .tuning import CostProfile, profile_path
+from ..errors import BigLittleError
+from ..files import read_json, write_text_atomically
+from .profile import CostProfile, profile_path
 
 AUTO = "auto"
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import BigLittleError
-from .files import read_json, write_text_atomically
+from ...errors import BigLittleError
+from ...files import read_json, write_text_atomically
 
 WEIGHTS = "exit_head.pt"
 META = "exit.json"  # written last: its presence means the directory holds a finished exit head

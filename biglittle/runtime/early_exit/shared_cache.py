@@ -22,7 +22,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 from transformers.masking_utils import create_causal_mask
 
-from .lm import ModelRunner, Runner
+from ..runner import ModelRunner, Runner
 
 SHARING_MODEL_TYPES = ("llama", "qwen2")
 

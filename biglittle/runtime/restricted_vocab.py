@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .errors import BigLittleError
+from ..errors import BigLittleError
 
 
 class RestrictedHead(nn.Module):

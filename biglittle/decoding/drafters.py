@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .lm import ModelRunner
+from ..runtime.runner import ModelRunner
 from .sampling import SamplingConfig, sample, warp_probs
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from statistics import median
 
-from .stats import GenerationStats
+from ..decoding.stats import GenerationStats
 from .theory import expected_speedup, expected_tokens_per_iteration
 
 

@@ -30,7 +30,7 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.pytorch_utils import Conv1D
 
-from .errors import BigLittleError
+from ..errors import BigLittleError
 
 ROWWISE_ATTENTION = "biglittle_rowwise"
 

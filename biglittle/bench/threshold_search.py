@@ -20,12 +20,12 @@ from typing import Callable
 from tqdm.auto import tqdm
 
 from ..api import GenerationConfig, ModelPair
-from ..bild_tuning import Candidate, choose, expected_cost, store_choice, thresholds_path
+from ..cost.bild_thresholds import Candidate, choose, expected_cost, store_choice, thresholds_path
 from ..data import Example, build_prompt
 from ..errors import BigLittleError
-from ..fetch import cache_dir
-from ..quantize import precision_of
-from ..tuning import CostProfile, profile_steps
+from ..files import cache_dir
+from ..runtime.quantize import precision_of
+from ..cost.profile import CostProfile, profile_steps
 from .aggregate import BASELINE, aggregate
 from .harness import fingerprint
 from .options import TuneOptions

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .errors import BigLittleError
+from ..errors import BigLittleError
 
 METRIC_OF_TASK = {"translation": "bleu", "summarization": "rouge_l"}
 

@@ -18,8 +18,8 @@ import copy
 from torch import nn
 from transformers import PreTrainedModel
 
-from .errors import BigLittleError
-from .exit_head import final_norm_name
+from ...errors import BigLittleError
+from .head import final_norm_name
 
 PREFIX = "early-exit:"
 
