@@ -18,7 +18,8 @@ import torch
 
 from biglittle.runtime.fetch import default_pair_dirs
 from biglittle.runtime.runner import ModelRunner
-from biglittle.runtime.models import PRECISIONS, load_model, logit_rows
+from biglittle.config import PRECISIONS
+from biglittle.runtime.models import load_model, logit_rows
 from biglittle.runtime.quantize import scoring_gap
 
 

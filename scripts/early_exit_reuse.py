@@ -70,7 +70,7 @@ def time_passes(exit_pair, context: list[int], gamma: int, repeats: int) -> dict
         if read_by is not None:
             read_by.forward(tokens[:-1], 1)  # the exit has read all but the last token
         runner.forward(tokens, num_logits)
-        times[name].append(runner.call_log[-1][1])
+        times[name].append(runner.timings.call_log[-1][1])
 
     for _ in range(repeats):
         timed("step", separate, len(context), context + new[:1], 1)

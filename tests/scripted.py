@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from biglittle.runtime.runner import Timings
+
 
 class ScriptedRunner:
     """Predicts `script[i]` as the token at position i (with a large logit margin), whatever came before."""
@@ -15,7 +17,7 @@ class ScriptedRunner:
         self.script, self.vocab = script, vocab
 
     def start(self, prompt_ids):
-        self.cache_len, self.calls, self.seconds, self.call_log = 0, 0, 0.0, []
+        self.cache_len, self.timings = 0, Timings()
         return list(prompt_ids)
 
     def forward(self, tokens, num_logits):
@@ -24,9 +26,8 @@ class ScriptedRunner:
         logits = torch.full((num_logits, self.vocab), -10.0)
         for row, position in enumerate(positions):
             logits[row, self.script[position]] = 10.0
-        self.call_log.append((len(tokens) - self.cache_len, 0.0))
+        self.timings.record(len(tokens) - self.cache_len, 0.0)
         self.cache_len = len(tokens)
-        self.calls += 1
         return logits
 
     def crop(self, length):

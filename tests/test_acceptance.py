@@ -121,28 +121,28 @@ GREEDY = SamplingConfig()
 
 def test_no_rollback_when_the_big_model_finds_every_token_likely():
     rows = [{1: 0.9, 2: 0.1}, {2: 0.8, 3: 0.2}, {4: 1.0}]
-    verdict, rolled_back = bild_rollback([1, 2], big_logits(rows), 2.0, GREEDY, None)
-    assert (verdict.num_accepted, verdict.next_token, rolled_back) == (2, 4, False)
+    verdict = bild_rollback([1, 2], big_logits(rows), 2.0, GREEDY, None)
+    assert (verdict.num_accepted, verdict.next_token, verdict.rolled_back) == (2, 4, False)
 
 
 def test_rollback_at_the_first_unlikely_token_that_the_big_model_would_not_choose():
     # -log p: token 3 at row 1 has p = 0.01 -> 4.6 > 2; the big model chooses 2 there.
     rows = [{1: 0.9, 2: 0.1}, {2: 0.99, 3: 0.01}, {3: 1.0}, {0: 1.0}]
-    verdict, rolled_back = bild_rollback([1, 3, 3], big_logits(rows), 2.0, GREEDY, None)
-    assert (verdict.num_accepted, verdict.next_token, rolled_back) == (1, 2, True)
+    verdict = bild_rollback([1, 3, 3], big_logits(rows), 2.0, GREEDY, None)
+    assert (verdict.num_accepted, verdict.next_token, verdict.rolled_back) == (1, 2, True)
 
 
 def test_every_position_above_the_threshold_is_examined():
     # Row 0: the little token is above the threshold but is the big model's own choice (kept);
     # the reference implementation would stop looking there and keep the bad token at row 2.
     rows = [{1: 0.05, 0: 0.04}, {2: 1.0}, {4: 0.99, 3: 0.01}, {0: 1.0}]
-    verdict, rolled_back = bild_rollback([1, 2, 3], big_logits(rows), 2.0, GREEDY, None)
-    assert (verdict.num_accepted, verdict.next_token, rolled_back) == (2, 4, True)
+    verdict = bild_rollback([1, 2, 3], big_logits(rows), 2.0, GREEDY, None)
+    assert (verdict.num_accepted, verdict.next_token, verdict.rolled_back) == (2, 4, True)
 
 
 def test_zero_threshold_replaces_every_token_that_differs_from_the_big_argmax():
     rows = [{1: 0.6, 2: 0.4}, {2: 0.55, 3: 0.45}, {0: 1.0}]
-    verdict, _ = bild_rollback([1, 3], big_logits(rows), 0.0, GREEDY, None)
+    verdict = bild_rollback([1, 3], big_logits(rows), 0.0, GREEDY, None)
     assert (verdict.num_accepted, verdict.next_token) == (1, 2)
 
 
@@ -152,8 +152,8 @@ def test_sampled_replacement_comes_from_the_big_distribution():
     sampling = SamplingConfig(temperature=1.0)
     replacements = Counter()
     for _ in range(2000):
-        verdict, rolled_back = bild_rollback([0], big_logits(rows), 5.0, sampling, generator)
-        if rolled_back:
+        verdict = bild_rollback([0], big_logits(rows), 5.0, sampling, generator)
+        if verdict.rolled_back:
             replacements[verdict.next_token] += 1
     # Every draw differs from token 0 except with p = 0.001, so nearly every trial rolls back.
     assert sum(replacements.values()) > 1980

@@ -8,6 +8,7 @@ from transformers import Cache, Qwen2Config, Qwen2ForCausalLM
 
 from biglittle import BigLittleError, load_model, load_pair
 from biglittle.api import GenerationConfig, ModelPair
+from biglittle.decoding.assemble import build_method
 from biglittle.runtime.early_exit import early_exit_model
 from biglittle.runtime.early_exit.shared_cache import ExitDraftRunner, ExitTargetRunner, make_runners, shared_layers
 from biglittle.runtime.runner import ModelRunner
@@ -232,11 +233,8 @@ def test_profile_measures_verification_after_the_draft(exit_pair):
 
 
 def test_auto_gamma_prices_verification_with_reuse(exit_pair):
-    exit_pair._profile = CostProfile(1.0, 0.1, [1.0, 2.0, 3.0], reuse_verify_cost=[1.0, 1.2, 1.4])
-    try:
-        model_drafts = exit_pair._method(GenerationConfig(gamma="auto"))
-        lookups = exit_pair._method(GenerationConfig(gamma="auto", drafter="ngram"))  # nothing reused
-    finally:
-        exit_pair._profile = None
+    profile = CostProfile(1.0, 0.1, [1.0, 2.0, 3.0], reuse_verify_cost=[1.0, 1.2, 1.4])
+    model_drafts = build_method(GenerationConfig(gamma="auto"), lambda: profile)
+    lookups = build_method(GenerationConfig(gamma="auto", drafter="ngram"), lambda: profile)  # nothing reused
     assert model_drafts.chooser.profile.verify_cost == [1.0, 1.2, 1.4]
     assert lookups.chooser.profile.verify_cost == [1.0, 2.0, 3.0]

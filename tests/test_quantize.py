@@ -10,12 +10,12 @@ from transformers.pytorch_utils import Conv1D
 
 from biglittle import load_pair
 from biglittle.api import ModelPair
-from biglittle.cli import PRECISIONS as CLI_PRECISIONS
+from biglittle.cli import build_parser
 from biglittle.cli import main
 from biglittle.runtime.runner import ModelRunner
 from biglittle.errors import BigLittleError
 from biglittle.runtime.models import PRECISIONS, load_model
-from biglittle.runtime.quantize import ROWWISE_ATTENTION, Int8Linear, fastest_precision, precision_of, scoring_gap
+from biglittle.runtime.quantize import Int8Linear, fastest_precision, precision_of, scoring_gap, use_rowwise_attention
 from biglittle.decoding.sampling import SamplingConfig
 from conftest import PROMPTS, VOCAB
 from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_first_two
@@ -99,7 +99,7 @@ def logits_with_and_without_cache(model, ids):
 def test_rowwise_attention_computes_what_the_default_attention_does(tiny_models, path):
     default = load_model(tiny_models[path]).model
     rowwise = load_model(tiny_models[path]).model
-    rowwise.set_attn_implementation(ROWWISE_ATTENTION)
+    use_rowwise_attention(rowwise)
     ids = torch.tensor([random_ids(16, seed=1), random_ids(16, seed=2)])
     for expected, actual in zip(logits_with_and_without_cache(default, ids), logits_with_and_without_cache(rowwise, ids)):
         torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
@@ -155,7 +155,7 @@ def test_auto_measures_this_machine(tiny_models):
 def test_int8_and_fp32_profiles_are_kept_apart(tiny_models, int8_pair, tmp_path, monkeypatch):
     from biglittle.cost.profile import CostProfile
 
-    monkeypatch.setattr("biglittle.api.cache_dir", lambda: tmp_path)
+    monkeypatch.setenv("BIGLITTLE_CACHE", str(tmp_path))
     monkeypatch.setattr("biglittle.api.measure_profile", lambda *a, **k: CostProfile(0.1, 0.05, [1.0, 1.1]))
     fp32_pair = load_pair(tiny_models["llama_target"], tiny_models["gpt2_draft"])
     for pair in (fp32_pair, int8_pair):
@@ -164,7 +164,9 @@ def test_int8_and_fp32_profiles_are_kept_apart(tiny_models, int8_pair, tmp_path,
 
 
 def test_the_command_line_offers_every_precision():
-    assert CLI_PRECISIONS == PRECISIONS
+    generate = build_parser()._subparsers._group_actions[0].choices["generate"]
+    precision = next(action for action in generate._actions if action.dest == "precision")
+    assert tuple(precision.choices) == PRECISIONS
 
 
 @pytest.mark.parametrize("precision", ["int8", "auto"])

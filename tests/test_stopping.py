@@ -83,6 +83,6 @@ def test_context_length_bounds_the_output(decoder_pair):
 def test_progress_callback_counts_the_tokens_written(decoder_pair):
     seen = []
     result = decoder_pair.generate("the cat", method="speculative", max_new_tokens=30, temperature=1.0, seed=4,
-                                   on_tokens=seen.append)
+                                   on_commit=lambda commit: seen.append(commit.total))
     assert seen == sorted(seen) and seen[-1] == len(result.token_ids)
     assert len(seen) == result.stats.target_calls  # one report per round

@@ -1,6 +1,6 @@
 """Train the exit of an early-exit draft (the target's first L layers) on calibration data.
 
-Only an ExitHead (low-rank correction + own norm, see biglittle/exit_head.py) is trained; the L
+Only an ExitHead (low-rank correction + own norm, see biglittle/runtime/early_exit/head.py) is trained; the L
 layers below it are the target's and stay frozen. So the layer-L hidden states of every
 calibration example are computed once (no gradients, saved to OUT/features.pt as they come, so
 an interrupted run keeps them), and training then costs one pass through the head and the

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data import TASKS
+from ..config import TASKS, parse_draft_spec
 from ..errors import BigLittleError
 
 FAMILIES = ("small", "speculative", "ngram", "bild", "peers")  # `ar` with the target always runs: the baseline
@@ -138,8 +138,6 @@ def parse_families(text: str) -> tuple[str, ...]:
 
 def parse_extra_drafts(specs: list[str]) -> dict[str, str]:
     """['exit-8=early-exit:8', 'aligned=/path'] -> {label: spec}."""
-    from ..runtime.early_exit import parse_layers  # imports torch: only when there is something to check
-
     drafts = {}
     for text in specs:
         label, _, spec = text.partition("=")
@@ -148,6 +146,6 @@ def parse_extra_drafts(specs: list[str]) -> dict[str, str]:
             raise BigLittleError(f"--extra-draft {text!r}: write LABEL=SPEC, e.g. exit-8=early-exit:8 or aligned=/path/to/model")
         if label in drafts or label in ("main", "small"):
             raise BigLittleError(f"--extra-draft: the label {label!r} is used twice or reserved; give each draft its own")
-        parse_layers(spec)  # a malformed early-exit:L fails here, before any model is loaded
+        parse_draft_spec(spec)  # a malformed early-exit:L fails here, before any model is loaded
         drafts[label] = spec
     return drafts

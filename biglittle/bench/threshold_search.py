@@ -20,10 +20,9 @@ from typing import Callable
 from tqdm.auto import tqdm
 
 from ..api import GenerationConfig, ModelPair
-from ..cost.bild_thresholds import Candidate, choose, expected_cost, store_choice, thresholds_path
+from ..cost.bild_thresholds import Candidate, choose, expected_cost, store_choice
 from ..data import Example, build_prompt
 from ..errors import BigLittleError
-from ..files import cache_dir
 from ..runtime.quantize import precision_of
 from ..cost.profile import CostProfile, profile_steps
 from .aggregate import BASELINE, aggregate
@@ -38,7 +37,7 @@ from .store import RecordStore
 def records_dir(pair: ModelPair, options: TuneOptions) -> Path:
     if options.out_dir is not None:
         return options.out_dir
-    path = thresholds_path(cache_dir(), pair.identity())
+    path = pair.thresholds_path()
     return path.with_name(f"{path.stem}-{options.task}-{options.bench.max_new_tokens}tok")
 
 
@@ -61,7 +60,7 @@ def tune_bild(pair: ModelPair, examples: list[Example], options: TuneOptions, *,
              on_record, progress, desc="tune-bild")
     result = evaluate(options.task, [store.records[job.key] for job in jobs], settings, profile, options.tolerance)
     result["records"] = str(out_dir)
-    path = thresholds_path(cache_dir(), pair.identity())
+    path = pair.thresholds_path()
     store_choice(path, options.task, stored_entry(result, options))
     return {**result, "path": str(path)}
 

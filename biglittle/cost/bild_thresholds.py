@@ -21,9 +21,6 @@ from ..errors import BigLittleError
 from ..files import read_json, write_text_atomically
 from .profile import CostProfile, profile_path
 
-AUTO = "auto"
-
-
 @dataclass(frozen=True)
 class Candidate:
     """One measured threshold pair: its quality (the task's metric) and its speed over the big model alone."""
@@ -106,13 +103,3 @@ def tuned_thresholds(path: Path, task: str | None = None) -> tuple[float, float]
     if task not in choices:
         raise BigLittleError(f"no tuned BiLD thresholds for {task} with this pair (tuned: {', '.join(sorted(choices))}); {run}")
     return choices[task]["fallback_threshold"], choices[task]["rollback_threshold"]
-
-
-def task_of(setting: str) -> str | None:
-    """'auto' -> None, 'auto:translation' -> 'translation'."""
-    return setting.partition(":")[2] or None
-
-
-def is_valid_setting(setting: str, tasks: Sequence[str]) -> bool:
-    head, colon, task = setting.partition(":")
-    return head == AUTO and (not colon or task in tasks)

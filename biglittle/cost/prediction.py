@@ -1,4 +1,4 @@
-"""Generation statistics as people read them, and the measured-vs-predicted comparison with `ar`."""
+"""One generation's measured speedup over `ar` next to the theory's prediction from the same run's measurements."""
 
 from __future__ import annotations
 
@@ -52,32 +52,3 @@ def _median_step_time(call_log: list[tuple[int, float]], num_tokens: int) -> flo
     """Median time of the forwards (after the first, the prefill) that fed `num_tokens` tokens."""
     times = [seconds for fed, seconds in call_log[1:] if fed == num_tokens]
     return median(times) if times else None
-
-
-def format_stats(stats: GenerationStats, comparison: dict | None = None) -> str:
-    d = stats.to_dict()
-    lines = [
-        f"[{d['method']}] {d['new_tokens']} new tokens from a {d['prompt_tokens']}-token prompt in "
-        f"{d['wall_time_s']:.2f} s ({d['tokens_per_s']:.1f} tokens/s)",
-        f"  time: target {d['target_time_s']:.2f} s, draft {d['draft_time_s']:.2f} s, other {d['other_time_s']:.2f} s",
-        f"  forward passes: target {d['target_calls']}, draft {d['draft_calls']}",
-    ]
-    if d["proposed"] or d["unverified"]:
-        rate = "-" if d["acceptance_rate"] is None else f"{d['acceptance_rate']:.2f}"
-        per_call = "-" if d["tokens_per_target_call"] is None else f"{d['tokens_per_target_call']:.2f}"
-        lines.append(
-            f"  drafts: proposed {d['proposed']}, accepted {d['accepted']} (rate {rate}), discarded {d['discarded']}, "
-            f"tokens per target pass {per_call}"
-        )
-        lines.append(f"  accepted-length histogram: {d['accepted_length_histogram']}")
-    if d["method"] == "bild":
-        lines.append(f"  bild: fallbacks {d['fallbacks']}, rollbacks {d['rollbacks']}, little tokens never checked {d['unverified']}")
-    if comparison:
-        predicted = comparison.get("predicted_speedup")
-        lines.append(
-            f"  vs ar: {comparison['measured_speedup']:.2f}x measured"
-            + (f", {predicted:.2f}x predicted (alpha {comparison['alpha']:.2f}, c {comparison['c']:.2f}, "
-               f"verification pass {comparison['verify_cost_ratio']:.2f}x one step)" if predicted else "")
-            + ("" if comparison["same_output"] is None else f"; same output as ar: {'yes' if comparison['same_output'] else 'NO'}")
-        )
-    return "\n".join(lines)

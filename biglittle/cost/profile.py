@@ -106,3 +106,16 @@ def profile_path(cache: Path, *identity: str) -> Path:
     machine = f"{platform.machine()}-{platform.processor()}-{torch.get_num_threads()}threads-torch{torch.__version__}"
     key = hashlib.sha256("|".join((machine, *identity)).encode()).hexdigest()[:16]
     return cache / "profiles" / f"{key}.json"
+
+
+def measure_overhead(generate, vocab_size: int, has_draft: bool, new_tokens: int = 24) -> dict[str, float]:
+    """Share of wall time spent outside model forwards in a short generation, per method.
+
+    `generate(prompt_ids, **settings)` is a pair's generate; the prompt is 32 random ids (fixed seed).
+    """
+    prompt = torch.randint(0, vocab_size, (32,), generator=torch.Generator().manual_seed(1)).tolist()
+    overhead = {}
+    for method in ["ar"] + (["speculative"] if has_draft else []):
+        stats = generate(prompt, method=method, gamma=4, max_new_tokens=new_tokens, seed=0).stats
+        overhead[method] = stats.other_time_s / stats.wall_time_s
+    return overhead

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
+from ..config import SPLITS, TASKS
 from ..errors import BigLittleError
 from .prompts import build_prompt
 from .sources import data_dir, data_status, description_files, fetch_data, translation_file
@@ -27,8 +28,6 @@ from .summarization import parse_descriptions, read_index
 from .translation import parse_ding
 from .types import Example
 
-TASKS = ("translation", "summarization")
-SPLITS = ("train", "dev", "test")
 SEED = 20230601
 EVAL_SIZE = 300
 

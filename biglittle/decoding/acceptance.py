@@ -1,8 +1,9 @@
 """Acceptance rules: how many proposed tokens survive the big model's scoring, and which token follows.
 
-Every rule is a pure function of tensors. Each returns a `Verdict`: the first `num_accepted`
-proposed tokens are kept and `next_token` (a correction, a replacement or a bonus token) is
-appended after them, so every round of scoring emits at least one token.
+Every rule is a pure function of tensors. Each returns a `Verdict`: the proposal's nodes on the
+accepted `path` are kept and `next_token` (a correction, a replacement or a bonus token) is
+appended after them, so every round of scoring emits at least one token. The verdict also says
+what happened (a BiLD rollback or hand-over), so the loop never asks which method it runs.
 """
 
 from __future__ import annotations
@@ -16,8 +17,19 @@ from .sampling import SamplingConfig, next_token, sample
 
 @dataclass(frozen=True)
 class Verdict:
-    num_accepted: int
-    next_token: int
+    path: tuple[int, ...]  # the accepted proposal nodes, root first (a chain: 0, 1, ..., n - 1)
+    next_token: int  # the target's token after them
+    rolled_back: bool = False  # BiLD: the big model replaced a little token
+    fell_back: bool = False  # BiLD: the little model handed over to the big one
+
+    @property
+    def num_accepted(self) -> int:
+        return len(self.path)
+
+    @classmethod
+    def prefix(cls, num_accepted: int, next_token: int, **events: bool) -> "Verdict":
+        """The first `num_accepted` nodes of a chain, then `next_token`."""
+        return cls(tuple(range(num_accepted)), next_token, **events)
 
 
 def greedy_match(draft_tokens: list[int], target_logits: torch.Tensor) -> Verdict:
@@ -32,7 +44,7 @@ def greedy_match(draft_tokens: list[int], target_logits: torch.Tensor) -> Verdic
         if draft != choice:
             break
         num_accepted += 1
-    return Verdict(num_accepted, target_choice[num_accepted])
+    return Verdict.prefix(num_accepted, target_choice[num_accepted])
 
 
 def residual_distribution(target_probs: torch.Tensor, draft_probs: torch.Tensor) -> torch.Tensor:
@@ -65,8 +77,8 @@ def rejection_sample(
         for position, is_rejected in enumerate(rejected):
             if is_rejected:
                 recovered = residual_distribution(target_probs[position], draft_probs[position])
-                return Verdict(position, sample(recovered, generator))
-    return Verdict(num_draft, sample(target_probs[num_draft], generator))  # the bonus token
+                return Verdict.prefix(position, sample(recovered, generator))
+    return Verdict.prefix(num_draft, sample(target_probs[num_draft], generator))  # the bonus token
 
 
 def bild_rollback(
@@ -75,8 +87,8 @@ def bild_rollback(
     rollback_threshold: float,
     sampling: SamplingConfig,
     generator: torch.Generator | None,
-) -> tuple[Verdict, bool]:
-    """BiLD's rollback policy over the little model's tokens; returns (verdict, rolled_back).
+) -> Verdict:
+    """BiLD's rollback policy over the little model's tokens.
 
     big_logits: [num_little + 1, vocab], raw logits of the big model at each little token's
     position and one past the end. A little token y_i whose distance -log p_big(y_i) exceeds the
@@ -93,5 +105,5 @@ def bild_rollback(
         for position in (distance > rollback_threshold).nonzero()[:, 0].tolist():
             big_choice = next_token(big_logits[position], sampling, generator)
             if big_choice != little_tokens[position]:
-                return Verdict(position, big_choice), True
-    return Verdict(num_little, next_token(big_logits[num_little], sampling, generator)), False
+                return Verdict.prefix(position, big_choice, rolled_back=True)
+    return Verdict.prefix(num_little, next_token(big_logits[num_little], sampling, generator))

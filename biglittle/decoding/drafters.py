@@ -3,35 +3,48 @@ n-gram lookup in the text so far (no model cost), or n-gram lookup with the litt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
-from ..runtime.runner import ModelRunner
+from ..runtime.runner import ModelRunner, Timings
+from .proposal import Proposal
 from .sampling import SamplingConfig, sample, warp_probs
 
 
-@dataclass
-class Proposal:
-    tokens: list[int]
-    probs: torch.Tensor | None = None  # [len(tokens), vocab]: what each token was drawn from (sampling only)
-    low_confidence: bool = False  # stopped because the little model is unsure of the next token
-    ended: bool = False  # the last token ends the sequence
+class Drafter(Protocol):
+    """Anything that proposes tokens: the loop starts it on a prompt, asks for a proposal before every target
+    pass, and crops it to the committed length after; `timings` are its models' forward passes (none: empty)."""
+
+    def start(self, prompt_ids: list[int]) -> None: ...
+
+    def propose(self, tokens: list[int], max_tokens: int, generator: torch.Generator | None) -> Proposal: ...
+
+    def crop(self, length: int) -> None: ...
+
+    @property
+    def timings(self) -> Timings: ...
 
 
-class NoDrafter:
+class _ModelFree:
+    """A drafter that runs no model: nothing to time and no cache to crop."""
+
+    @property
+    def timings(self) -> Timings:
+        return Timings()
+
+    def crop(self, length: int) -> None:
+        pass
+
+
+class NoDrafter(_ModelFree):
     """Plain autoregressive decoding: the target alone, one token per forward pass."""
-
-    runner = None
 
     def start(self, prompt_ids: list[int]) -> None:
         pass
 
     def propose(self, tokens: list[int], max_tokens: int, generator: torch.Generator | None) -> Proposal:
         return Proposal([])
-
-    def crop(self, length: int) -> None:
-        pass
 
 
 class ModelDrafter:
@@ -63,7 +76,7 @@ class ModelDrafter:
         for _ in range(max_tokens):
             logits = self.runner.forward(context, 1)[0]  # [vocab]
             if self._unsure(logits):
-                return Proposal(drafted, _stack(draft_probs), low_confidence=True)
+                return Proposal(drafted, probs=_stack(draft_probs))
             if self.sampling.greedy:
                 token = int(logits.argmax())
             else:
@@ -73,11 +86,15 @@ class ModelDrafter:
             drafted.append(token)
             context.append(token)
             if token in self.eos_token_ids:
-                return Proposal(drafted, _stack(draft_probs), ended=True)
-        return Proposal(drafted, _stack(draft_probs))
+                return Proposal(drafted, probs=_stack(draft_probs), ended=True)
+        return Proposal(drafted, probs=_stack(draft_probs))
 
     def crop(self, length: int) -> None:
         self.runner.crop(length)
+
+    @property
+    def timings(self) -> Timings:
+        return self.runner.timings
 
     def _unsure(self, logits: torch.Tensor) -> bool:
         """BiLD's fallback test on the raw distribution; a threshold of 1 always hands over."""
@@ -86,13 +103,11 @@ class ModelDrafter:
         return self.fallback_threshold >= 1 or logits.float().softmax(-1).max() < self.fallback_threshold
 
 
-class NgramDrafter:
+class NgramDrafter(_ModelFree):
     """Prompt lookup: propose the tokens that followed the latest earlier occurrence of the text's
     last n tokens (n from `max_ngram` down to 1). Deterministic, so each proposal's distribution
     is a point mass, which keeps the rejection rule exact at any temperature.
     """
-
-    runner = None
 
     def __init__(self, vocab_size: int, eos_token_ids: set[int], max_ngram: int = 3, search_prompt: bool = False):
         self.vocab_size = vocab_size
@@ -112,7 +127,7 @@ class NgramDrafter:
                 found, ended = found[: index + 1], True
                 break
         probs = torch.nn.functional.one_hot(torch.tensor(found), self.vocab_size).float() if found else None
-        return Proposal(found, probs, ended=ended)
+        return Proposal(found, probs=probs, ended=ended)
 
     def _lookup(self, history: list[int], max_tokens: int) -> list[int]:
         for n in range(min(self.max_ngram, len(history) - 1), 0, -1):
@@ -122,16 +137,12 @@ class NgramDrafter:
                     return history[start + n : start + n + max_tokens]
         return []
 
-    def crop(self, length: int) -> None:
-        pass
-
 
 class HybridDrafter:
     """N-gram proposals where the text offers them, the little model's otherwise."""
 
     def __init__(self, ngram: NgramDrafter, model: ModelDrafter):
         self.ngram, self.model = ngram, model
-        self.runner = model.runner
 
     def start(self, prompt_ids: list[int]) -> None:
         self.ngram.start(prompt_ids)
@@ -143,6 +154,10 @@ class HybridDrafter:
 
     def crop(self, length: int) -> None:
         self.model.crop(length)
+
+    @property
+    def timings(self) -> Timings:
+        return self.model.timings
 
 
 def _stack(probs: list[torch.Tensor]) -> torch.Tensor | None:

@@ -3,22 +3,40 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from ..runtime.runner import ModelRunner
+from ..runtime.runner import Runner
+from .drafters import Drafter
 from .methods import Method
 from .stats import GenerationStats
 
 # Given the new tokens so far, how many to keep if a stop string has been written, else None.
 StopCheck = Callable[[list[int]], "int | None"]
 
+# Where a committed token came from.
+DRAFTED = "draft"  # proposed by the drafter and accepted by the target
+TARGET = "target"  # the target's own: a correction, a BiLD replacement or the bonus token
+UNVERIFIED = "unverified"  # BiLD's little model writing alone, never scored by the big one
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What one round added to the text, final: the one place where streaming and progress hook in."""
+
+    tokens: list[int]  # this round's new tokens, after end-of-sequence and stop-string cuts
+    sources: list[str]  # DRAFTED, TARGET or UNVERIFIED, one per token
+    discarded: list[int]  # drafted tokens the target turned down this round (rejected or rolled back)
+    rolled_back: bool  # BiLD: the big model replaced a little token
+    total: int  # new tokens written so far, these included
+
 
 def decode(
     prompt_ids: list[int],
-    target: ModelRunner,
-    drafter,
+    target: Runner,
+    drafter: Drafter,
     method: Method,
     *,
     max_new_tokens: int,
@@ -26,11 +44,11 @@ def decode(
     eos_token_ids: set[int],
     generator: torch.Generator | None,
     stop_check: StopCheck | None = None,
-    on_tokens: Callable[[int], None] | None = None,
+    on_commit: Callable[[Commit], None] | None = None,
 ) -> tuple[list[int], GenerationStats]:
     """New token ids and statistics; `max_length` bounds prompt plus output (the model's context).
 
-    `on_tokens(n)` is told after every round that n tokens have been written so far (progress).
+    `on_commit(commit)` is told after every round which tokens it made final.
     """
     stats = GenerationStats(method=method.name, prompt_tokens=len(prompt_ids))
     started = time.perf_counter()
@@ -42,36 +60,39 @@ def decode(
         if remaining <= 0:
             break
         proposal = drafter.propose(tokens, method.draft_budget(remaining, stats), generator)
-        if not method.verifies:
-            new_tokens = proposal.tokens
-            stats.unverified += len(new_tokens)
+        if not proposal.is_chain:
+            raise ValueError("this loop scores chains of drafted tokens; a tree needs tree verification")
+        rolled_back = False
+        if method.verifies:
+            target_logits = target.forward(tokens + proposal.tokens, len(proposal) + 1)
+            verdict = method.decide(proposal, target_logits, generator)
+            stats.record_verdict(len(proposal), verdict)
+            new_tokens = proposal.path_tokens(verdict.path) + [verdict.next_token]
+            sources = [DRAFTED] * verdict.num_accepted + [TARGET]
+            discarded = [token for node, token in enumerate(proposal.tokens) if node not in verdict.path]
+            rolled_back = verdict.rolled_back
         else:
-            target_logits = target.forward(tokens + proposal.tokens, len(proposal.tokens) + 1)
-            verdict, rolled_back = method.decide(proposal, target_logits, generator)
-            stats.record_round(len(proposal.tokens), verdict.num_accepted)
-            stats.rollbacks += rolled_back
-            stats.fallbacks += method.name == "bild"
-            new_tokens = proposal.tokens[: verdict.num_accepted] + [verdict.next_token]
-        new_tokens = new_tokens[: min(remaining, first_eos_end(new_tokens, eos_token_ids))]
-        tokens.extend(new_tokens)
+            new_tokens, sources, discarded = proposal.tokens, [UNVERIFIED] * len(proposal), []
+            stats.unverified += len(new_tokens)
+        keep = min(remaining, first_eos_end(new_tokens, eos_token_ids))
+        tokens.extend(new_tokens[:keep])
         target.crop(len(tokens) - 1)
         drafter.crop(len(tokens) - 1)
-        if on_tokens is not None:
-            on_tokens(len(tokens) - first_new)
-        if new_tokens[-1] in eos_token_ids:
+        finished = tokens[-1] in eos_token_ids
+        if stop_check is not None and not finished:
+            stop = stop_check(tokens[first_new:])
+            if stop is not None:
+                keep -= len(tokens) - (first_new + stop)
+                del tokens[first_new + stop :]
+                finished = True
+        if on_commit is not None:
+            on_commit(Commit(new_tokens[:keep], sources[:keep], discarded, rolled_back, len(tokens) - first_new))
+        if finished:
             break
-        if stop_check is not None:
-            keep = stop_check(tokens[first_new:])
-            if keep is not None:
-                del tokens[first_new + keep :]
-                break
     output = tokens[first_new:]
     stats.new_tokens = len(output)
     stats.wall_time_s = time.perf_counter() - started
-    stats.target_calls, stats.target_time_s, stats.target_call_log = target.calls, target.seconds, target.call_log
-    if drafter.runner is not None:
-        runner = drafter.runner
-        stats.draft_calls, stats.draft_time_s, stats.draft_call_log = runner.calls, runner.seconds, runner.call_log
+    stats.record_timings(target.timings, drafter.timings)
     return output, stats
 
 

@@ -11,14 +11,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
 
 from ..cost.gamma import GammaChooser
 from .acceptance import Verdict, bild_rollback, greedy_match, rejection_sample
-from .drafters import Proposal
+from .proposal import Proposal
 from .sampling import SamplingConfig, warp_probs
 from .stats import GenerationStats
 
@@ -33,8 +33,8 @@ class Method(Protocol):
     def verifies(self) -> bool:
         """False when the drafter writes alone and the target never scores its tokens."""
 
-    def decide(self, proposal: Proposal, target_logits: torch.Tensor, generator) -> tuple[Verdict, bool]:
-        """(verdict, rolled_back) from the target's logits [len(proposal) + 1, vocab]."""
+    def decide(self, proposal: Proposal, target_logits: torch.Tensor, generator) -> Verdict:
+        """What survives, from the target's logits [len(proposal) + 1, vocab]."""
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,11 @@ class Speculative:
 
     verifies = True
 
-    def decide(self, proposal: Proposal, target_logits: torch.Tensor, generator) -> tuple[Verdict, bool]:
+    def decide(self, proposal: Proposal, target_logits: torch.Tensor, generator) -> Verdict:
         if self.sampling.greedy:
-            return greedy_match(proposal.tokens, target_logits), False
+            return greedy_match(proposal.tokens, target_logits)
         target_probs = warp_probs(target_logits, self.sampling)
-        return rejection_sample(proposal.tokens, proposal.probs, target_probs, generator), False
+        return rejection_sample(proposal.tokens, proposal.probs, target_probs, generator)
 
 
 def autoregressive(sampling: SamplingConfig) -> Speculative:
@@ -81,5 +81,7 @@ class Bild:
         # finished the text, so every little token is checked as the step limit promises.
         return self.fallback_enabled
 
-    def decide(self, proposal: Proposal, target_logits: torch.Tensor, generator) -> tuple[Verdict, bool]:
-        return bild_rollback(proposal.tokens, target_logits, self.rollback_threshold, self.sampling, generator)
+    def decide(self, proposal: Proposal, target_logits: torch.Tensor, generator) -> Verdict:
+        # The big model scores only after the little one handed over: every verification is a fallback.
+        verdict = bild_rollback(proposal.tokens, target_logits, self.rollback_threshold, self.sampling, generator)
+        return replace(verdict, fell_back=True)

@@ -7,20 +7,11 @@ draft token was sampled from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from ..config import SamplingConfig
 
-@dataclass(frozen=True)
-class SamplingConfig:
-    temperature: float = 0.0  # 0 means greedy (argmax)
-    top_k: int = 0  # 0 means off
-    top_p: float = 1.0  # 1 means off
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
+__all__ = ["SamplingConfig", "next_token", "sample", "warp_probs"]
 
 
 def warp_probs(logits: torch.Tensor, sampling: SamplingConfig) -> torch.Tensor:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..runtime.runner import Timings
+    from .acceptance import Verdict
 
 
 @dataclass
@@ -26,6 +31,16 @@ class GenerationStats:
     target_time_s: float = 0.0
     target_call_log: list = field(default_factory=list, repr=False)  # (tokens fed, seconds) per forward
     draft_call_log: list = field(default_factory=list, repr=False)
+
+    def record_verdict(self, num_proposed: int, verdict: "Verdict") -> None:
+        """One target pass over `num_proposed` drafted tokens and what it decided."""
+        self.record_round(num_proposed, verdict.num_accepted)
+        self.rollbacks += verdict.rolled_back
+        self.fallbacks += verdict.fell_back
+
+    def record_timings(self, target: "Timings", draft: "Timings") -> None:
+        self.target_calls, self.target_time_s, self.target_call_log = target.calls, target.seconds, target.call_log
+        self.draft_calls, self.draft_time_s, self.draft_call_log = draft.calls, draft.seconds, draft.call_log
 
     def record_round(self, num_proposed: int, num_accepted: int) -> None:
         self.proposed += num_proposed

@@ -18,11 +18,11 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from ..config import PRECISIONS
 from ..errors import BigLittleError
 from .quantize import fastest_precision, quantize_model
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-PRECISIONS = (*DTYPES, "int8", "auto")  # int8 and auto load fp32 weights first
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # the PRECISIONS that are dtypes
 
 
 @dataclass

@@ -126,8 +126,11 @@ def _visible_keys(module: nn.Module, attention_mask: torch.Tensor | None, rows: 
     return (last + 1).tolist()
 
 
-ALL_ATTENTION_FUNCTIONS.register(ROWWISE_ATTENTION, rowwise_attention)
-ALL_MASK_ATTENTION_FUNCTIONS.register(ROWWISE_ATTENTION, eager_mask)  # always a full additive mask
+def use_rowwise_attention(model: PreTrainedModel) -> None:
+    """Make `model` attend with `rowwise_attention` (registered with transformers on first use)."""
+    ALL_ATTENTION_FUNCTIONS.register(ROWWISE_ATTENTION, rowwise_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(ROWWISE_ATTENTION, eager_mask)  # always a full additive mask
+    model.set_attn_implementation(ROWWISE_ATTENTION)
 
 
 def int8_problem(model: PreTrainedModel) -> str | None:
@@ -157,7 +160,7 @@ def quantize_model(model: PreTrainedModel) -> PreTrainedModel:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
         setattr(parent, child, Int8Linear.from_module(getattr(parent, child)))
-    model.set_attn_implementation(ROWWISE_ATTENTION)
+    use_rowwise_attention(model)
     return model
 
 

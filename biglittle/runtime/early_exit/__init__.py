@@ -5,7 +5,7 @@ shallow copy of the target whose layer list holds only those L layer modules: ev
 shared with the target (no second copy in memory), and it is an ordinary transformers model,
 so caches, cropping and both decoding methods work on it unchanged.
 
-With a Llama or Qwen2 target the pair's runners also share work (biglittle/exit_reuse.py): one KV
+With a Llama or Qwen2 target the pair's runners also share work (shared_cache.py): one KV
 cache, whose first L layers the draft fills, and the draft's layer-L hidden states, from which the
 target's verification pass goes on, so it runs layers 1..L only for the last proposed token. Other
 targets (GPT-2, ...) keep a KV cache per model; the output is the same either way.
@@ -21,23 +21,11 @@ from transformers import PreTrainedModel
 from ...errors import BigLittleError
 from .head import final_norm_name
 
-PREFIX = "early-exit:"
-
-
-def parse_layers(spec: str) -> int | None:
-    """L from 'early-exit:L', or None when `spec` names an ordinary model."""
-    if not spec.startswith(PREFIX):
-        return None
-    text = spec[len(PREFIX):]
-    if not text.isdigit() or int(text) < 1:
-        raise BigLittleError(f"{spec!r}: write early-exit:L with L a number of layers, e.g. early-exit:8")
-    return int(text)
-
 
 def early_exit_model(model: PreTrainedModel, num_layers: int, head: nn.Module | None = None) -> PreTrainedModel:
     """A view of `model` that runs only its first `num_layers` layers (weights shared).
 
-    `head` (a trained ExitHead, see exit_head.py) takes the place of the final norm in the view only.
+    `head` (a trained ExitHead, see head.py) takes the place of the final norm in the view only.
     """
     if model.config.is_encoder_decoder:
         raise BigLittleError("early-exit drafts need a decoder-only target")

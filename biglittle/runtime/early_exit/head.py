@@ -18,11 +18,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ...config import EXIT_HEAD_META
 from ...errors import BigLittleError
 from ...files import read_json, write_text_atomically
 
 WEIGHTS = "exit_head.pt"
-META = "exit.json"  # written last: its presence means the directory holds a finished exit head
+META = EXIT_HEAD_META  # written last: its presence means the directory holds a finished exit head
 
 
 class ExitHead(nn.Module):
@@ -47,10 +48,6 @@ def final_norm_name(base: nn.Module) -> str:
 
 def final_norm(base: nn.Module) -> nn.Module:
     return getattr(base, final_norm_name(base))
-
-
-def is_exit_head_dir(spec: str) -> bool:
-    return (Path(spec).expanduser() / META).is_file()
 
 
 def read_exit_meta(directory) -> dict:

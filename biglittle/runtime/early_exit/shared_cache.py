@@ -22,7 +22,7 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 from transformers.masking_utils import create_causal_mask
 
-from ..runner import ModelRunner, Runner
+from ..runner import ModelRunner, Runner, Timings
 
 SHARING_MODEL_TYPES = ("llama", "qwen2")
 
@@ -74,7 +74,8 @@ class SharedExitState:
 
     def run_shallow(self, tokens: list[int]) -> torch.Tensor | None:
         """Layers 0..L-1 over the tokens they have not seen; their layer-L states [1, new, hidden] (kept too)."""
-        assert tokens[self.deep_len : self.shallow_len] == self.pending_ids, "the cache holds other tokens: crop first"
+        if tokens[self.deep_len : self.shallow_len] != self.pending_ids:
+            raise RuntimeError("the shared cache holds other tokens than these: crop first")
         new_ids = tokens[self.shallow_len :]
         if not new_ids:
             return None
@@ -135,16 +136,18 @@ class _SharedRunner(Runner):
 
     def start(self, prompt_ids: list[int]) -> list[int]:
         """Forget the previous prompt (for both runners of the pair)."""
-        self._reset_stats()
+        self.timings = Timings()
         self.state.reset()
         return list(prompt_ids)
 
     def crop(self, length: int) -> None:
         self.state.crop(length)
 
-    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """This model's final norm and output layer over hidden [1, n, hidden]: logits [n, rows]."""
-        return self.model.get_output_embeddings()(self.model.base_model.norm(hidden))[0]
+    def _logits(self, hidden: torch.Tensor, with_states: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This model's final norm and output layer over hidden [1, n, hidden]: (logits [n, rows], the normed
+        states [n, hidden] or None)."""
+        normed = self.model.base_model.norm(hidden)
+        return self.model.get_output_embeddings()(normed)[0], normed[0] if with_states else None
 
 
 class ExitDraftRunner(_SharedRunner):
@@ -154,8 +157,8 @@ class ExitDraftRunner(_SharedRunner):
     def cache_len(self) -> int:
         return self.state.shallow_len
 
-    def _feed(self, tokens: list[int], num_logits: int) -> torch.Tensor:
-        return self._logits(self.state.run_shallow(tokens)[:, -num_logits:])
+    def _feed(self, tokens: list[int], num_logits: int, hidden: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self._logits(self.state.run_shallow(tokens)[:, -num_logits:], hidden)
 
 
 class ExitTargetRunner(_SharedRunner):
@@ -165,6 +168,6 @@ class ExitTargetRunner(_SharedRunner):
     def cache_len(self) -> int:
         return self.state.deep_len
 
-    def _feed(self, tokens: list[int], num_logits: int) -> torch.Tensor:
+    def _feed(self, tokens: list[int], num_logits: int, hidden: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         self.state.run_shallow(tokens)
-        return self._logits(self.state.run_deep()[:, -num_logits:])
+        return self._logits(self.state.run_deep()[:, -num_logits:], hidden)

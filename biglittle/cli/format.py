@@ -1,0 +1,51 @@
+"""What the command line prints: a generation's statistics, a cost profile."""
+
+from __future__ import annotations
+
+from ..cost.profile import CostProfile
+from ..cost.theory import best_gamma
+from ..decoding.stats import GenerationStats
+
+
+def format_stats(stats: GenerationStats, comparison: dict | None = None) -> str:
+    d = stats.to_dict()
+    lines = [
+        f"[{d['method']}] {d['new_tokens']} new tokens from a {d['prompt_tokens']}-token prompt in "
+        f"{d['wall_time_s']:.2f} s ({d['tokens_per_s']:.1f} tokens/s)",
+        f"  time: target {d['target_time_s']:.2f} s, draft {d['draft_time_s']:.2f} s, other {d['other_time_s']:.2f} s",
+        f"  forward passes: target {d['target_calls']}, draft {d['draft_calls']}",
+    ]
+    if d["proposed"] or d["unverified"]:
+        rate = "-" if d["acceptance_rate"] is None else f"{d['acceptance_rate']:.2f}"
+        per_call = "-" if d["tokens_per_target_call"] is None else f"{d['tokens_per_target_call']:.2f}"
+        lines.append(
+            f"  drafts: proposed {d['proposed']}, accepted {d['accepted']} (rate {rate}), discarded {d['discarded']}, "
+            f"tokens per target pass {per_call}"
+        )
+        lines.append(f"  accepted-length histogram: {d['accepted_length_histogram']}")
+    if d["method"] == "bild":
+        lines.append(f"  bild: fallbacks {d['fallbacks']}, rollbacks {d['rollbacks']}, little tokens never checked {d['unverified']}")
+    if comparison:
+        predicted = comparison.get("predicted_speedup")
+        lines.append(
+            f"  vs ar: {comparison['measured_speedup']:.2f}x measured"
+            + (f", {predicted:.2f}x predicted (alpha {comparison['alpha']:.2f}, c {comparison['c']:.2f}, "
+               f"verification pass {comparison['verify_cost_ratio']:.2f}x one step)" if predicted else "")
+            + ("" if comparison["same_output"] is None else f"; same output as ar: {'yes' if comparison['same_output'] else 'NO'}")
+        )
+    return "\n".join(lines)
+
+
+def format_profile(profile: CostProfile, has_draft: bool) -> str:
+    lines = [f"T(1) = {profile.target_step_s * 1000:.1f} ms" + (f", c = {profile.draft_cost:.3f}" if has_draft else "")]
+    curves = [("target", profile.verify_cost)] + ([("draft", profile.draft_verify_cost)] if has_draft else [])
+    if profile.reuse_verify_cost:  # an early exit sharing the target's cache: verification after it costs less
+        curves.append(("target reuse", profile.reuse_verify_cost))
+    lines.append("T(k)/T(1)  k: " + " ".join(f"{k:>5}" for k in range(1, len(profile.verify_cost) + 1)))
+    for name, curve in curves:
+        lines.append(f"  {name:<12} " + " ".join(f"{ratio:>5.2f}" for ratio in curve))
+    lines.append("time outside model forwards: " + ", ".join(f"{m} {share:.1%}" for m, share in profile.overhead.items()))
+    for alpha in (0.5, 0.7, 0.9):
+        gamma, speedup = best_gamma(alpha, profile.draft_cost, profile.reuse_verify_cost or profile.verify_cost)
+        lines.append(f"acceptance {alpha}: best gamma {gamma}, expected speedup {speedup:.2f}x")
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""`biglittle generate` and `biglittle profile`: parse, call the API, print."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+
+from ..config import GenerationConfig, choose_method, generation_defaults
+from .options import add_model_options, add_setting, gamma_value, resolve
+
+
+def add_commands(commands) -> None:
+    _add_generate(commands)
+    _add_profile(commands)
+
+
+def _add_generate(commands) -> None:
+    p = commands.add_parser(
+        "generate",
+        help="generate text from a prompt",
+        description="Generate text from PROMPT. Prints the text, then the generation's statistics "
+        "(or one JSON object with --json). Without --target the default pair is used "
+        "(`biglittle models fetch` installs it).",
+    )
+    p.add_argument("prompt", metavar="PROMPT", help="the prompt text; '-' reads it from standard input")
+    add_model_options(p.add_argument_group("models"))
+    method = p.add_argument_group("method")
+    add_setting(method, "method", default=None, help=_SETTING_HELP["method"])
+    add_setting(method, "gamma", type=gamma_value, default=None, help=_SETTING_HELP["gamma"])
+    for name in ("drafter", "max_ngram", "fallback_threshold", "rollback_threshold"):
+        add_setting(method, name)
+    add_setting(method, "max_little_steps", help="bild: hand over after this many little tokens in a row; 0 = never")
+    add_setting(method, "bild_thresholds", metavar="auto[:TASK]", help=_SETTING_HELP["bild_thresholds"])
+    sampling = p.add_argument_group("sampling and stopping")
+    for name in ("temperature", "top_k", "top_p", "max_new_tokens"):
+        add_setting(sampling, name)
+    add_setting(sampling, "seed", type=int)
+    add_setting(sampling, "stop", action="append", default=[], metavar="TEXT",
+                help="stop once TEXT is written (repeatable)")
+    add_setting(sampling, "chat", action=argparse.BooleanOptionalAction, default=None,
+                help="wrap the prompt in the tokenizer's chat template (default: on for the built-in instruct pair)")
+    output = p.add_argument_group("output")
+    output.add_argument("--json", action="store_true", help='print one JSON object {"text", "token_ids", "stats"}')
+    output.add_argument("--compare-ar", action="store_true",
+                        help="also run ar on the same prompt and print the measured and the predicted speedup")
+    p.set_defaults(handler=_run_generate)
+
+
+_FIELD_HELP = {name: GenerationConfig.__dataclass_fields__[name].metadata["help"] for name in
+               ("method", "gamma", "bild_thresholds")}
+_SETTING_HELP = {
+    "method": _FIELD_HELP["method"] + " (default: speculative when there is a draft, else ar)",
+    "gamma": _FIELD_HELP["gamma"] + " (default: auto for the built-in pair, else 4)",
+    "bild_thresholds": _FIELD_HELP["bild_thresholds"] + "; implies --method bild",
+}
+
+
+def generation_config(args, builtin: bool, has_draft: bool) -> GenerationConfig:
+    """The command line's settings over the pair's defaults (the built-in pair's: chat template, gamma auto)."""
+    defaults = generation_defaults(builtin)
+    method = choose_method(args.method, has_draft=has_draft, drafter=args.drafter, bild_thresholds=args.bild_thresholds)
+    given = {name: getattr(args, name) for name in ("drafter", "max_ngram", "temperature", "top_k", "top_p", "seed",
+                                                    "max_new_tokens", "fallback_threshold", "rollback_threshold",
+                                                    "bild_thresholds")}
+    return replace(defaults, method=method, **given,
+                   gamma=args.gamma if args.gamma is not None else defaults.gamma,
+                   max_little_steps=args.max_little_steps or None,
+                   stop=tuple(args.stop),
+                   chat=args.chat if args.chat is not None else defaults.chat)
+
+
+def _run_generate(args) -> int:
+    from tqdm.auto import tqdm
+
+    from ..api import load_pair
+    from ..cost.prediction import compare_with_ar
+    from .format import format_stats
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    spec, precision = resolve(args)
+    config = generation_config(args, spec.builtin, has_draft=spec.draft is not None)
+    config.validate()  # before the slow model loading
+    pair = load_pair(spec.target, spec.draft if config.needs_draft_model else None, dtype=precision,
+                     device=args.device, draft_vocab=args.draft_vocab, cache=args.cache_dir, builtin=spec.builtin)
+    # A token counter on a terminal's stderr (tqdm stays silent when stderr is not a terminal).
+    with tqdm(total=config.max_new_tokens, desc=config.method, unit="tok", leave=False, disable=None) as bar:
+        result = pair.generate(prompt, config, on_commit=lambda commit: bar.update(commit.total - bar.n))
+    comparison = compare_with_ar(pair, prompt, config, result) if args.compare_ar else None
+    if args.json:
+        record = result.to_dict()
+        if comparison is not None:
+            record["compare_ar"] = comparison
+        print(json.dumps(record))
+        return 0
+    print(result.text)
+    print(format_stats(result.stats, comparison), file=sys.stderr)
+    return 0
+
+
+def _add_profile(commands) -> None:
+    p = commands.add_parser("profile", help="measure a pair's costs on this machine (for --gamma auto)",
+                            description="Measures T(k)/T(1), the target's cost of scoring k tokens in one pass, and c, "
+                            "the draft's cost per token relative to the target's, and stores them per machine, model "
+                            "and precision; `generate --gamma auto` uses them. With --draft early-exit:L on a Llama or "
+                            "Qwen2 target, which shares the target's KV cache, also T(k) of a pass after the draft has "
+                            "run its tokens through the shared layers (target reuse).")
+    add_model_options(p)
+    p.set_defaults(handler=_run_profile)
+
+
+def _run_profile(args) -> int:
+    from tqdm.auto import tqdm
+
+    from ..api import load_pair
+    from ..cost.profile import profile_steps
+    from .format import format_profile
+
+    spec, precision = resolve(args)
+    pair = load_pair(spec.target, spec.draft, dtype=precision, device=args.device, draft_vocab=args.draft_vocab,
+                     cache=args.cache_dir, builtin=spec.builtin)
+    has_draft = spec.draft is not None
+    with tqdm(total=profile_steps(16, has_draft, pair.shares_cache), desc="measuring T(k)", unit="pass") as bar:
+        profile = pair.cost_profile(refresh=True, progress=bar.update)
+    print(format_profile(profile, has_draft))
+    return 0

@@ -1,0 +1,83 @@
+"""Options several commands share, built from config.py (the one source of settings), and their resolution."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import contextmanager
+from dataclasses import MISSING, fields
+
+from ..config import AUTO, PRECISIONS, GenerationConfig, default_precision
+from ..errors import BigLittleError
+
+_SETTINGS = {f.name: f for f in fields(GenerationConfig)}
+CACHE_HELP = "the cache root: models, data, measurements (default $BIGLITTLE_CACHE or ~/.cache/biglittle)"
+
+
+def add_setting(group, name: str, **overrides) -> None:
+    """--NAME for the GenerationConfig field NAME: its help, choices, type and default come from config.py."""
+    setting = _SETTINGS[name]
+    default = setting.default if setting.default is not MISSING else None
+    kwargs = {"help": setting.metadata["help"], "default": default}
+    if "choices" in setting.metadata:
+        kwargs["choices"] = setting.metadata["choices"]
+    elif isinstance(default, (int, float)) and not isinstance(default, bool):
+        kwargs["type"] = type(default)
+    kwargs.update(overrides)
+    if kwargs["default"] is not None and "(default" not in kwargs["help"]:
+        kwargs["help"] += " (default %(default)s)"
+    group.add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
+def add_model_options(parser, *, precisions=PRECISIONS, precision_default: str | None = None) -> None:
+    """--target, --draft, --draft-vocab, --precision, --device, --cache-dir: which pair to load, and how."""
+    parser.add_argument("--target", help="big model: hub id, local directory or .gguf file (default: the built-in pair)")
+    parser.add_argument("--draft", help="little model for speculative / bild, sharing the target's tokenizer; "
+                        "early-exit:L makes it from the target's own first L layers (no second model; with a Llama "
+                        "or Qwen2 target it also shares the target's KV cache and work)")
+    parser.add_argument("--draft-vocab", type=int, metavar="K",
+                        help="let the little model score only the K most frequent tokens (a cheaper output layer; "
+                        "speculative decoding stays exact); default: the full vocabulary")
+    add_loading_options(parser, precisions=precisions, precision_default=precision_default)
+
+
+def add_loading_options(parser, *, precisions=PRECISIONS, precision_default: str | None = None) -> None:
+    """--precision, --device, --cache-dir."""
+    default = "default: auto for the built-in pair, else fp32" if precision_default is None else \
+        f"default {precision_default}"
+    parser.add_argument("--precision", choices=precisions, default=precision_default,
+                        help=f"numbers the models compute with ({default}); int8 (CPU): int8 weights and activations, "
+                        "each token scored alone so speculative decoding stays exact; auto: the fastest here, "
+                        "measured on one of each model's layers (bf16 or fp16 on a GPU)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    parser.add_argument("--cache-dir", help=CACHE_HELP)
+
+
+def gamma_value(text: str):
+    if text == AUTO:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
+
+
+def resolve(args, *, needs_draft: bool = False, command: str = ""):
+    """(PairSpec, precision) of the models named on the command line, or of the built-in pair."""
+    from ..api import resolve_pair
+
+    spec = resolve_pair(args.target, getattr(args, "draft", None), args.cache_dir)
+    if needs_draft and spec.draft is None:
+        raise BigLittleError(f"{command} runs a big and a little model: pass --draft as well as --target")
+    return spec, args.precision or default_precision(spec.builtin)
+
+
+@contextmanager
+def resumable(out_dir):
+    """On Ctrl-C, say where the finished work is kept and how to resume."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"biglittle: the finished generations are kept in {out_dir}; run the same command to resume",
+              file=sys.stderr)
+        raise

@@ -1,0 +1,177 @@
+"""One source for every setting: the generation config, the choice lists, their defaults and what a draft spec means.
+
+Free of torch, so that the command line builds its options (and `--help`) from here without loading it.
+The policy that depends only on settings lives here too: which method runs when none is named, which
+methods need a little model, and the built-in pair's own defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .errors import BigLittleError
+
+METHODS = ("ar", "speculative", "bild")
+DRAFTERS = ("model", "ngram", "hybrid")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")  # int8 and auto load fp32 weights first
+TRAINABLE_PRECISIONS = ("fp32", "bf16", "fp16")  # gradients do not flow through int8 layers
+TASKS = ("translation", "summarization")
+SPLITS = ("train", "dev", "test")
+
+EARLY_EXIT_PREFIX = "early-exit:"
+EXIT_HEAD_META = "exit.json"  # in a directory written by `align train --draft early-exit:L`: a trained exit
+AUTO = "auto"
+
+
+def _setting(default, help: str, **extra):
+    """A dataclass field whose `help` the command line shows."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 0.0  # 0 means greedy (argmax)
+    top_k: int = 0  # 0 means off
+    top_p: float = 1.0  # 1 means off
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Settings of one generation; the command line's flags have the same names (--max-new-tokens, ...)."""
+
+    method: str = _setting("speculative", "ar = big model alone; speculative = exact speculative decoding; "
+                           "bild = Big Little Decoder", choices=METHODS)
+    gamma: int | str = _setting(4, "speculative: draft tokens per target pass; 'auto' picks it before every pass "
+                                "from the running acceptance and this machine's measured costs (`biglittle profile`, "
+                                "measured once on first use), down to plain decoding where speculation cannot win")
+    drafter: str = _setting("model", "speculative: who proposes: model = the little model; ngram = prompt lookup, "
+                            "copies what followed the last few tokens earlier in the text (no model needed); "
+                            "hybrid = ngram where it finds a match, else the little model", choices=DRAFTERS)
+    max_ngram: int = _setting(3, "ngram / hybrid: longest suffix looked up")
+    temperature: float = _setting(0.0, "0 = greedy; > 0 samples")
+    top_k: int = _setting(0, "sample from the k most likely tokens only (0 = off)")
+    top_p: float = _setting(1.0, "nucleus sampling mass in (0, 1] (1 = off)")
+    seed: int | None = _setting(None, "random seed, for repeatable sampling")
+    max_new_tokens: int = _setting(128, "at most this many new tokens")
+    fallback_threshold: float = _setting(0.6, "bild: hand over to the big model when the little model's top "
+                                         "probability is below this")
+    rollback_threshold: float = _setting(5.0, "bild: replace little tokens whose -log p under the big model exceeds this")
+    max_little_steps: int | None = _setting(10, "bild: hand over after this many little tokens in a row "
+                                            "(None, on the command line 0: never)")
+    bild_thresholds: str | None = _setting(None, "bild: use the fallback and rollback thresholds that `biglittle "
+                                           "tune-bild` chose for this pair, precision and machine (auto:TASK when "
+                                           "several tasks were tuned) instead of the two thresholds")
+    stop: tuple[str, ...] = _setting((), "stop once this text is written")
+    chat: bool = _setting(False, "wrap the prompt in the tokenizer's chat template")
+
+    def validate(self) -> None:
+        checks = [
+            (self.method in METHODS, f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}"),
+            (self.gamma == AUTO or (isinstance(self.gamma, int) and self.gamma >= 1),
+             f"gamma must be at least 1 or 'auto', got {self.gamma}"),
+            (self.drafter in DRAFTERS, f"unknown drafter {self.drafter!r}; choose one of {', '.join(DRAFTERS)}"),
+            (self.method != "bild" or self.drafter == "model",
+             "bild needs the little model as its drafter (--drafter model)"),
+            (self.max_ngram >= 1, f"max-ngram must be at least 1, got {self.max_ngram}"),
+            (self.temperature >= 0 and math.isfinite(self.temperature),
+             f"temperature must be >= 0, got {self.temperature}"),
+            (self.top_k >= 0, f"top-k must be >= 0 (0 = off), got {self.top_k}"),
+            (0 < self.top_p <= 1, f"top-p must be in (0, 1], got {self.top_p}"),
+            (self.max_new_tokens >= 1, f"max-new-tokens must be at least 1, got {self.max_new_tokens}"),
+            (0 <= self.fallback_threshold <= 1,
+             f"fallback-threshold must be in [0, 1], got {self.fallback_threshold}"),
+            (self.rollback_threshold >= 0, f"rollback-threshold must be >= 0, got {self.rollback_threshold}"),
+            (self.bild_thresholds is None or is_valid_thresholds_setting(self.bild_thresholds),
+             f"bild-thresholds must be auto or auto:TASK with TASK one of {', '.join(TASKS)}, "
+             f"got {self.bild_thresholds!r}"),
+            (self.bild_thresholds is None or self.method == "bild", "bild-thresholds applies to --method bild only"),
+            (self.max_little_steps is None or self.max_little_steps >= 1,
+             f"max-little-steps must be at least 1, got {self.max_little_steps}"),
+            (all(self.stop), "stop strings must not be empty"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise BigLittleError(message)
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(self.temperature, self.top_k, self.top_p)
+
+    @property
+    def needs_draft_model(self) -> bool:
+        """Whether this generation runs the little model (n-gram lookup and ar need none)."""
+        return needs_draft_model(self.method, self.drafter)
+
+
+SETTING_NAMES = tuple(f.name for f in fields(GenerationConfig))
+
+
+def needs_draft_model(method: str, drafter: str) -> bool:
+    return method != "ar" and drafter != "ngram"
+
+
+def choose_method(method: str | None, *, has_draft: bool, drafter: str = "model",
+                  bild_thresholds: str | None = None) -> str:
+    """The method to run when none is named: bild for tuned thresholds, speculative with something to draft, else ar."""
+    if method is not None:
+        return method
+    if bild_thresholds:
+        return "bild"
+    return "speculative" if has_draft or drafter == "ngram" else "ar"
+
+
+# What differs for the built-in instruct pair: its chat template, the cost-aware gamma (plain decoding where
+# speculation cannot pay) and the fastest precision measured on this machine. Named models: the dataclass defaults.
+BUILTIN_PAIR_DEFAULTS = {"chat": True, "gamma": AUTO}
+BUILTIN_PAIR_PRECISION, NAMED_MODEL_PRECISION = AUTO, "fp32"
+
+
+def generation_defaults(is_builtin_pair: bool) -> GenerationConfig:
+    return GenerationConfig(**BUILTIN_PAIR_DEFAULTS) if is_builtin_pair else GenerationConfig()
+
+
+def default_precision(is_builtin_pair: bool) -> str:
+    return BUILTIN_PAIR_PRECISION if is_builtin_pair else NAMED_MODEL_PRECISION
+
+
+def is_valid_thresholds_setting(setting: str) -> bool:
+    """'auto' or 'auto:TASK' (bild_thresholds)."""
+    head, colon, task = setting.partition(":")
+    return head == AUTO and (not colon or task in TASKS)
+
+
+def task_of(setting: str) -> str | None:
+    """'auto' -> None, 'auto:translation' -> 'translation'."""
+    return setting.partition(":")[2] or None
+
+
+@dataclass(frozen=True)
+class DraftSpec:
+    """What a --draft value names: a model (hub id, directory, GGUF), the target's first L layers
+    (early-exit:L), or a directory holding a trained exit head for such layers."""
+
+    spec: str
+    kind: str  # "model", "early-exit" or "exit-head"
+    layers: int | None = None  # early-exit: L
+
+    @property
+    def is_made_from_target(self) -> bool:
+        return self.kind != "model"
+
+
+def parse_draft_spec(spec: str) -> DraftSpec:
+    """The one reading of a draft spec; a malformed early-exit:L is a one-line error."""
+    if spec.startswith(EARLY_EXIT_PREFIX):
+        text = spec[len(EARLY_EXIT_PREFIX):]
+        if not text.isdigit() or int(text) < 1:
+            raise BigLittleError(f"{spec!r}: write early-exit:L with L a number of layers, e.g. early-exit:8")
+        return DraftSpec(spec, "early-exit", int(text))
+    if (Path(spec).expanduser() / EXIT_HEAD_META).is_file():
+        return DraftSpec(spec, "exit-head")
+    return DraftSpec(spec, "model")

@@ -1,0 +1,42 @@
+"""Which drafter and which method a GenerationConfig means, for a pair's runners."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+from ..config import GenerationConfig
+from ..cost.gamma import GammaChooser
+from ..cost.profile import CostProfile
+from ..runtime.runner import Runner
+from .drafters import Drafter, HybridDrafter, ModelDrafter, NgramDrafter, NoDrafter
+from .methods import Bild, Method, Speculative, autoregressive
+
+
+def build_drafter(config: GenerationConfig, target: Runner, draft: Runner | None, eos_token_ids: set[int]) -> Drafter:
+    if config.method == "ar":
+        return NoDrafter()
+    ngram = NgramDrafter(target.vocab_size, eos_token_ids, config.max_ngram, target.is_encoder_decoder)
+    if config.drafter == "ngram":
+        return ngram
+    fallback = config.fallback_threshold if config.method == "bild" else 0.0
+    model = ModelDrafter(draft, config.sampling, eos_token_ids, fallback)
+    return HybridDrafter(ngram, model) if config.drafter == "hybrid" else model
+
+
+def build_method(config: GenerationConfig, cost_profile: Callable[[], CostProfile]) -> Method:
+    """`cost_profile()` gives the pair's measured costs (measured on first use): only --gamma auto asks for them."""
+    if config.method == "ar":
+        return autoregressive(config.sampling)
+    if config.method == "speculative":
+        if config.gamma != "auto":
+            return Speculative(config.gamma, config.sampling)
+        profile = cost_profile()
+        if config.drafter == "ngram":
+            profile = replace(profile, draft_step_s=None)  # lookups cost no model step
+        elif profile.reuse_verify_cost:
+            profile = replace(profile, verify_cost=profile.reuse_verify_cost)  # the draft's layers are reused
+        return Speculative(0, config.sampling, chooser=GammaChooser(profile))
+    steps = config.max_little_steps if config.max_little_steps is not None else 1 << 30
+    fallback_enabled = config.fallback_threshold > 0 or config.max_little_steps is not None
+    return Bild(config.rollback_threshold, steps, config.sampling, fallback_enabled)
