@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -26,16 +26,25 @@ from .decoding.stats import GenerationStats
 from .decoding.stopping import cut_at_stop, stop_check
 from .errors import BigLittleError
 from .files import cache_dir, write_text_atomically
+from .runtime import fetch
 from .runtime.early_exit import early_exit_model
 from .runtime.early_exit.head import final_norm, load_exit_head
 from .runtime.early_exit.shared_cache import ExitTargetRunner, make_runners
-from .runtime import fetch
 from .runtime.models import LoadedModel, load_model, logit_rows, shared_vocab_size
 from .runtime.quantize import precision_of
 from .runtime.restricted_vocab import restrict_vocabulary
 
-__all__ = ["METHODS", "GenerationConfig", "GenerationResult", "ModelPair", "PairSpec", "generate", "load_draft",
-           "load_pair", "resolve_pair"]
+__all__ = [
+    "METHODS",
+    "GenerationConfig",
+    "GenerationResult",
+    "ModelPair",
+    "PairSpec",
+    "generate",
+    "load_draft",
+    "load_pair",
+    "resolve_pair",
+]
 
 
 @dataclass
@@ -56,8 +65,14 @@ class ModelPair:
     generations default to its chat template and the cost-aware gamma (`defaults`).
     """
 
-    def __init__(self, target: LoadedModel, draft: LoadedModel | None = None, *,
-                 cache: str | os.PathLike | None = None, builtin: bool = False):
+    def __init__(
+        self,
+        target: LoadedModel,
+        draft: LoadedModel | None = None,
+        *,
+        cache: str | os.PathLike | None = None,
+        builtin: bool = False,
+    ):
         self.target, self.draft = target, draft
         self.cache, self.builtin = cache, builtin
         vocab_size = shared_vocab_size(target, draft) if draft is not None else logit_rows(target)
@@ -87,8 +102,14 @@ class ModelPair:
         messages = [{"role": "user", "content": prompt}]
         return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
 
-    def generate(self, prompt: str | list[int], config: GenerationConfig | None = None, *,
-                 on_commit: Callable[[Commit], None] | None = None, **settings) -> GenerationResult:
+    def generate(
+        self,
+        prompt: str | list[int],
+        config: GenerationConfig | None = None,
+        *,
+        on_commit: Callable[[Commit], None] | None = None,
+        **settings,
+    ) -> GenerationResult:
         """Generate from a prompt (text, or token ids); `settings` override fields of `config` (default: `defaults`).
 
         `on_commit(commit)`, if given, is called after every round with the tokens it made final (a Commit).
@@ -99,8 +120,10 @@ class ModelPair:
         config = replace(config or self.defaults, **settings)
         config.validate()
         if config.needs_draft_model and self.draft_runner is None:
-            raise BigLittleError(f"method {config.method!r} needs a draft (little) model; pass --draft, "
-                                 "or use --drafter ngram or --method ar")
+            raise BigLittleError(
+                f"method {config.method!r} needs a draft (little) model; pass --draft, "
+                "or use --drafter ngram or --method ar"
+            )
         prompt_ids = self.encode(prompt, config.chat) if isinstance(prompt, str) else list(prompt)
         if not prompt_ids:
             raise BigLittleError("the prompt is empty")
@@ -108,7 +131,9 @@ class ModelPair:
             fallback, rollback = self.tuned_bild_thresholds(task_of(config.bild_thresholds))
             config = replace(config, fallback_threshold=fallback, rollback_threshold=rollback)
         if len(prompt_ids) >= self.max_length:
-            raise BigLittleError(f"the prompt has {len(prompt_ids)} tokens but the models' context is {self.max_length}")
+            raise BigLittleError(
+                f"the prompt has {len(prompt_ids)} tokens but the models' context is {self.max_length}"
+            )
         generator = torch.Generator(self.target_runner.device)
         generator.manual_seed(config.seed if config.seed is not None else torch.seed())
         eos = self.target.eos_token_ids
@@ -139,8 +164,9 @@ class ModelPair:
         if path.is_file() and not refresh:
             self._profile = CostProfile.from_json(path.read_text())
             return self._profile
-        profile = measure_profile(self.target_runner, self.draft_runner, progress=progress,
-                                  shared_cache=self.shares_cache)
+        profile = measure_profile(
+            self.target_runner, self.draft_runner, progress=progress, shared_cache=self.shares_cache
+        )
         profile.overhead = measure_overhead(self.generate, self.target_runner.vocab_size, self.draft is not None)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomically(path, profile.to_json())
@@ -173,8 +199,9 @@ class PairSpec:
     builtin: bool
 
 
-def resolve_pair(target: str | None = None, draft: str | None = None,
-                 cache: str | os.PathLike | None = None) -> PairSpec:
+def resolve_pair(
+    target: str | None = None, draft: str | None = None, cache: str | os.PathLike | None = None
+) -> PairSpec:
     """The user's models, or the installed built-in pair when `target` is None (with its little model unless `draft`
     names one made from the target: early-exit:L or a trained exit)."""
     if target is not None:
@@ -228,7 +255,8 @@ def load_draft(spec: str, target: LoadedModel, dtype: str = "fp32", device: str 
     return load_model(spec, dtype, device)
 
 
-def generate(pair: ModelPair, prompt: str | list[int], config: GenerationConfig | None = None,
-             **settings) -> GenerationResult:
+def generate(
+    pair: ModelPair, prompt: str | list[int], config: GenerationConfig | None = None, **settings
+) -> GenerationResult:
     """Generate text from `prompt` with `pair`; keyword settings are GenerationConfig fields."""
     return pair.generate(prompt, config, **settings)

@@ -8,7 +8,7 @@ methods need a little model, and the built-in pair's own defaults.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from .errors import BigLittleError
@@ -45,54 +45,80 @@ class SamplingConfig:
 class GenerationConfig:
     """Settings of one generation; the command line's flags have the same names (--max-new-tokens, ...)."""
 
-    method: str = _setting("speculative", "ar = big model alone; speculative = exact speculative decoding; "
-                           "bild = Big Little Decoder", choices=METHODS)
-    gamma: int | str = _setting(4, "speculative: draft tokens per target pass; 'auto' picks it before every pass "
-                                "from the running acceptance and this machine's measured costs (`biglittle profile`, "
-                                "measured once on first use), down to plain decoding where speculation cannot win")
-    drafter: str = _setting("model", "speculative: who proposes: model = the little model; ngram = prompt lookup, "
-                            "copies what followed the last few tokens earlier in the text (no model needed); "
-                            "hybrid = ngram where it finds a match, else the little model", choices=DRAFTERS)
+    method: str = _setting(
+        "speculative",
+        "ar = big model alone; speculative = exact speculative decoding; bild = Big Little Decoder",
+        choices=METHODS,
+    )
+    gamma: int | str = _setting(
+        4,
+        "speculative: draft tokens per target pass; 'auto' picks it before every pass "
+        "from the running acceptance and this machine's measured costs (`biglittle profile`, "
+        "measured once on first use), down to plain decoding where speculation cannot win",
+    )
+    drafter: str = _setting(
+        "model",
+        "speculative: who proposes: model = the little model; ngram = prompt lookup, "
+        "copies what followed the last few tokens earlier in the text (no model needed); "
+        "hybrid = ngram where it finds a match, else the little model",
+        choices=DRAFTERS,
+    )
     max_ngram: int = _setting(3, "ngram / hybrid: longest suffix looked up")
     temperature: float = _setting(0.0, "0 = greedy; > 0 samples")
     top_k: int = _setting(0, "sample from the k most likely tokens only (0 = off)")
     top_p: float = _setting(1.0, "nucleus sampling mass in (0, 1] (1 = off)")
     seed: int | None = _setting(None, "random seed, for repeatable sampling")
     max_new_tokens: int = _setting(128, "at most this many new tokens")
-    fallback_threshold: float = _setting(0.6, "bild: hand over to the big model when the little model's top "
-                                         "probability is below this")
-    rollback_threshold: float = _setting(5.0, "bild: replace little tokens whose -log p under the big model exceeds this")
-    max_little_steps: int | None = _setting(10, "bild: hand over after this many little tokens in a row "
-                                            "(None, on the command line 0: never)")
-    bild_thresholds: str | None = _setting(None, "bild: use the fallback and rollback thresholds that `biglittle "
-                                           "tune-bild` chose for this pair, precision and machine (auto:TASK when "
-                                           "several tasks were tuned) instead of the two thresholds")
+    fallback_threshold: float = _setting(
+        0.6, "bild: hand over to the big model when the little model's top probability is below this"
+    )
+    rollback_threshold: float = _setting(
+        5.0, "bild: replace little tokens whose -log p under the big model exceeds this"
+    )
+    max_little_steps: int | None = _setting(
+        10, "bild: hand over after this many little tokens in a row (None, on the command line 0: never)"
+    )
+    bild_thresholds: str | None = _setting(
+        None,
+        "bild: use the fallback and rollback thresholds that `biglittle "
+        "tune-bild` chose for this pair, precision and machine (auto:TASK when "
+        "several tasks were tuned) instead of the two thresholds",
+    )
     stop: tuple[str, ...] = _setting((), "stop once this text is written")
     chat: bool = _setting(False, "wrap the prompt in the tokenizer's chat template")
 
     def validate(self) -> None:
         checks = [
             (self.method in METHODS, f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}"),
-            (self.gamma == AUTO or (isinstance(self.gamma, int) and self.gamma >= 1),
-             f"gamma must be at least 1 or 'auto', got {self.gamma}"),
+            (
+                self.gamma == AUTO or (isinstance(self.gamma, int) and self.gamma >= 1),
+                f"gamma must be at least 1 or 'auto', got {self.gamma}",
+            ),
             (self.drafter in DRAFTERS, f"unknown drafter {self.drafter!r}; choose one of {', '.join(DRAFTERS)}"),
-            (self.method != "bild" or self.drafter == "model",
-             "bild needs the little model as its drafter (--drafter model)"),
+            (
+                self.method != "bild" or self.drafter == "model",
+                "bild needs the little model as its drafter (--drafter model)",
+            ),
             (self.max_ngram >= 1, f"max-ngram must be at least 1, got {self.max_ngram}"),
-            (self.temperature >= 0 and math.isfinite(self.temperature),
-             f"temperature must be >= 0, got {self.temperature}"),
+            (
+                self.temperature >= 0 and math.isfinite(self.temperature),
+                f"temperature must be >= 0, got {self.temperature}",
+            ),
             (self.top_k >= 0, f"top-k must be >= 0 (0 = off), got {self.top_k}"),
             (0 < self.top_p <= 1, f"top-p must be in (0, 1], got {self.top_p}"),
             (self.max_new_tokens >= 1, f"max-new-tokens must be at least 1, got {self.max_new_tokens}"),
-            (0 <= self.fallback_threshold <= 1,
-             f"fallback-threshold must be in [0, 1], got {self.fallback_threshold}"),
+            (0 <= self.fallback_threshold <= 1, f"fallback-threshold must be in [0, 1], got {self.fallback_threshold}"),
             (self.rollback_threshold >= 0, f"rollback-threshold must be >= 0, got {self.rollback_threshold}"),
-            (self.bild_thresholds is None or is_valid_thresholds_setting(self.bild_thresholds),
-             f"bild-thresholds must be auto or auto:TASK with TASK one of {', '.join(TASKS)}, "
-             f"got {self.bild_thresholds!r}"),
+            (
+                self.bild_thresholds is None or is_valid_thresholds_setting(self.bild_thresholds),
+                f"bild-thresholds must be auto or auto:TASK with TASK one of {', '.join(TASKS)}, "
+                f"got {self.bild_thresholds!r}",
+            ),
             (self.bild_thresholds is None or self.method == "bild", "bild-thresholds applies to --method bild only"),
-            (self.max_little_steps is None or self.max_little_steps >= 1,
-             f"max-little-steps must be at least 1, got {self.max_little_steps}"),
+            (
+                self.max_little_steps is None or self.max_little_steps >= 1,
+                f"max-little-steps must be at least 1, got {self.max_little_steps}",
+            ),
             (all(self.stop), "stop strings must not be empty"),
         ]
         for ok, message in checks:
@@ -116,8 +142,9 @@ def needs_draft_model(method: str, drafter: str) -> bool:
     return method != "ar" and drafter != "ngram"
 
 
-def choose_method(method: str | None, *, has_draft: bool, drafter: str = "model",
-                  bild_thresholds: str | None = None) -> str:
+def choose_method(
+    method: str | None, *, has_draft: bool, drafter: str = "model", bild_thresholds: str | None = None
+) -> str:
     """The method to run when none is named: bild for tuned thresholds, speculative with something to draft, else ar."""
     if method is not None:
         return method
@@ -128,12 +155,12 @@ def choose_method(method: str | None, *, has_draft: bool, drafter: str = "model"
 
 # What differs for the built-in instruct pair: its chat template, the cost-aware gamma (plain decoding where
 # speculation cannot pay) and the fastest precision measured on this machine. Named models: the dataclass defaults.
-BUILTIN_PAIR_DEFAULTS = {"chat": True, "gamma": AUTO}
+BUILTIN_PAIR_DEFAULTS: dict = {"chat": True, "gamma": AUTO}  # GenerationConfig fields
 BUILTIN_PAIR_PRECISION, NAMED_MODEL_PRECISION = AUTO, "fp32"
 
 
 def generation_defaults(is_builtin_pair: bool) -> GenerationConfig:
-    return GenerationConfig(**BUILTIN_PAIR_DEFAULTS) if is_builtin_pair else GenerationConfig()
+    return replace(GenerationConfig(), **BUILTIN_PAIR_DEFAULTS) if is_builtin_pair else GenerationConfig()
 
 
 def default_precision(is_builtin_pair: bool) -> str:
@@ -168,7 +195,7 @@ class DraftSpec:
 def parse_draft_spec(spec: str) -> DraftSpec:
     """The one reading of a draft spec; a malformed early-exit:L is a one-line error."""
     if spec.startswith(EARLY_EXIT_PREFIX):
-        text = spec[len(EARLY_EXIT_PREFIX):]
+        text = spec[len(EARLY_EXIT_PREFIX) :]
         if not text.isdigit() or int(text) < 1:
             raise BigLittleError(f"{spec!r}: write early-exit:L with L a number of layers, e.g. early-exit:8")
         return DraftSpec(spec, "early-exit", int(text))

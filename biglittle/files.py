@@ -9,8 +9,8 @@ import errno
 import fcntl
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .errors import BigLittleError
 
@@ -57,9 +57,7 @@ def cache_lock(root: Path, command: str = "biglittle models fetch") -> Iterator[
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BigLittleError(
-                f"another `{command}` is already writing {root}; wait for it to finish"
-            ) from None
+            raise BigLittleError(f"another `{command}` is already writing {root}; wait for it to finish") from None
         try:
             yield
         finally:
@@ -74,7 +72,49 @@ def os_error(exc: OSError, where: Path) -> BigLittleError:
         )
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return BigLittleError(
-            f"cannot write under {where} ({exc.strerror}); set {CACHE_ENV} or --cache to a "
-            "writable directory"
+            f"cannot write under {where} ({exc.strerror}); set {CACHE_ENV} or --cache to a writable directory"
         )
     return BigLittleError(f"file error under {where}: {exc}; check the disk and run again")
+
+
+def read_jsonl(path: Path, required: tuple[str, ...] = (), remedy: str = "") -> list[dict]:
+    """The records of a JSONL file that grows by appended lines; [] when there is no such file.
+
+    A last line without its newline was cut short by an interruption: it is dropped from the file, silently.
+    A complete line that is not a JSON object holding the `required` keys is damage that dropping would hide:
+    a one-line error counts such lines and names the first.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) < len(data):
+        with open(path, "r+b") as fh:
+            fh.truncate(len(complete))
+    records, bad = [], []
+    for number, line in enumerate(complete.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and all(key in record for key in required):
+            records.append(record)
+        else:
+            bad.append(number)
+    if bad:
+        what = "is not JSON" if len(bad) == 1 else "are not JSON"
+        raise BigLittleError(
+            f"{path}: {len(bad)} line(s) {what} records of this file (first: line {bad[0]})"
+            + (f"; {remedy}" if remedy else "")
+        )
+    return records
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one record as a line, flushed, so that an interruption loses at most the line being written."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        fh.flush()

@@ -22,7 +22,7 @@ class Spinner:
     def set(self, desc: str) -> None:
         self.bar.set_description_str(desc)
 
-    def __enter__(self) -> "Spinner":
+    def __enter__(self) -> Spinner:
         if not self.bar.disable:
             self._thread.start()
         return self

@@ -16,11 +16,11 @@ import sys
 
 import torch
 
-from biglittle.runtime.fetch import default_pair_dirs
-from biglittle.runtime.runner import ModelRunner
 from biglittle.config import PRECISIONS
+from biglittle.runtime.fetch import default_pair_dirs
 from biglittle.runtime.models import load_model, logit_rows
 from biglittle.runtime.quantize import scoring_gap
+from biglittle.runtime.runner import ModelRunner
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(4, 9):
             difference = scoring_gap(runner, ids[: args.context], ids[args.context : args.context + k])
             invariant &= difference == 0.0
-            print(f"{path} {args.precision} k={k}: " + ("identical" if difference == 0.0 else f"max |diff| {difference:.3g}"))
+            print(
+                f"{path} {args.precision} k={k}: "
+                + ("identical" if difference == 0.0 else f"max |diff| {difference:.3g}")
+            )
         del loaded, runner
     return 0 if invariant else 1
 

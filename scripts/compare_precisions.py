@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM
 
-from biglittle.runtime.runner import ModelRunner
 from biglittle.runtime.quantize import quantize_model, scoring_gap
+from biglittle.runtime.runner import ModelRunner
 
 
 def load_variant(path: str, name: str) -> nn.Module:
@@ -49,8 +49,11 @@ def main() -> None:
         runners[name] = ModelRunner(model, model.config.vocab_size)
     prompt = torch.randint(0, 150_000, (args.context,), generator=torch.Generator().manual_seed(0)).tolist()
     for name, runner in runners.items():
-        print(f"{name}: max |logit difference|, 4 tokens in one pass vs one at a time: "
-              f"{scoring_gap(runner, prompt, prompt[:4]):.3g}", flush=True)
+        print(
+            f"{name}: max |logit difference|, 4 tokens in one pass vs one at a time: "
+            f"{scoring_gap(runner, prompt, prompt[:4]):.3g}",
+            flush=True,
+        )
     ks = range(1, args.max_k + 1)
     times = {name: {k: [] for k in ks} for name in runners}
     for _ in range(args.repeats):

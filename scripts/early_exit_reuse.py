@@ -20,11 +20,11 @@ import argparse
 import statistics
 
 from biglittle import load_pair
+from biglittle.cost.theory import expected_speedup
 from biglittle.data import build_prompt, load_task
 from biglittle.runtime.early_exit.shared_cache import ExitTargetRunner, make_runners
 from biglittle.runtime.fetch import default_pair_dirs
 from biglittle.runtime.runner import ModelRunner
-from biglittle.cost.theory import expected_speedup
 
 
 def main() -> None:
@@ -39,12 +39,18 @@ def main() -> None:
     args = parser.parse_args()
     pair = load_pair(args.target or str(default_pair_dirs()[0]), dtype=args.precision)
     num_layers = pair.target.model.config.num_hidden_layers
-    prompts = {task: [pair.encode(build_prompt(task, example.source, pair.tokenizer))
-                      for example in load_task(task, "test", limit=args.examples)]
-               for task in ("translation", "summarization")}
+    prompts = {
+        task: [
+            pair.encode(build_prompt(task, example.source, pair.tokenizer))
+            for example in load_task(task, "test", limit=args.examples)
+        ]
+        for task in ("translation", "summarization")
+    }
     context = prompts["translation"][0][:64]
-    print(f"{pair.target.name}, {args.precision}, N = {num_layers} layers, gamma = {args.gamma}, "
-          f"context {len(context)} tokens")
+    print(
+        f"{pair.target.name}, {args.precision}, N = {num_layers} layers, gamma = {args.gamma}, "
+        f"context {len(context)} tokens"
+    )
     for layers in map(int, args.layers.split(",")):
         exit_pair = load_pair(pair.target, f"early-exit:{layers}")
         times = time_passes(exit_pair, context, args.gamma, args.repeats)
@@ -59,7 +65,7 @@ def time_passes(exit_pair, context: list[int], gamma: int, repeats: int) -> dict
     exit_step = ModelRunner(exit_pair.draft.model, vocab_size)
     shared, shared_draft = make_runners(exit_pair.target.model, exit_pair.draft.model, vocab_size)
     assert isinstance(shared, ExitTargetRunner), "this target cannot share its cache with an early exit"
-    new = context[-gamma - 1:]  # any tokens do: the cost does not depend on which
+    new = context[-gamma - 1 :]  # any tokens do: the cost does not depend on which
     for runner in (separate, exit_step, shared):
         runner.start(context)
         runner.forward(context, 1)
@@ -92,24 +98,31 @@ def acceptance(exit_pair, prompts: list[list[int]], gamma: int, max_new_tokens: 
 
 def report(layers: int, num_layers: int, gamma: int, times: dict[str, list[float]], alphas: dict) -> None:
     median = {name: statistics.median(samples) for name, samples in times.items()}
-    spread = {name: statistics.quantiles(samples, n=4) if len(samples) > 1 else samples * 3
-              for name, samples in times.items()}
+    spread = {
+        name: statistics.quantiles(samples, n=4) if len(samples) > 1 else samples * 3 for name, samples in times.items()
+    }
     print(f"\nearly-exit:{layers}")
     for name in times:
         q1, _, q3 = spread[name]
         print(f"  {name:<14} {1000 * median[name]:8.1f} ms (quartiles {1000 * q1:.1f}-{1000 * q3:.1f})")
     for name, share in (("verify", gamma / (gamma + 1)), ("prefill", 1.0)):
         saving = 1 - median[f"{name} shared"] / median[name]
-        print(f"  {name}: {saving:.1%} cheaper with the shared cache "
-              f"(layer work saved: {layers / num_layers * share:.1%})")
+        print(
+            f"  {name}: {saving:.1%} cheaper with the shared cache "
+            f"(layer work saved: {layers / num_layers * share:.1%})"
+        )
     c = median["exit step"] / median["step"]
     for task, alpha in alphas.items():
         if alpha is None:
             continue
-        plain, shared = (expected_speedup(alpha, gamma, c, {gamma + 1: median[name] / median["step"]})
-                         for name in ("verify", "verify shared"))
-        print(f"  {task}: greedy acceptance {alpha:.3f}, c = {c:.3f}; expected speedup {plain:.2f}x with a cache "
-              f"per model, {shared:.2f}x shared")
+        plain, shared = (
+            expected_speedup(alpha, gamma, c, {gamma + 1: median[name] / median["step"]})
+            for name in ("verify", "verify shared")
+        )
+        print(
+            f"  {task}: greedy acceptance {alpha:.3f}, c = {c:.3f}; expected speedup {plain:.2f}x with a cache "
+            f"per model, {shared:.2f}x shared"
+        )
 
 
 if __name__ == "__main__":

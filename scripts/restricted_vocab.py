@@ -57,7 +57,10 @@ def main() -> None:
                 times[name].append(time.perf_counter() - started)
     for name, samples in times.items():
         quartiles = statistics.quantiles(samples, n=4)
-        print(f"{name}: step {1000 * statistics.median(samples):.1f} ms (quartiles {1000 * quartiles[0]:.1f}-{1000 * quartiles[2]:.1f})")
+        print(
+            f"{name}: step {1000 * statistics.median(samples):.1f} ms "
+            f"(quartiles {1000 * quartiles[0]:.1f}-{1000 * quartiles[2]:.1f})"
+        )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import random
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, processors, decoders
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
@@ -26,10 +26,36 @@ from transformers import (
 torch.set_num_threads(1)
 
 SPECIALS = ["<pad>", "</s>", "<s>", "<unk>"]
-WORDS = (
-    "the a my some cat dog bird friend old man sees likes finds eats wants ball fish red apple "
-    "bread big house and very quickly . ! ?"
-).split()
+WORDS = [
+    "the",
+    "a",
+    "my",
+    "some",
+    "cat",
+    "dog",
+    "bird",
+    "friend",
+    "old",
+    "man",
+    "sees",
+    "likes",
+    "finds",
+    "eats",
+    "wants",
+    "ball",
+    "fish",
+    "red",
+    "apple",
+    "bread",
+    "big",
+    "house",
+    "and",
+    "very",
+    "quickly",
+    ".",
+    "!",
+    "?",
+]
 VOCAB = SPECIALS + WORDS  # 32 tokens
 PAD, EOS, BOS = 0, 1, 2
 
@@ -60,7 +86,9 @@ def make_tokenizer(vocab: list[str] = VOCAB) -> PreTrainedTokenizerFast:
 def sentence(rng: random.Random) -> list[str]:
     subject = rng.choice([["the", "cat"], ["the", "dog"], ["a", "bird"], ["my", "friend"], ["the", "old", "man"]])
     verb = rng.choice(["sees", "likes", "finds", "eats", "wants"])
-    obj = rng.choice([["the", "ball"], ["a", "fish"], ["the", "red", "apple"], ["some", "bread"], ["a", "big", "house"]])
+    obj = rng.choice(
+        [["the", "ball"], ["a", "fish"], ["the", "red", "apple"], ["some", "bread"], ["a", "big", "house"]]
+    )
     adverb = rng.choice([[], [], ["quickly"], ["very", "quickly"]])
     return subject + adverb + [verb] + obj + [rng.choice([".", ".", "!", "?"])]
 
@@ -137,14 +165,46 @@ def tiny_models(tmp_path_factory, tokenizer) -> dict[str, str]:
     """Paths of tiny trained models: a Llama target with a GPT-2 draft, and a T5 target and draft."""
     root = tmp_path_factory.mktemp("tiny_models")
     torch.manual_seed(0)
-    llama = LlamaForCausalLM(LlamaConfig(**_common(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False)))
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            **_common(
+                hidden_size=64,
+                intermediate_size=128,
+                num_hidden_layers=4,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                max_position_embeddings=128,
+                tie_word_embeddings=False,
+            )
+        )
+    )
     gpt2 = GPT2LMHeadModel(GPT2Config(**_common(n_embd=32, n_layer=2, n_head=2, n_positions=128)))
-    t5_big = T5ForConditionalGeneration(T5Config(**_common(
-        d_model=64, d_ff=128, d_kv=16, num_layers=2, num_decoder_layers=2, num_heads=4, decoder_start_token_id=PAD)))
-    t5_little = T5ForConditionalGeneration(T5Config(**_common(
-        d_model=32, d_ff=64, d_kv=16, num_layers=1, num_decoder_layers=1, num_heads=2, decoder_start_token_id=PAD)))
+    t5_big = T5ForConditionalGeneration(
+        T5Config(
+            **_common(
+                d_model=64,
+                d_ff=128,
+                d_kv=16,
+                num_layers=2,
+                num_decoder_layers=2,
+                num_heads=4,
+                decoder_start_token_id=PAD,
+            )
+        )
+    )
+    t5_little = T5ForConditionalGeneration(
+        T5Config(
+            **_common(
+                d_model=32,
+                d_ff=64,
+                d_kv=16,
+                num_layers=1,
+                num_decoder_layers=1,
+                num_heads=2,
+                decoder_start_token_id=PAD,
+            )
+        )
+    )
     return {
         "llama_target": _save(train_causal(llama, 150, seed=1), tokenizer, root / "llama_target"),
         "gpt2_draft": _save(train_causal(gpt2, 80, seed=2), tokenizer, root / "gpt2_draft"),

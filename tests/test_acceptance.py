@@ -4,10 +4,10 @@ from collections import Counter
 
 import pytest
 import torch
+from stats_checks import ALPHA, chi_square_pvalue
 
 from biglittle.decoding.acceptance import bild_rollback, greedy_match, rejection_sample, residual_distribution
 from biglittle.decoding.sampling import SamplingConfig
-from stats_checks import ALPHA, chi_square_pvalue
 
 NEG = float("-inf")
 
@@ -106,6 +106,7 @@ def test_same_seed_same_verdicts():
 
 
 # BiLD rollback -----------------------------------------------------------------------------
+
 
 def big_logits(rows):
     """Rows of log-probabilities given as dicts token -> probability (vocab 5, rest tiny)."""

@@ -15,10 +15,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SEQ2SEQ_PROMPTS, sentence
 from safetensors.torch import load_file
 
 from biglittle import load_pair
-from biglittle.align import CalibSettings, TrainSettings, evaluate_drafts, generate_calibration, read_calibration, train_draft
+from biglittle.align import (
+    CalibSettings,
+    TrainSettings,
+    evaluate_drafts,
+    generate_calibration,
+    read_calibration,
+    train_draft,
+)
 from biglittle.align import calib as calib_module
 from biglittle.align.records import LINES
 from biglittle.align.teacher import output_logits
@@ -26,8 +34,6 @@ from biglittle.align.train import CHECKPOINT, alignment_loss
 from biglittle.cli import main
 from biglittle.errors import BigLittleError
 from biglittle.runtime.models import load_model
-
-from conftest import SEQ2SEQ_PROMPTS, sentence
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MAX_NEW = 12
@@ -74,9 +80,11 @@ def aligned_dir(tmp_path_factory, tiny_models, calib_dirs):
 
 def interrupt_at(stop_step: int):
     """An on_step callback that stops training like Ctrl-C after `stop_step` steps."""
+
     def on_step(step, loss):
         if step == stop_step:
             raise KeyboardInterrupt
+
     return on_step
 
 
@@ -112,8 +120,9 @@ def assert_top_k_is_the_targets(pair, record, k):
 
 def test_encoder_decoder_calibration(tmp_path, seq2seq_pair):
     prompts = [(str(i), p) for i, p in enumerate(SEQ2SEQ_PROMPTS)]
-    generate_calibration(seq2seq_pair, prompts, tmp_path, CalibSettings(task="toy", max_new_tokens=8, top_k_logits=3),
-                         progress=False)
+    generate_calibration(
+        seq2seq_pair, prompts, tmp_path, CalibSettings(task="toy", max_new_tokens=8, top_k_logits=3), progress=False
+    )
     _, records = read_calibration(tmp_path)
     for record, (_, prompt) in zip(records, prompts):
         assert record["output_ids"] == seq2seq_pair.generate(prompt, method="ar", max_new_tokens=8).token_ids
@@ -146,14 +155,21 @@ def test_calibration_resumes_after_an_interruption_without_duplicates(tmp_path, 
 def test_calibration_refuses_to_mix_settings(tmp_path, target_pair):
     generate_calibration(target_pair, TRAIN_PROMPTS[:1], tmp_path, CALIB, progress=False)
     with pytest.raises(BigLittleError, match="other settings.*max_new_tokens"):
-        generate_calibration(target_pair, TRAIN_PROMPTS[:2], tmp_path, CalibSettings(task="toy", max_new_tokens=5, top_k_logits=4),
-                             progress=False)
+        generate_calibration(
+            target_pair,
+            TRAIN_PROMPTS[:2],
+            tmp_path,
+            CalibSettings(task="toy", max_new_tokens=5, top_k_logits=4),
+            progress=False,
+        )
 
 
 # --------------------------------------------------------------------------- training
 
 
-def test_alignment_raises_agreement_and_acceptance_on_held_out_prompts(tiny_models, target_pair, calib_dirs, aligned_dir):
+def test_alignment_raises_agreement_and_acceptance_on_held_out_prompts(
+    tiny_models, target_pair, calib_dirs, aligned_dir
+):
     _, held_out = read_calibration(calib_dirs["test"])
     drafts = {"before": load_model(tiny_models["gpt2_draft"]), "after": load_model(str(aligned_dir))}
     results = evaluate_drafts(target_pair.target, drafts, held_out, gamma=4, max_new_tokens=MAX_NEW, progress=False)
@@ -179,15 +195,29 @@ def test_the_aligned_model_loads_as_a_draft_and_speculative_stays_exact(tiny_mod
 def test_training_resumes_from_its_checkpoint_with_the_same_result(tmp_path, tiny_models, calib_dirs):
     # GPT-2's dropout is on while training: equal weights also need the random state restored.
     settings = TrainSettings(epochs=1, lr=1e-2, lora_rank=4, max_steps=10, save_every=4, kl_weight=0.5)
-    train_draft(load_model(tiny_models["gpt2_draft"]), calib_dirs["train"], tmp_path / "straight", settings, progress=False)
+    train_draft(
+        load_model(tiny_models["gpt2_draft"]), calib_dirs["train"], tmp_path / "straight", settings, progress=False
+    )
 
     with pytest.raises(KeyboardInterrupt):
-        train_draft(load_model(tiny_models["gpt2_draft"]), calib_dirs["train"], tmp_path / "resumed", settings,
-                    on_step=interrupt_at(6), progress=False)
+        train_draft(
+            load_model(tiny_models["gpt2_draft"]),
+            calib_dirs["train"],
+            tmp_path / "resumed",
+            settings,
+            on_step=interrupt_at(6),
+            progress=False,
+        )
     assert torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=True)["step"] == 4
     steps = []
-    summary = train_draft(load_model(tiny_models["gpt2_draft"]), calib_dirs["train"], tmp_path / "resumed", settings,
-                          on_step=lambda step, loss: steps.append(step), progress=False)
+    summary = train_draft(
+        load_model(tiny_models["gpt2_draft"]),
+        calib_dirs["train"],
+        tmp_path / "resumed",
+        settings,
+        on_step=lambda step, loss: steps.append(step),
+        progress=False,
+    )
     assert summary["resumed_from_step"] == 4 and steps == list(range(5, 11))
     straight = load_file(tmp_path / "straight" / "model.safetensors")
     resumed = load_file(tmp_path / "resumed" / "model.safetensors")
@@ -201,11 +231,22 @@ def test_training_resumes_from_its_checkpoint_with_the_same_result(tmp_path, tin
 def test_a_resumed_run_with_other_settings_is_refused(tmp_path, tiny_models, calib_dirs):
     settings = TrainSettings(epochs=1, lr=1e-2, lora_rank=4, save_every=2)
     with pytest.raises(KeyboardInterrupt):
-        train_draft(load_model(tiny_models["gpt2_draft"]), calib_dirs["train"], tmp_path, settings, progress=False,
-                    on_step=interrupt_at(2))
+        train_draft(
+            load_model(tiny_models["gpt2_draft"]),
+            calib_dirs["train"],
+            tmp_path,
+            settings,
+            progress=False,
+            on_step=interrupt_at(2),
+        )
     with pytest.raises(BigLittleError, match="other settings"):
-        train_draft(load_model(tiny_models["gpt2_draft"]), calib_dirs["train"], tmp_path, TrainSettings(epochs=1, lr=5e-3),
-                    progress=False)
+        train_draft(
+            load_model(tiny_models["gpt2_draft"]),
+            calib_dirs["train"],
+            tmp_path,
+            TrainSettings(epochs=1, lr=5e-3),
+            progress=False,
+        )
 
 
 def test_alignment_loss_is_cross_entropy_plus_a_kl_to_the_renormalised_top_k():
@@ -217,29 +258,71 @@ def test_alignment_loss_is_cross_entropy_plus_a_kl_to_the_renormalised_top_k():
     assert alignment_loss(matching, record, kl_weight=1.0) == pytest.approx(float(cross_entropy), abs=1e-6)
     uniform = torch.zeros(1, 4)
     expected_kl = (2 / 3) * torch.log(torch.tensor((2 / 3) / 0.25)) + (1 / 3) * torch.log(torch.tensor((1 / 3) / 0.25))
-    assert alignment_loss(uniform, record, 2.0) - alignment_loss(uniform, record, 0.0) == pytest.approx(2 * float(expected_kl), abs=1e-5)
+    assert alignment_loss(uniform, record, 2.0) - alignment_loss(uniform, record, 0.0) == pytest.approx(
+        2 * float(expected_kl), abs=1e-5
+    )
 
 
 # --------------------------------------------------------------------------- command line
 
 
 def test_cli_calib_on_task_data_then_full_training_then_eval(capsys, tmp_path, tiny_models, calib_dirs, aligned_dir):
-    code, out, err = run_cli(capsys, "align", "calib", "--target", tiny_models["llama_target"], "--task", "translation",
-                             "--n", 3, "--out", tmp_path / "calib", "--data-path", FIXTURES / "ding-de-en.txt",
-                             "--max-new-tokens", 5)
+    code, out, err = run_cli(
+        capsys,
+        "align",
+        "calib",
+        "--target",
+        tiny_models["llama_target"],
+        "--task",
+        "translation",
+        "--n",
+        3,
+        "--out",
+        tmp_path / "calib",
+        "--data-path",
+        FIXTURES / "ding-de-en.txt",
+        "--max-new-tokens",
+        5,
+    )
     assert code == 0, err
     meta, records = read_calibration(tmp_path / "calib")
     assert meta["task"] == "translation" and meta["split"] == "train" and len(records) == 3
     assert all(r["prompt"].startswith("Translate German to English:") for r in records)
 
-    code, out, err = run_cli(capsys, "align", "train", "--draft", tiny_models["gpt2_draft"], "--data", tmp_path / "calib",
-                             "--out", tmp_path / "full", "--full", "--max-steps", 2)
+    code, out, err = run_cli(
+        capsys,
+        "align",
+        "train",
+        "--draft",
+        tiny_models["gpt2_draft"],
+        "--data",
+        tmp_path / "calib",
+        "--out",
+        tmp_path / "full",
+        "--full",
+        "--max-steps",
+        2,
+    )
     assert code == 0, err
     assert "full, 2 steps" in out
     load_pair(tiny_models["llama_target"], str(tmp_path / "full"))  # a model directory --draft accepts
 
-    code, out, err = run_cli(capsys, "align", "eval", "--target", tiny_models["llama_target"], "--draft",
-                             tiny_models["gpt2_draft"], "--aligned", aligned_dir, "--data", calib_dirs["test"], "--n", 4, "--json")
+    code, out, err = run_cli(
+        capsys,
+        "align",
+        "eval",
+        "--target",
+        tiny_models["llama_target"],
+        "--draft",
+        tiny_models["gpt2_draft"],
+        "--aligned",
+        aligned_dir,
+        "--data",
+        calib_dirs["test"],
+        "--n",
+        4,
+        "--json",
+    )
     assert code == 0, err
     results = json.loads(out)
     assert set(results) == {"unaligned", "aligned"} and results["aligned"]["examples"] == 4
@@ -248,34 +331,65 @@ def test_cli_calib_on_task_data_then_full_training_then_eval(capsys, tmp_path, t
 
 BAD_INPUTS = {
     "calib n zero": (["calib", "--task", "translation", "--n", "0", "--out", "{tmp}/c"], "n must be at least 1"),
-    "calib negative top-k": (["calib", "--task", "translation", "--n", "2", "--out", "{tmp}/c", "--top-k-logits", "-1"],
-                             "top-k-logits must be >= 0"),
-    "calib negative temperature": (["calib", "--task", "translation", "--n", "2", "--out", "{tmp}/c", "--temperature", "-1"],
-                                   "temperature must be >= 0"),
-    "train missing data": (["train", "--data", "{tmp}/nothing", "--out", "{tmp}/o", "--draft", "{draft}"],
-                           "calibration data not found"),
-    "train lora rank zero": (["train", "--data", "{data}", "--out", "{tmp}/o", "--lora-rank", "0"], "lora-rank must be at least 1"),
+    "calib negative top-k": (
+        ["calib", "--task", "translation", "--n", "2", "--out", "{tmp}/c", "--top-k-logits", "-1"],
+        "top-k-logits must be >= 0",
+    ),
+    "calib negative temperature": (
+        ["calib", "--task", "translation", "--n", "2", "--out", "{tmp}/c", "--temperature", "-1"],
+        "temperature must be >= 0",
+    ),
+    "train missing data": (
+        ["train", "--data", "{tmp}/nothing", "--out", "{tmp}/o", "--draft", "{draft}"],
+        "calibration data not found",
+    ),
+    "train lora rank zero": (
+        ["train", "--data", "{data}", "--out", "{tmp}/o", "--lora-rank", "0"],
+        "lora-rank must be at least 1",
+    ),
     "train negative lr": (["train", "--data", "{data}", "--out", "{tmp}/o", "--lr", "-1"], "lr must be > 0"),
-    "train zero epochs": (["train", "--data", "{data}", "--out", "{tmp}/o", "--epochs", "0"], "epochs must be at least 1"),
-    "train kl without top-k": (["train", "--data", "{no_top_k}", "--out", "{tmp}/o", "--draft", "{draft}", "--kl-weight", "1"],
-                               "needs the target's top-K logits"),
-    "train other tokenizer": (["train", "--data", "{data}", "--out", "{tmp}/o", "--draft", "{other}"],
-                              "does not share the tokenizer"),
-    "train into a finished model": (["train", "--data", "{data}", "--out", "{aligned}", "--draft", "{draft}"],
-                                    "already holds an aligned model"),
+    "train zero epochs": (
+        ["train", "--data", "{data}", "--out", "{tmp}/o", "--epochs", "0"],
+        "epochs must be at least 1",
+    ),
+    "train kl without top-k": (
+        ["train", "--data", "{no_top_k}", "--out", "{tmp}/o", "--draft", "{draft}", "--kl-weight", "1"],
+        "needs the target's top-K logits",
+    ),
+    "train other tokenizer": (
+        ["train", "--data", "{data}", "--out", "{tmp}/o", "--draft", "{other}"],
+        "does not share the tokenizer",
+    ),
+    "train into a finished model": (
+        ["train", "--data", "{data}", "--out", "{aligned}", "--draft", "{draft}"],
+        "already holds an aligned model",
+    ),
     "eval missing data": (["eval", "--data", "{tmp}/nothing", "--aligned", "{aligned}"], "calibration data not found"),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
-def test_bad_input_gives_a_one_line_error(capsys, tmp_path, tiny_models, other_vocab_model, calib_dirs, aligned_dir, case):
+def test_bad_input_gives_a_one_line_error(
+    capsys, tmp_path, tiny_models, other_vocab_model, calib_dirs, aligned_dir, case
+):
     argv, message = BAD_INPUTS[case]
     no_top_k = tmp_path / "no_top_k"
     if "{no_top_k}" in argv:
-        generate_calibration(load_pair(tiny_models["llama_target"]), TRAIN_PROMPTS[:2], no_top_k,
-                             CalibSettings(task="toy", max_new_tokens=3), progress=False)
-    values = {"tmp": tmp_path, "data": calib_dirs["train"], "draft": tiny_models["gpt2_draft"], "other": other_vocab_model,
-              "aligned": aligned_dir, "no_top_k": no_top_k}
+        generate_calibration(
+            load_pair(tiny_models["llama_target"]),
+            TRAIN_PROMPTS[:2],
+            no_top_k,
+            CalibSettings(task="toy", max_new_tokens=3),
+            progress=False,
+        )
+    values = {
+        "tmp": tmp_path,
+        "data": calib_dirs["train"],
+        "draft": tiny_models["gpt2_draft"],
+        "other": other_vocab_model,
+        "aligned": aligned_dir,
+        "no_top_k": no_top_k,
+    }
     code, out, err = run_cli(capsys, "align", *(arg.format(**values) for arg in argv))
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("biglittle: error: ") and message in err, err

@@ -4,6 +4,7 @@ import json
 import random
 
 import pytest
+from conftest import PROMPTS, sentence
 
 from biglittle import BigLittleError
 from biglittle.bench import resolve_options, run_benchmark
@@ -14,7 +15,6 @@ from biglittle.bench.settings import build_settings
 from biglittle.cli import main
 from biglittle.data import Example
 from biglittle.data.metrics import score
-from conftest import PROMPTS, sentence
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TASKS = ("translation", "summarization")
@@ -33,8 +33,14 @@ def source_as_prompt(task, source, tokenizer):
 def bench(pair, out_dir, tasks=TASKS, **options):
     """A --quick run on two toy examples per task."""
     opts = resolve_options("all", quick=True, out_dir=str(out_dir), **{"max_new_tokens": 12, **options})
-    return run_benchmark(pair, {task: toy_examples(2) for task in tasks}, opts, prompt_builder=source_as_prompt,
-                         command="pytest", progress=False)
+    return run_benchmark(
+        pair,
+        {task: toy_examples(2) for task in tasks},
+        opts,
+        prompt_builder=source_as_prompt,
+        command="pytest",
+        progress=False,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -80,9 +86,18 @@ def test_quick_run_writes_valid_results(quick_run):
             assert row["metric"] == {"translation": "bleu", "summarization": "rouge_l"}[task]
         assert rows["Vanilla (large)"]["agreement"] == {"exact_match": 1.0, "token_agreement": 1.0}
         assert rows["Vanilla (large)"]["speedup"]["total"] == 1.0
-        greedy_exact = [label for label, row in rows.items() if row["setting"]["temperature"] == 0
-                        and row["setting"]["method"] != "bild" and row["setting"]["model"] != "small"]
-        assert "HF assisted" in greedy_exact and "exit-2: speculative γ=4 T=0" in greedy_exact and "ngram γ=2" in greedy_exact
+        greedy_exact = [
+            label
+            for label, row in rows.items()
+            if row["setting"]["temperature"] == 0
+            and row["setting"]["method"] != "bild"
+            and row["setting"]["model"] != "small"
+        ]
+        assert (
+            "HF assisted" in greedy_exact
+            and "exit-2: speculative γ=4 T=0" in greedy_exact
+            and "ngram γ=2" in greedy_exact
+        )
         for label in greedy_exact:  # speculative at T=0 (any drafter) and the greedy peers give the target's tokens
             assert rows[label]["agreement"]["exact_match"] == 1.0, label
         spec = rows["speculative γ=2 T=0"]["mechanism"]
@@ -94,8 +109,19 @@ def test_quick_run_writes_valid_results(quick_run):
 def test_records_hold_what_cost_estimates_need(quick_run):
     _, _, records = quick_run
     for record in records:
-        for key in ("task", "example_id", "setting", "repeat", "text", "token_ids", "wall_time_s", "new_tokens",
-                    "stats", "target_call_log", "draft_call_log"):
+        for key in (
+            "task",
+            "example_id",
+            "setting",
+            "repeat",
+            "text",
+            "token_ids",
+            "wall_time_s",
+            "new_tokens",
+            "stats",
+            "target_call_log",
+            "draft_call_log",
+        ):
             assert key in record
         assert record["new_tokens"] == len(record["token_ids"]) and record["wall_time_s"] > 0
     speculative = [r for r in records if r["setting"]["label"] == "speculative γ=4 T=0"]
@@ -106,11 +132,20 @@ def test_records_hold_what_cost_estimates_need(quick_run):
 def test_report_and_plots(quick_run):
     _, out, _ = quick_run
     report = (out / "report.md").read_text()
-    for text in ("## translation (BLEU)", "## summarization (ROUGE-L)", "| Vanilla (large) | Vanilla (large) |",
-                 "| Vanilla (small) |", "| BiLD | BiLD 0.6/5 |", "| HF assisted generation |", "| Speculative (best) |",
-                 "| draft | γ | temperature | α | tokens / target pass | measured speedup | predicted speedup |",
-                 "### Mechanism", "| exit-2: speculative (best) |", "| BiLD (exit-2) | exit-2: BiLD 0.6/5 |",
-                 "Command: `pytest`"):
+    for text in (
+        "## translation (BLEU)",
+        "## summarization (ROUGE-L)",
+        "| Vanilla (large) | Vanilla (large) |",
+        "| Vanilla (small) |",
+        "| BiLD | BiLD 0.6/5 |",
+        "| HF assisted generation |",
+        "| Speculative (best) |",
+        "| draft | γ | temperature | α | tokens / target pass | measured speedup | predicted speedup |",
+        "### Mechanism",
+        "| exit-2: speculative (best) |",
+        "| BiLD (exit-2) | exit-2: BiLD 0.6/5 |",
+        "Command: `pytest`",
+    ):
         assert text in report, text
     for task in TASKS:
         for name in (f"quality_vs_speedup_{task}.png", f"speedup_by_gamma_{task}.png"):
@@ -123,7 +158,9 @@ def test_metric_wiring_on_known_strings(quick_run):
     _, _, records = quick_run
     settings = build_settings(resolve_options("all", quick=True, extra_drafts=["exit-2=early-exit:2"]))
     # References replaced by the big model's own greedy text: its outputs (and exact methods') score 100.
-    greedy_text = {(r["task"], r["example_id"]): r["text"] for r in records if r["setting"]["label"] == "Vanilla (large)"}
+    greedy_text = {
+        (r["task"], r["example_id"]): r["text"] for r in records if r["setting"]["label"] == "Vanilla (large)"
+    }
     rescored = [{**r, "reference": greedy_text[r["task"], r["example_id"]]} for r in records]
     results = {"aggregates": aggregate(rescored, settings)}
     for task in TASKS:
@@ -167,15 +204,22 @@ def test_resume_runs_nothing_twice_and_ends_like_a_complete_run(decoder_pair, tm
     options = resolve_options("translation", quick=True, out_dir=str(out), **small)
     examples = {"translation": toy_examples(2)}
     with pytest.raises(KeyboardInterrupt):
-        run_benchmark(decoder_pair, examples, options, prompt_builder=source_as_prompt, progress=False,
-                      on_record=interrupt_after_three)
+        run_benchmark(
+            decoder_pair,
+            examples,
+            options,
+            prompt_builder=source_as_prompt,
+            progress=False,
+            on_record=interrupt_after_three,
+        )
     assert len((out / "records.jsonl").read_text().splitlines()) == 3
     with (out / "records.jsonl").open("a") as file:
         file.write('{"task": "translation", "example_id": "toy-1", "setting"')  # a record cut short by a kill
 
     second = []
-    resumed = run_benchmark(decoder_pair, examples, options, prompt_builder=source_as_prompt, progress=False,
-                            on_record=second.append)
+    resumed = run_benchmark(
+        decoder_pair, examples, options, prompt_builder=source_as_prompt, progress=False, on_record=second.append
+    )
 
     def key(record):
         return record["example_id"], record["setting"]["label"], record["repeat"]
@@ -188,9 +232,13 @@ def test_resume_runs_nothing_twice_and_ends_like_a_complete_run(decoder_pair, tm
     assert [row["label"] for row in resumed["aggregates"]] == [row["label"] for row in complete["aggregates"]]
 
     with pytest.raises(BigLittleError, match="max_new_tokens 10 -> 11"):
-        run_benchmark(decoder_pair, examples, resolve_options("translation", quick=True, out_dir=str(out),
-                                                              **{**small, "max_new_tokens": 11}),
-                      prompt_builder=source_as_prompt, progress=False)
+        run_benchmark(
+            decoder_pair,
+            examples,
+            resolve_options("translation", quick=True, out_dir=str(out), **{**small, "max_new_tokens": 11}),
+            prompt_builder=source_as_prompt,
+            progress=False,
+        )
 
 
 BAD_ARGUMENTS = {
@@ -210,8 +258,18 @@ BAD_ARGUMENTS = {
 @pytest.mark.parametrize("case", list(BAD_ARGUMENTS), ids=list(BAD_ARGUMENTS))
 def test_cli_rejects_bad_arguments_in_one_line(capsys, tiny_models, tmp_path, case):
     extra, message = BAD_ARGUMENTS[case]
-    code = main(["bench", "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"],
-                 "--out", str(tmp_path / "out"), *extra])
+    code = main(
+        [
+            "bench",
+            "--target",
+            tiny_models["llama_target"],
+            "--draft",
+            tiny_models["gpt2_draft"],
+            "--out",
+            str(tmp_path / "out"),
+            *extra,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and err.startswith("biglittle: error: ") and message in err, err
     assert not (tmp_path / "out").exists()  # refused before anything ran
@@ -219,8 +277,19 @@ def test_cli_rejects_bad_arguments_in_one_line(capsys, tiny_models, tmp_path, ca
 
 def test_cli_says_how_to_fetch_missing_data(capsys, tiny_models, tmp_path, monkeypatch):
     monkeypatch.setattr("biglittle.data.sources.SYSTEM_DING", tmp_path / "no-system-copy")
-    code = main(["bench", "--task", "translation", "--cache-dir", str(tmp_path / "empty"),
-                 "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"]])
+    code = main(
+        [
+            "bench",
+            "--task",
+            "translation",
+            "--cache-dir",
+            str(tmp_path / "empty"),
+            "--target",
+            tiny_models["llama_target"],
+            "--draft",
+            tiny_models["gpt2_draft"],
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "biglittle data fetch" in err, err
 
@@ -228,12 +297,34 @@ def test_cli_says_how_to_fetch_missing_data(capsys, tiny_models, tmp_path, monke
 def test_cli_end_to_end_on_task_data(capsys, tiny_models, tmp_path):
     ding = tmp_path / "cache" / "data" / "trans-de-en" / "de-en"
     ding.parent.mkdir(parents=True)
-    ding.write_text("".join(f"Der Hund sieht den Ball Nummer {i}. :: the dog sees the ball number {i}.\n"
-                            for i in range(12)))
+    ding.write_text(
+        "".join(f"Der Hund sieht den Ball Nummer {i}. :: the dog sees the ball number {i}.\n" for i in range(12))
+    )
     out = tmp_path / "out"
-    code = main(["bench", "--task", "translation", "--quick", "--n", "2", "--max-new-tokens", "6",
-                 "--families", "bild", "--bild-grid", "0.6:5", "--cache-dir", str(tmp_path / "cache"),
-                 "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"], "--out", str(out)])
+    code = main(
+        [
+            "bench",
+            "--task",
+            "translation",
+            "--quick",
+            "--n",
+            "2",
+            "--max-new-tokens",
+            "6",
+            "--families",
+            "bild",
+            "--bild-grid",
+            "0.6:5",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--target",
+            tiny_models["llama_target"],
+            "--draft",
+            tiny_models["gpt2_draft"],
+            "--out",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert f"report: {out / 'report.md'}" in captured.out
@@ -243,17 +334,44 @@ def test_cli_end_to_end_on_task_data(capsys, tiny_models, tmp_path):
 
 
 def _row(label, model, method, quality, speedup, family=None):
-    return {"label": label, "family": family or ("extra" if model != "main" else method),
-            "setting": {"model": model, "method": method, "drafter": "model", "temperature": 0},
-            "quality": quality, "speedup": {"total": speedup}}
+    return {
+        "label": label,
+        "family": family or ("extra" if model != "main" else method),
+        "setting": {"model": model, "method": method, "drafter": "model", "temperature": 0},
+        "quality": quality,
+        "speedup": {"total": speedup},
+    }
 
 
 def test_summary_picks_the_fastest_bild_within_one_point_for_each_draft():
-    rows = [_row("Vanilla (large)", "main", "ar", 20.0, 1.0),
-            _row("BiLD 0.6/5", "main", "bild", 19.5, 1.1), _row("BiLD 0.4/3", "main", "bild", 19.2, 1.4),
-            _row("BiLD 0.2/9", "main", "bild", 18.9, 2.0),  # fastest, but 1.1 points below: not "degraded"
-            _row("aligned: BiLD 0.6/5", "aligned", "bild", 20.1, 1.2),
-            _row("aligned: BiLD 0.4/3", "aligned", "bild", 19.0, 1.6)]
+    rows = [
+        _row("Vanilla (large)", "main", "ar", 20.0, 1.0),
+        _row("BiLD 0.6/5", "main", "bild", 19.5, 1.1),
+        _row("BiLD 0.4/3", "main", "bild", 19.2, 1.4),
+        _row("BiLD 0.2/9", "main", "bild", 18.9, 2.0),  # fastest, but 1.1 points below: not "degraded"
+        _row("aligned: BiLD 0.6/5", "aligned", "bild", 20.1, 1.2),
+        _row("aligned: BiLD 0.4/3", "aligned", "bild", 19.0, 1.6),
+    ]
     picks = {name: row["label"] for name, row in summary_rows(rows)}
     assert picks["BiLD"] == "BiLD 0.6/5" and picks["BiLD degraded"] == "BiLD 0.4/3"
-    assert picks["BiLD (aligned)"] == "aligned: BiLD 0.6/5" and picks["BiLD (aligned) degraded"] == "aligned: BiLD 0.4/3"
+    assert (
+        picks["BiLD (aligned)"] == "aligned: BiLD 0.6/5" and picks["BiLD (aligned) degraded"] == "aligned: BiLD 0.4/3"
+    )
+
+
+def test_a_resumed_run_refuses_another_commit_unless_told_and_another_draft_vocabulary(
+    decoder_pair, tmp_path, monkeypatch
+):
+    small = {"families": "speculative", "gammas": "2", "max_new_tokens": 6}
+    monkeypatch.setattr("biglittle.bench.harness.code_version", lambda: "abc123")
+    bench(decoder_pair, tmp_path, tasks=("translation",), **small)
+    monkeypatch.setattr("biglittle.bench.harness.code_version", lambda: "def456")
+    with pytest.raises(BigLittleError, match="code at abc123, this is def456; pass --allow-other-commit"):
+        bench(decoder_pair, tmp_path, tasks=("translation",), **small)
+    results = bench(decoder_pair, tmp_path, tasks=("translation",), allow_other_commit=True, **small)
+    assert results["metadata"]["commit"] == "def456" and results["metadata"]["record_commits"] == ["abc123"]
+    assert {json.loads(line)["commit"] for line in (tmp_path / "records.jsonl").read_text().splitlines()} == {"abc123"}
+
+    monkeypatch.setattr("biglittle.bench.harness.logit_rows", lambda model: 7)  # as with --draft-vocab
+    with pytest.raises(BigLittleError, match="draft_vocab 32 -> 7"):
+        bench(decoder_pair, tmp_path, tasks=("translation",), allow_other_commit=True, **small)

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from conftest import PROMPTS, SEQ2SEQ_PROMPTS
 
 
@@ -34,7 +33,9 @@ def test_without_fallback_bild_gives_the_little_models_greedy_output(decoder_pai
     differs = 0
     for prompt in PROMPTS:
         little = little_alone.generate(prompt, method="ar", max_new_tokens=40)
-        bild = decoder_pair.generate(prompt, method="bild", fallback_threshold=0.0, max_little_steps=None, max_new_tokens=40)
+        bild = decoder_pair.generate(
+            prompt, method="bild", fallback_threshold=0.0, max_little_steps=None, max_new_tokens=40
+        )
         assert bild.token_ids == little.token_ids, prompt
         assert bild.stats.target_calls == 0
         differs += little.token_ids != decoder_pair.generate(prompt, method="ar", max_new_tokens=40).token_ids
@@ -44,7 +45,9 @@ def test_without_fallback_bild_gives_the_little_models_greedy_output(decoder_pai
 def test_always_falling_back_without_rollback_gives_the_big_models_greedy_output(decoder_pair):
     for prompt in PROMPTS:
         ar = decoder_pair.generate(prompt, method="ar", max_new_tokens=40)
-        bild = decoder_pair.generate(prompt, method="bild", fallback_threshold=1.0, rollback_threshold=float("inf"), max_new_tokens=40)
+        bild = decoder_pair.generate(
+            prompt, method="bild", fallback_threshold=1.0, rollback_threshold=float("inf"), max_new_tokens=40
+        )
         assert bild.token_ids == ar.token_ids
         assert bild.stats.proposed == 0 and bild.stats.fallbacks == bild.stats.target_calls
 
@@ -52,7 +55,9 @@ def test_always_falling_back_without_rollback_gives_the_big_models_greedy_output
 def test_fallbacks_and_rollbacks_are_counted(decoder_pair):
     totals = dict(fallbacks=0, rollbacks=0, discarded=0)
     for prompt in PROMPTS:
-        stats = decoder_pair.generate(prompt, method="bild", fallback_threshold=0.5, rollback_threshold=1.0, max_new_tokens=40).stats
+        stats = decoder_pair.generate(
+            prompt, method="bild", fallback_threshold=0.5, rollback_threshold=1.0, max_new_tokens=40
+        ).stats
         assert stats.fallbacks == stats.target_calls
         assert stats.rollbacks <= stats.fallbacks
         assert stats.accepted + stats.fallbacks >= stats.new_tokens  # each big pass adds one token
@@ -63,14 +68,18 @@ def test_fallbacks_and_rollbacks_are_counted(decoder_pair):
 
 
 def test_max_little_steps_forces_a_fallback(decoder_pair):
-    stats = decoder_pair.generate("the cat", method="bild", fallback_threshold=0.0, max_little_steps=2,
-                                  max_new_tokens=30, temperature=1.0, seed=1).stats
+    stats = decoder_pair.generate(
+        "the cat", method="bild", fallback_threshold=0.0, max_little_steps=2, max_new_tokens=30, temperature=1.0, seed=1
+    ).stats
     assert max(stats.accepted_lengths) <= 2
     assert stats.fallbacks >= stats.new_tokens // 3
 
 
 def test_bild_samples_at_temperature_above_zero(decoder_pair):
-    texts = {decoder_pair.generate("the cat", method="bild", temperature=1.0, seed=seed, max_new_tokens=20).text for seed in range(6)}
+    texts = {
+        decoder_pair.generate("the cat", method="bild", temperature=1.0, seed=seed, max_new_tokens=20).text
+        for seed in range(6)
+    }
     assert len(texts) > 1
 
 
@@ -83,8 +92,15 @@ def full_forward_logits(model, token_ids):
 def test_caches_after_rollbacks_match_a_fresh_forward(request, pair_name):
     pair = request.getfixturevalue(pair_name)
     prompt_ids = pair.encode("the old man")
-    result = pair.generate(prompt_ids, method="bild", fallback_threshold=0.5, rollback_threshold=0.5,
-                           max_new_tokens=40, temperature=1.0, seed=3)
+    result = pair.generate(
+        prompt_ids,
+        method="bild",
+        fallback_threshold=0.5,
+        rollback_threshold=0.5,
+        max_new_tokens=40,
+        temperature=1.0,
+        seed=3,
+    )
     assert result.stats.rollbacks > 0
     tokens = prompt_ids + result.token_ids
     # The draft first: a target sharing its cache then finds layers 1..L done and runs the deeper ones only.

@@ -5,15 +5,22 @@ import json
 from pathlib import Path
 
 import pytest
+from test_bench import source_as_prompt, toy_examples
 
 from biglittle import BigLittleError
 from biglittle.bench import format_tuning, tune_bild, tune_options
 from biglittle.bench.threshold_search import prefill_steps, record_cost
-from biglittle.cost.bild_thresholds import Candidate, choose, expected_cost, store_choice, thresholds_path, tuned_thresholds
 from biglittle.cli import main
-from biglittle.files import cache_dir
+from biglittle.cost.bild_thresholds import (
+    Candidate,
+    choose,
+    expected_cost,
+    store_choice,
+    thresholds_path,
+    tuned_thresholds,
+)
 from biglittle.cost.profile import CostProfile
-from test_bench import source_as_prompt, toy_examples
+from biglittle.files import cache_dir
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GRID = "0.4:0,0.8:0,0.2:8,0.4:3"  # rollback 0: exact BiLD; 0.2:8 lets the little model write nearly alone
@@ -42,12 +49,19 @@ def candidate(fallback, rollback, quality, speedup):
 
 
 def test_choose_takes_the_fastest_pair_within_tolerance():
-    candidates = [candidate(0.8, 0, 30.0, 0.9), candidate(0.4, 3, 29.1, 1.4), candidate(0.2, 5, 28.9, 1.9),
-                  candidate(0.6, 2, 29.5, 1.2)]
+    candidates = [
+        candidate(0.8, 0, 30.0, 0.9),
+        candidate(0.4, 3, 29.1, 1.4),
+        candidate(0.2, 5, 28.9, 1.9),
+        candidate(0.6, 2, 29.5, 1.2),
+    ]
     assert choose(candidates, baseline_quality=30.0, tolerance=1.0) == (candidates[1], True)  # 28.9 is 1.1 below
     assert choose(candidates, baseline_quality=30.0, tolerance=1.5) == (candidates[2], True)
     assert choose(candidates, baseline_quality=30.0, tolerance=0.0) == (candidates[0], True)
-    assert choose(candidates, baseline_quality=29.0, tolerance=0.0) == (candidates[1], True)  # above the big model counts
+    assert choose(candidates, baseline_quality=29.0, tolerance=0.0) == (
+        candidates[1],
+        True,
+    )  # above the big model counts
 
 
 def test_choose_without_a_qualifying_pair_takes_the_highest_quality():
@@ -76,38 +90,54 @@ def test_choose_with_nothing_to_choose_from_says_so():
 
 
 def test_expected_cost_on_a_hand_made_profile():
-    profile = CostProfile(target_step_s=0.4, draft_step_s=0.1, verify_cost=[1.0, 1.2, 1.5, 2.0],
-                          draft_verify_cost=[1.0, 1.1, 1.3, 1.6])
+    profile = CostProfile(
+        target_step_s=0.4, draft_step_s=0.1, verify_cost=[1.0, 1.2, 1.5, 2.0], draft_verify_cost=[1.0, 1.1, 1.3, 1.6]
+    )
     # Big passes: the prefill of 30 tokens (beyond the curve: 2.0 * 30 / 4), then k = 3, 1 and 6 (2.0 * 6 / 4);
     # little ones: the prefill (1.6 * 30 / 4), then k = 1, 2, 1, 1, each at c = 0.25.
     big, little = 15.0 + 1.5 + 1.0 + 3.0, 12.0 + 1.0 + 1.1 + 1.0 + 1.0
     assert expected_cost([30, 3, 1, 6], [30, 1, 2, 1, 1], profile) == pytest.approx(big + 0.25 * little)
-    assert expected_cost([30, 1, 1, 1], [], profile) == pytest.approx(15.0 + 3.0)  # the big model alone: prefill + a step a token
+    assert expected_cost([30, 1, 1, 1], [], profile) == pytest.approx(
+        15.0 + 3.0
+    )  # the big model alone: prefill + a step a token
     no_draft_curve = CostProfile(0.4, 0.1, [1.0, 1.2, 1.5, 2.0])
-    assert expected_cost([30], [30, 2], no_draft_curve) == pytest.approx(15.0 + 0.25 * (15.0 + 1.2))  # the target's curve stands in
+    assert expected_cost([30], [30, 2], no_draft_curve) == pytest.approx(
+        15.0 + 0.25 * (15.0 + 1.2)
+    )  # the target's curve stands in
     assert expected_cost([], [], profile) == 0.0
 
 
 def test_prefills_are_measured_in_the_plain_runs_steps():
     def record(example, label, target_log, draft_log=()):
-        return {"example_id": example, "setting": {"label": label}, "target_call_log": target_log,
-                "draft_call_log": list(draft_log)}
+        return {
+            "example_id": example,
+            "setting": {"label": label},
+            "target_call_log": target_log,
+            "draft_call_log": list(draft_log),
+        }
 
-    # The plain run's one-token steps take 0.1 s (median), its prefill 0.8 s; BiLD's prefills 1.0 s (big) and 0.3 s (little).
-    records = [record("a", "Vanilla (large)", [(70, 0.8), (1, 0.1), (1, 0.1), (1, 0.5)]),
-               record("a", "BiLD 0.6/5", [(70, 1.0), (5, 0.2)], [(70, 0.3), (1, 0.05)]),
-               record("a", "BiLD 0.4/3", [(70, 0.9), (3, 0.2)], [(70, 0.3), (1, 0.05)])]
-    assert prefill_steps(records) == {"a": (pytest.approx(9.0), pytest.approx(3.0))}  # medians: 0.9 s / 0.1, 0.3 s / 0.1
+    # The plain run's one-token steps take 0.1 s (median), its prefill 0.8 s;
+    # BiLD's prefills 1.0 s (big) and 0.3 s (little).
+    records = [
+        record("a", "Vanilla (large)", [(70, 0.8), (1, 0.1), (1, 0.1), (1, 0.5)]),
+        record("a", "BiLD 0.6/5", [(70, 1.0), (5, 0.2)], [(70, 0.3), (1, 0.05)]),
+        record("a", "BiLD 0.4/3", [(70, 0.9), (3, 0.2)], [(70, 0.3), (1, 0.05)]),
+    ]
+    assert prefill_steps(records) == {
+        "a": (pytest.approx(9.0), pytest.approx(3.0))
+    }  # medians: 0.9 s / 0.1, 0.3 s / 0.1
 
 
 # --- tune-bild through the API, on the tiny pair ------------------------------------------------
 
 
 def tune(pair, out_dir=None, on_record=None, n=3, grid=GRID):
-    options = tune_options("summarization", n=n, max_new_tokens=12, bild_grid=grid,
-                           out_dir=str(out_dir) if out_dir else None)
-    return tune_bild(pair, toy_examples(n), options, prompt_builder=source_as_prompt, on_record=on_record,
-                     progress=False)
+    options = tune_options(
+        "summarization", n=n, max_new_tokens=12, bild_grid=grid, out_dir=str(out_dir) if out_dir else None
+    )
+    return tune_bild(
+        pair, toy_examples(n), options, prompt_builder=source_as_prompt, on_record=on_record, progress=False
+    )
 
 
 def records_of(directory) -> list[dict]:
@@ -150,10 +180,16 @@ def test_tuning_measures_the_grid_and_stores_the_fastest_pair_within_tolerance(d
     best, within = choose([Candidate(**c) for c in result["candidates"]], result["baseline_quality"], 1.0)
     assert result["choice"] == best.__dict__ and result["within_tolerance"] == within is True
     stored = json.loads(Path(result["path"]).read_text())["summarization"]
-    assert (stored["fallback_threshold"], stored["rollback_threshold"]) == (best.fallback_threshold, best.rollback_threshold)
+    assert (stored["fallback_threshold"], stored["rollback_threshold"]) == (
+        best.fallback_threshold,
+        best.rollback_threshold,
+    )
     assert stored["examples"] == 3 and stored["tolerance"] == 1.0 and len(stored["candidates"]) == 5
-    assert decoder_pair.tuned_bild_thresholds() == decoder_pair.tuned_bild_thresholds("summarization") \
+    assert (
+        decoder_pair.tuned_bild_thresholds()
+        == decoder_pair.tuned_bild_thresholds("summarization")
         == (best.fallback_threshold, best.rollback_threshold)
+    )
 
     table = format_tuning(result)
     assert "the big model alone scores ROUGE-L" in table and f"stored in {result['path']}" in table
@@ -199,15 +235,19 @@ def test_tuning_needs_a_little_model(tiny_models):
 
 
 def store_for(pair, task, fallback, rollback):
-    store_choice(thresholds_path(cache_dir(), pair.identity()), task,
-                 {"fallback_threshold": fallback, "rollback_threshold": rollback})
+    store_choice(
+        thresholds_path(cache_dir(), pair.identity()),
+        task,
+        {"fallback_threshold": fallback, "rollback_threshold": rollback},
+    )
 
 
 def test_generation_uses_the_stored_thresholds(decoder_pair):
     store_for(decoder_pair, "translation", 0.1, 5.0)  # the little model writes most tokens
     tuned = decoder_pair.generate("the cat", method="bild", bild_thresholds="auto", max_new_tokens=20)
-    explicit = decoder_pair.generate("the cat", method="bild", fallback_threshold=0.1, rollback_threshold=5.0,
-                                     max_new_tokens=20)
+    explicit = decoder_pair.generate(
+        "the cat", method="bild", fallback_threshold=0.1, rollback_threshold=5.0, max_new_tokens=20
+    )
     default = decoder_pair.generate("the cat", method="bild", max_new_tokens=20)
     assert tuned.token_ids == explicit.token_ids
     assert tuned.stats.proposed == explicit.stats.proposed != default.stats.proposed  # not the defaults
@@ -227,7 +267,9 @@ def test_thresholds_are_kept_per_pair_and_task(tmp_path):
     assert tuned_thresholds(path) == tuned_thresholds(path, "translation") == (0.4, 3.0)
     with pytest.raises(BigLittleError, match="no tuned BiLD thresholds for summarization .*tuned: translation"):
         tuned_thresholds(path, "summarization")
-    assert thresholds_path(tmp_path, ["big", "fp32", "cpu", "little"]) != thresholds_path(tmp_path, ["big", "int8", "cpu", "little"])
+    assert thresholds_path(tmp_path, ["big", "fp32", "cpu", "little"]) != thresholds_path(
+        tmp_path, ["big", "int8", "cpu", "little"]
+    )
     path.write_text("{not json")
     with pytest.raises(BigLittleError, match="delete it and run `biglittle tune-bild` again"):
         tuned_thresholds(path)
@@ -244,13 +286,29 @@ def run_cli(capsys, *argv):
 
 def test_cli_tunes_on_dev_data_stores_and_generate_uses_it(capsys, tiny_models, tmp_path):
     models = ["--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"]]
-    command = ["tune-bild", "--task", "translation", "--n", 2, "--max-new-tokens", 6, "--bild-grid", "0.4:0,0.2:8",
-               "--data-path", FIXTURES / "ding-de-en.txt", "--out", tmp_path / "records", *models]
+    command = [
+        "tune-bild",
+        "--task",
+        "translation",
+        "--n",
+        2,
+        "--max-new-tokens",
+        6,
+        "--bild-grid",
+        "0.4:0,0.2:8",
+        "--data-path",
+        FIXTURES / "ding-de-en.txt",
+        "--out",
+        tmp_path / "records",
+        *models,
+    ]
     code, out, err = run_cli(capsys, *command)
     assert code == 0, err
     assert "BiLD thresholds for translation on 2 dev examples" in out and "chosen (*): --fallback-threshold" in out
-    fallback, rollback = (float(out.split(flag)[1].split()[0].rstrip(",")) for flag in
-                          ("chosen (*): --fallback-threshold ", "--rollback-threshold "))
+    fallback, rollback = (
+        float(out.split(flag)[1].split()[0].rstrip(","))
+        for flag in ("chosen (*): --fallback-threshold ", "--rollback-threshold ")
+    )
     assert len(records_of(tmp_path / "records")) == 2 * 4  # big alone, 0.4/0, 0.2/8 and the default 0.6/5
 
     code, again, err = run_cli(capsys, *command)  # a rerun resumes: nothing left to generate
@@ -259,8 +317,17 @@ def test_cli_tunes_on_dev_data_stores_and_generate_uses_it(capsys, tiny_models, 
     generate = ["generate", *models, "--max-new-tokens", 20, "--json", "the dog"]
     code, tuned, err = run_cli(capsys, *generate[:1], "--bild-thresholds", "auto", *generate[1:])
     assert code == 0, err
-    code, explicit, err = run_cli(capsys, *generate[:1], "--method", "bild", "--fallback-threshold", fallback,
-                                  "--rollback-threshold", rollback, *generate[1:])
+    code, explicit, err = run_cli(
+        capsys,
+        *generate[:1],
+        "--method",
+        "bild",
+        "--fallback-threshold",
+        fallback,
+        "--rollback-threshold",
+        rollback,
+        *generate[1:],
+    )
     tuned, explicit = json.loads(tuned), json.loads(explicit)
     assert tuned["stats"]["method"] == "bild"  # --bild-thresholds implies --method bild
     assert tuned["token_ids"] == explicit["token_ids"]
@@ -282,23 +349,53 @@ TUNE_BAD = {
 @pytest.mark.parametrize("case", list(TUNE_BAD), ids=list(TUNE_BAD))
 def test_tune_bild_rejects_bad_input_in_one_line(capsys, tiny_models, tmp_path, case):
     extra, message = TUNE_BAD[case]
-    code, _, err = run_cli(capsys, "tune-bild", "--target", tiny_models["llama_target"], "--draft",
-                           tiny_models["gpt2_draft"], "--data-path", FIXTURES / "ding-de-en.txt", "--out",
-                           tmp_path / "out", *extra)
+    code, _, err = run_cli(
+        capsys,
+        "tune-bild",
+        "--target",
+        tiny_models["llama_target"],
+        "--draft",
+        tiny_models["gpt2_draft"],
+        "--data-path",
+        FIXTURES / "ding-de-en.txt",
+        "--out",
+        tmp_path / "out",
+        *extra,
+    )
     assert code == 2 and err.count("\n") == 1 and err.startswith("biglittle: error: ") and message in err, err
     assert not (tmp_path / "out").exists()  # refused before anything ran
 
 
 def test_tune_bild_without_a_little_model_says_so(capsys, tiny_models, tmp_path):
-    code, _, err = run_cli(capsys, "tune-bild", "--task", "translation", "--target", tiny_models["llama_target"],
-                           "--data-path", FIXTURES / "ding-de-en.txt", "--out", tmp_path / "out")
+    code, _, err = run_cli(
+        capsys,
+        "tune-bild",
+        "--task",
+        "translation",
+        "--target",
+        tiny_models["llama_target"],
+        "--data-path",
+        FIXTURES / "ding-de-en.txt",
+        "--out",
+        tmp_path / "out",
+    )
     assert code == 2 and err.count("\n") == 1 and "pass --draft as well as --target" in err, err
 
 
 def test_tune_bild_says_how_to_fetch_missing_data(capsys, tiny_models, tmp_path, monkeypatch):
     monkeypatch.setattr("biglittle.data.sources.SYSTEM_DING", tmp_path / "no-system-copy")
-    code, _, err = run_cli(capsys, "tune-bild", "--task", "translation", "--cache-dir", tmp_path / "empty",
-                           "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"])
+    code, _, err = run_cli(
+        capsys,
+        "tune-bild",
+        "--task",
+        "translation",
+        "--cache-dir",
+        tmp_path / "empty",
+        "--target",
+        tiny_models["llama_target"],
+        "--draft",
+        tiny_models["gpt2_draft"],
+    )
     assert code == 2 and err.count("\n") == 1 and "biglittle data fetch" in err, err
 
 
@@ -314,6 +411,16 @@ GENERATE_BAD = {
 @pytest.mark.parametrize("case", list(GENERATE_BAD), ids=list(GENERATE_BAD))
 def test_generate_rejects_bad_or_missing_thresholds_in_one_line(capsys, tiny_models, case):
     extra, message = GENERATE_BAD[case]
-    code, out, err = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "--draft",
-                             tiny_models["gpt2_draft"], *extra, "the cat")
-    assert code == 2 and not out and err.count("\n") == 1 and err.startswith("biglittle: error: ") and message in err, err
+    code, out, err = run_cli(
+        capsys,
+        "generate",
+        "--target",
+        tiny_models["llama_target"],
+        "--draft",
+        tiny_models["gpt2_draft"],
+        *extra,
+        "the cat",
+    )
+    assert code == 2 and not out and err.count("\n") == 1 and err.startswith("biglittle: error: ") and message in err, (
+        err
+    )

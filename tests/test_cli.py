@@ -16,27 +16,73 @@ def run_cli(capsys, *argv):
 
 
 def test_json_output_has_the_promised_keys(capsys, tiny_models):
-    code, out, err = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"],
-                             "--method", "speculative", "--gamma", "3", "--json", "the cat")
+    code, out, err = run_cli(
+        capsys,
+        "generate",
+        "--target",
+        tiny_models["llama_target"],
+        "--draft",
+        tiny_models["gpt2_draft"],
+        "--method",
+        "speculative",
+        "--gamma",
+        "3",
+        "--json",
+        "the cat",
+    )
     assert code == 0
     record = json.loads(out)  # exactly one JSON object
     assert set(record) == {"text", "token_ids", "stats"}
-    for key in ("new_tokens", "target_calls", "draft_calls", "proposed", "accepted", "acceptance_rate",
-                "fallbacks", "rollbacks", "wall_time_s", "tokens_per_s"):
+    for key in (
+        "new_tokens",
+        "target_calls",
+        "draft_calls",
+        "proposed",
+        "accepted",
+        "acceptance_rate",
+        "fallbacks",
+        "rollbacks",
+        "wall_time_s",
+        "tokens_per_s",
+    ):
         assert key in record["stats"]
     assert record["stats"]["new_tokens"] == len(record["token_ids"]) > 0
 
 
 def test_text_output_and_compare_ar(capsys, tiny_models):
-    code, out, err = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"],
-                             "--compare-ar", "--max-new-tokens", "20", "the dog")
+    code, out, err = run_cli(
+        capsys,
+        "generate",
+        "--target",
+        tiny_models["llama_target"],
+        "--draft",
+        tiny_models["gpt2_draft"],
+        "--compare-ar",
+        "--max-new-tokens",
+        "20",
+        "the dog",
+    )
     assert code == 0 and out.strip()
     assert "[speculative]" in err and "vs ar:" in err and "predicted" in err and "same output as ar: yes" in err
 
 
 def test_bild_from_the_command_line(capsys, tiny_models):
-    code, out, err = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"],
-                             "--method", "bild", "--fallback-threshold", "0.5", "--rollback-threshold", "1", "--json", "a bird")
+    code, out, err = run_cli(
+        capsys,
+        "generate",
+        "--target",
+        tiny_models["llama_target"],
+        "--draft",
+        tiny_models["gpt2_draft"],
+        "--method",
+        "bild",
+        "--fallback-threshold",
+        "0.5",
+        "--rollback-threshold",
+        "1",
+        "--json",
+        "a bird",
+    )
     assert code == 0
     stats = json.loads(out)["stats"]
     assert stats["method"] == "bild" and stats["fallbacks"] >= 1
@@ -45,8 +91,14 @@ def test_bild_from_the_command_line(capsys, tiny_models):
 BAD_INPUTS = {
     "missing model path": (["--target", "/nonexistent/model"], "model path not found"),
     "gamma below one": (["--gamma", "0"], "gamma must be at least 1"),
-    "fallback threshold above one": (["--method", "bild", "--fallback-threshold", "1.5"], "fallback-threshold must be in [0, 1]"),
-    "negative rollback threshold": (["--method", "bild", "--rollback-threshold", "-1"], "rollback-threshold must be >= 0"),
+    "fallback threshold above one": (
+        ["--method", "bild", "--fallback-threshold", "1.5"],
+        "fallback-threshold must be in [0, 1]",
+    ),
+    "negative rollback threshold": (
+        ["--method", "bild", "--rollback-threshold", "-1"],
+        "rollback-threshold must be >= 0",
+    ),
     "negative temperature": (["--temperature", "-0.5"], "temperature must be >= 0"),
     "top-p zero": (["--top-p", "0"], "top-p must be in (0, 1]"),
     "top-p above one": (["--top-p", "1.5"], "top-p must be in (0, 1]"),
@@ -57,14 +109,24 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
 def test_bad_input_gives_a_one_line_error(capsys, tiny_models, case):
     extra, message = BAD_INPUTS[case]
-    argv = ["generate", "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"], *extra, "the cat"]
+    argv = [
+        "generate",
+        "--target",
+        tiny_models["llama_target"],
+        "--draft",
+        tiny_models["gpt2_draft"],
+        *extra,
+        "the cat",
+    ]
     code, out, err = run_cli(capsys, *argv)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("biglittle: error: ") and message in err, err
 
 
 def test_incompatible_tokenizers_are_refused_naming_the_difference(capsys, tiny_models, other_vocab_model):
-    code, _, err = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "--draft", other_vocab_model, "the cat")
+    code, _, err = run_cli(
+        capsys, "generate", "--target", tiny_models["llama_target"], "--draft", other_vocab_model, "the cat"
+    )
     assert code == 2 and err.count("\n") == 1
     assert "do not share a tokenizer" in err and "'a': 5 vs 4" in err
 
@@ -93,7 +155,9 @@ def test_unknown_flag_is_a_usage_error(capsys):
 def test_installed_command_exits_non_zero_without_a_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "biglittle.cli", "generate", "--target", str(tmp_path / "missing"), "hello"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -101,7 +165,9 @@ def test_installed_command_exits_non_zero_without_a_traceback(tmp_path):
 
 
 def test_help_explains_the_methods():
-    result = subprocess.run([sys.executable, "-m", "biglittle.cli", "generate", "--help"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "biglittle.cli", "generate", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0
     for word in ("--method", "speculative", "bild", "--fallback-threshold", "--compare-ar", "--json"):
         assert word in result.stdout
@@ -114,15 +180,27 @@ def test_missing_gguf_file(capsys, tmp_path):
 
 def test_gamma_auto_and_ngram_drafter_from_the_command_line(capsys, tiny_models, tmp_path, monkeypatch):
     monkeypatch.setenv("BIGLITTLE_CACHE", str(tmp_path))
-    code, out, _ = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "--drafter", "ngram",
-                           "--gamma", "auto", "--json", "the cat sees a fish . the cat")
+    code, out, _ = run_cli(
+        capsys,
+        "generate",
+        "--target",
+        tiny_models["llama_target"],
+        "--drafter",
+        "ngram",
+        "--gamma",
+        "auto",
+        "--json",
+        "the cat sees a fish . the cat",
+    )
     assert code == 0 and json.loads(out)["stats"]["method"] == "speculative"
     assert list((tmp_path / "profiles").glob("*.json"))  # the profile was measured and kept
 
 
 def test_profile_prints_both_cost_curves_and_the_overhead(capsys, tiny_models, tmp_path, monkeypatch):
     monkeypatch.setenv("BIGLITTLE_CACHE", str(tmp_path))
-    code, out, _ = run_cli(capsys, "profile", "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"])
+    code, out, _ = run_cli(
+        capsys, "profile", "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"]
+    )
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith("T(1) = ") and ", c = " in lines[0]
@@ -137,8 +215,11 @@ def test_the_default_pair_runs_with_cost_aware_gamma(capsys, tiny_models, tmp_pa
     monkeypatch.setenv("BIGLITTLE_CACHE", str(tmp_path))
     import biglittle.api
 
-    monkeypatch.setattr(biglittle.runtime.fetch, "default_pair_dirs",
-                        lambda cache=None: (tiny_models["llama_target"], tiny_models["gpt2_draft"]))
+    monkeypatch.setattr(
+        biglittle.runtime.fetch,
+        "default_pair_dirs",
+        lambda cache=None: (tiny_models["llama_target"], tiny_models["gpt2_draft"]),
+    )
     precisions = []
     load_pair = biglittle.api.load_pair
     monkeypatch.setattr(biglittle.api, "load_pair", lambda *a, **k: precisions.append(k["dtype"]) or load_pair(*a, **k))

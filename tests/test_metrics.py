@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from biglittle.errors import BigLittleError
 from biglittle.data.metrics import bleu, rouge_l, score
+from biglittle.errors import BigLittleError
 
 
 def test_bleu_extremes_and_corpus_level():
@@ -30,9 +30,9 @@ def test_bleu_matches_sacrebleu_directly():
 def test_rouge_l_is_mean_f_measure_times_100():
     assert rouge_l(["GNU Bourne Again SHell"], ["GNU Bourne Again SHell"]) == pytest.approx(100.0)
     # LCS "puzzle game" (2 tokens): P = 2/3, R = 2/4 -> F = 4/7; with an exact match the mean is (4/7 + 1)/2
-    assert rouge_l(["a puzzle game", "COBOL compiler"], ["mathematics based puzzle game", "COBOL compiler"]) == pytest.approx(
-        100 * (4 / 7 + 1) / 2
-    )
+    assert rouge_l(
+        ["a puzzle game", "COBOL compiler"], ["mathematics based puzzle game", "COBOL compiler"]
+    ) == pytest.approx(100 * (4 / 7 + 1) / 2)
     assert rouge_l(["completely unrelated"], ["COBOL compiler"]) == 0.0
     assert rouge_l(["games"], ["game"]) == pytest.approx(100.0)  # Porter stemming
 

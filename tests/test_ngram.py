@@ -1,11 +1,11 @@
 """N-gram (prompt lookup) and hybrid drafting: the lookup itself, greedy identity, exact distribution."""
 
 import pytest
+from conftest import PROMPTS, SEQ2SEQ_PROMPTS
+from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_first_two
 
 from biglittle.decoding.drafters import NgramDrafter
-from conftest import PROMPTS, SEQ2SEQ_PROMPTS
 from biglittle.decoding.sampling import SamplingConfig
-from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_first_two
 
 EOS = 1
 

@@ -5,20 +5,19 @@ import random
 
 import pytest
 import torch
+from conftest import PROMPTS, VOCAB
+from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_first_two
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from biglittle import load_pair
 from biglittle.api import ModelPair
-from biglittle.cli import build_parser
-from biglittle.cli import main
-from biglittle.runtime.runner import ModelRunner
+from biglittle.cli import build_parser, main
+from biglittle.decoding.sampling import SamplingConfig
 from biglittle.errors import BigLittleError
 from biglittle.runtime.models import PRECISIONS, load_model
 from biglittle.runtime.quantize import Int8Linear, fastest_precision, precision_of, scoring_gap, use_rowwise_attention
-from biglittle.decoding.sampling import SamplingConfig
-from conftest import PROMPTS, VOCAB
-from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_first_two
+from biglittle.runtime.runner import ModelRunner
 
 
 def random_ids(count, seed):
@@ -38,8 +37,11 @@ def int8_pair(tiny_models):
 
 def gaps(model, contexts=(3, 10, 25), ks=(2, 3, 5, 8)):
     runner = ModelRunner(model, len(VOCAB))
-    return [scoring_gap(runner, random_ids(length, seed=length), random_ids(k, seed=100 + k))
-            for length in contexts for k in ks]
+    return [
+        scoring_gap(runner, random_ids(length, seed=length), random_ids(k, seed=100 + k))
+        for length in contexts
+        for k in ks
+    ]
 
 
 def test_int8_scores_tokens_alike_alone_or_together(int8_pair):
@@ -101,7 +103,9 @@ def test_rowwise_attention_computes_what_the_default_attention_does(tiny_models,
     rowwise = load_model(tiny_models[path]).model
     use_rowwise_attention(rowwise)
     ids = torch.tensor([random_ids(16, seed=1), random_ids(16, seed=2)])
-    for expected, actual in zip(logits_with_and_without_cache(default, ids), logits_with_and_without_cache(rowwise, ids)):
+    for expected, actual in zip(
+        logits_with_and_without_cache(default, ids), logits_with_and_without_cache(rowwise, ids)
+    ):
         torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -171,8 +175,21 @@ def test_the_command_line_offers_every_precision():
 
 @pytest.mark.parametrize("precision", ["int8", "auto"])
 def test_command_line_precision(tiny_models, int8_pair, capsys, precision):
-    args = ["generate", "--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"], "--json",
-            "--precision", precision, "--method", "speculative", "--max-new-tokens", "12", "the old man"]
+    args = [
+        "generate",
+        "--target",
+        tiny_models["llama_target"],
+        "--draft",
+        tiny_models["gpt2_draft"],
+        "--json",
+        "--precision",
+        precision,
+        "--method",
+        "speculative",
+        "--max-new-tokens",
+        "12",
+        "the old man",
+    ]
     assert main(args) == 0
     record = json.loads(capsys.readouterr().out)
     assert len(record["token_ids"]) > 0
@@ -181,6 +198,10 @@ def test_command_line_precision(tiny_models, int8_pair, capsys, precision):
 
 
 def test_int8_on_a_gpu_is_refused_before_loading(tiny_models, capsys):
-    assert main(["generate", "--target", tiny_models["llama_target"], "--precision", "int8", "--device", "cuda",
-                 "the cat"]) == 2
+    assert (
+        main(
+            ["generate", "--target", tiny_models["llama_target"], "--precision", "int8", "--device", "cuda", "the cat"]
+        )
+        == 2
+    )
     assert "CPU only" in capsys.readouterr().err

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-
-from biglittle import BigLittleError, load_pair
-from biglittle.runtime.restricted_vocab import frequent_token_ids
-from biglittle.decoding.sampling import SamplingConfig
 from conftest import PROMPTS, VOCAB
 from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_first_two
+
+from biglittle import BigLittleError, load_pair
+from biglittle.decoding.sampling import SamplingConfig
+from biglittle.runtime.restricted_vocab import frequent_token_ids
 
 K = 16  # of the 28 word tokens: '?', '!', '.', 'quickly', 'very', ... cannot be drafted
 

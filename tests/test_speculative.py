@@ -3,10 +3,10 @@
 import random
 
 import pytest
-
-from biglittle.decoding.sampling import SamplingConfig
 from conftest import PROMPTS, SEQ2SEQ_PROMPTS, VOCAB
 from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_first_two
+
+from biglittle.decoding.sampling import SamplingConfig
 
 
 def random_prompts(count, seed):

@@ -1,12 +1,12 @@
 """Stopping inside a draft: end-of-sequence, max_new_tokens and stop strings."""
 
 import pytest
+from scripted import ScriptedRunner
 
+from biglittle.decoding.drafters import ModelDrafter
 from biglittle.decoding.loop import decode
 from biglittle.decoding.methods import Bild, Speculative
-from biglittle.decoding.drafters import ModelDrafter
 from biglittle.decoding.sampling import SamplingConfig
-from scripted import ScriptedRunner
 
 EOS = 1
 PROMPT = [9, 9]
@@ -16,8 +16,14 @@ GREEDY = SamplingConfig()
 def run(target_script, draft_script, gamma=4, max_new_tokens=20, drafter_eos=frozenset({EOS}), method=None):
     drafter = ModelDrafter(ScriptedRunner(draft_script), GREEDY, set(drafter_eos))
     return decode(
-        PROMPT, ScriptedRunner(target_script), drafter, method or Speculative(gamma, GREEDY),
-        max_new_tokens=max_new_tokens, max_length=100, eos_token_ids={EOS}, generator=None,
+        PROMPT,
+        ScriptedRunner(target_script),
+        drafter,
+        method or Speculative(gamma, GREEDY),
+        max_new_tokens=max_new_tokens,
+        max_length=100,
+        eos_token_ids={EOS},
+        generator=None,
     )
 
 
@@ -82,7 +88,13 @@ def test_context_length_bounds_the_output(decoder_pair):
 
 def test_progress_callback_counts_the_tokens_written(decoder_pair):
     seen = []
-    result = decoder_pair.generate("the cat", method="speculative", max_new_tokens=30, temperature=1.0, seed=4,
-                                   on_commit=lambda commit: seen.append(commit.total))
+    result = decoder_pair.generate(
+        "the cat",
+        method="speculative",
+        max_new_tokens=30,
+        temperature=1.0,
+        seed=4,
+        on_commit=lambda commit: seen.append(commit.total),
+    )
     assert seen == sorted(seen) and seen[-1] == len(result.token_ids)
     assert len(seen) == result.stats.target_calls  # one report per round

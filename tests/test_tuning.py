@@ -3,11 +3,11 @@
 from collections import Counter
 
 import pytest
+from conftest import PROMPTS
 
-from biglittle.cost.theory import best_gamma
 from biglittle.cost.gamma import GammaChooser
 from biglittle.cost.profile import CostProfile
-from conftest import PROMPTS
+from biglittle.cost.theory import best_gamma
 
 
 def counts_for(alpha, rounds=100_000, positions=12):

@@ -2,14 +2,14 @@
 
 Generation goes through the ordinary API (the target alone, method `ar`); the optional top-K
 log-probabilities come from one extra forward of the target over the output, reusing the
-generation's cache of the prompt, so the decoding loop stays the only one. Lines are appended and flushed one example at a time,
-so an interrupted run loses at most the example in progress and a rerun skips the ids done.
+generation's cache of the prompt, so the decoding loop stays the only one. Lines are appended and
+flushed one example at a time, so an interrupted run loses at most the example in progress and a
+rerun skips the ids done.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..api import GenerationConfig, ModelPair
 from ..errors import BigLittleError
+from ..files import append_jsonl
 from .records import LINES, load_lines, read_meta, tokenizer_fingerprint, write_meta
 
 
@@ -36,12 +37,14 @@ class CalibSettings:
         self.generation_config(0).validate()
 
     def generation_config(self, seed: int) -> GenerationConfig:
-        return GenerationConfig(method="ar", temperature=self.temperature, seed=seed,
-                                max_new_tokens=self.max_new_tokens, chat=False)
+        return GenerationConfig(
+            method="ar", temperature=self.temperature, seed=seed, max_new_tokens=self.max_new_tokens, chat=False
+        )
 
 
-def generate_calibration(pair: ModelPair, examples: list[tuple[str, str]], out_dir, settings: CalibSettings,
-                         progress: bool = True) -> dict:
+def generate_calibration(
+    pair: ModelPair, examples: list[tuple[str, str]], out_dir, settings: CalibSettings, progress: bool = True
+) -> dict:
     """Write the target's outputs for `examples` [(id, prompt text)] to out_dir; resumes a previous run.
 
     Returns {"done": examples in the file, "new": written by this call}.
@@ -52,11 +55,12 @@ def generate_calibration(pair: ModelPair, examples: list[tuple[str, str]], out_d
     _check_or_write_meta(out_dir, pair, settings)
     done = {record["id"] for record in load_lines(out_dir)}
     todo = [(example_id, prompt) for example_id, prompt in examples if example_id not in done]
-    with open(out_dir / LINES, "a", encoding="utf-8") as fh, \
-            tqdm(total=len(examples), initial=len(examples) - len(todo), desc="calibration", unit="ex", disable=not progress) as bar:
+    with tqdm(
+        total=len(examples), initial=len(examples) - len(todo), desc="calibration", unit="ex", disable=not progress
+    ) as bar:
         for example_id, prompt in todo:
-            fh.write(json.dumps(calibration_record(pair, example_id, prompt, settings)) + "\n")
-            fh.flush()  # one complete line per finished example: what a rerun may skip
+            # One complete line per finished example: what a rerun may skip.
+            append_jsonl(out_dir / LINES, calibration_record(pair, example_id, prompt, settings))
             bar.update(1)
     return {"done": len(done) + len(todo), "new": len(todo)}
 
@@ -64,10 +68,17 @@ def generate_calibration(pair: ModelPair, examples: list[tuple[str, str]], out_d
 def calibration_record(pair: ModelPair, example_id: str, prompt: str, settings: CalibSettings) -> dict:
     prompt_ids = pair.encode(prompt)
     result = pair.generate(prompt_ids, settings.generation_config(_example_seed(settings.seed, example_id)))
-    record = {"id": example_id, "prompt": prompt, "prompt_ids": prompt_ids, "output": result.text,
-              "output_ids": result.token_ids}
+    record = {
+        "id": example_id,
+        "prompt": prompt,
+        "prompt_ids": prompt_ids,
+        "output": result.text,
+        "output_ids": result.token_ids,
+    }
     if settings.top_k_logits and result.token_ids:
-        record["top_ids"], record["top_logprobs"] = _top_logprobs(pair, prompt_ids, result.token_ids, settings.top_k_logits)
+        record["top_ids"], record["top_logprobs"] = _top_logprobs(
+            pair, prompt_ids, result.token_ids, settings.top_k_logits
+        )
     return record
 
 
@@ -95,5 +106,7 @@ def _check_or_write_meta(out_dir: Path, pair: ModelPair, settings: CalibSettings
         return
     differ = sorted(key for key in meta if existing.get(key) != meta[key])
     if differ:
-        raise BigLittleError(f"{out_dir} holds calibration data made with other settings "
-                             f"({', '.join(f'{k}: {existing.get(k)!r}' for k in differ)}); use another --out")
+        raise BigLittleError(
+            f"{out_dir} holds calibration data made with other settings "
+            f"({', '.join(f'{k}: {existing.get(k)!r}' for k in differ)}); use another --out"
+        )

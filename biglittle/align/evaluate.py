@@ -13,13 +13,20 @@ import torch
 from tqdm.auto import tqdm
 
 from ..api import GenerationConfig, ModelPair
-from ..runtime.models import LoadedModel, shared_vocab_size
 from ..decoding.stats import GenerationStats
+from ..runtime.models import LoadedModel, shared_vocab_size
 from .teacher import output_logits
 
 
-def evaluate_drafts(target: LoadedModel, drafts: dict[str, LoadedModel], records: list[dict], *, gamma: int = 4,
-                    max_new_tokens: int = 128, progress: bool = True) -> dict[str, dict]:
+def evaluate_drafts(
+    target: LoadedModel,
+    drafts: dict[str, LoadedModel],
+    records: list[dict],
+    *,
+    gamma: int = 4,
+    max_new_tokens: int = 128,
+    progress: bool = True,
+) -> dict[str, dict]:
     """{draft name: {agreement, acceptance_rate, acceptance_by_position, tokens_per_target_call, examples}}."""
     vocab = min(shared_vocab_size(target, draft) for draft in drafts.values())  # also checks the tokenizers
     target_choices = greedy_choices(target.model, records, vocab, progress, "target")
@@ -28,17 +35,25 @@ def evaluate_drafts(target: LoadedModel, drafts: dict[str, LoadedModel], records
         draft_choices = greedy_choices(draft.model, records, vocab, progress, name)
         stats = speculative_stats(ModelPair(target, draft), records, gamma, max_new_tokens, progress, name)
         summary = stats.to_dict()
-        results[name] = {"agreement": agreement(target_choices, draft_choices), "acceptance_rate": summary["acceptance_rate"],
-                         "acceptance_by_position": summary["acceptance_by_position"],
-                         "tokens_per_target_call": summary["tokens_per_target_call"], "examples": len(records)}
+        results[name] = {
+            "agreement": agreement(target_choices, draft_choices),
+            "acceptance_rate": summary["acceptance_rate"],
+            "acceptance_by_position": summary["acceptance_by_position"],
+            "tokens_per_target_call": summary["tokens_per_target_call"],
+            "examples": len(records),
+        }
     return results
 
 
 @torch.inference_mode()
-def greedy_choices(model, records: list[dict], vocab: int, progress: bool = False, name: str = "") -> list[torch.Tensor]:
+def greedy_choices(
+    model, records: list[dict], vocab: int, progress: bool = False, name: str = ""
+) -> list[torch.Tensor]:
     """The model's argmax at each output position of each record, teacher-forced on the stored output."""
-    return [output_logits(model, r["prompt_ids"], r["output_ids"])[:, :vocab].argmax(-1)
-            for r in tqdm(records, desc=f"agreement {name}".strip(), unit="ex", disable=not progress, leave=False)]
+    return [
+        output_logits(model, r["prompt_ids"], r["output_ids"])[:, :vocab].argmax(-1)
+        for r in tqdm(records, desc=f"agreement {name}".strip(), unit="ex", disable=not progress, leave=False)
+    ]
 
 
 def agreement(target_choices: list[torch.Tensor], draft_choices: list[torch.Tensor]) -> float:
@@ -46,8 +61,9 @@ def agreement(target_choices: list[torch.Tensor], draft_choices: list[torch.Tens
     return matches / sum(len(t) for t in target_choices)
 
 
-def speculative_stats(pair: ModelPair, records: list[dict], gamma: int, max_new_tokens: int, progress: bool = False,
-                      name: str = "") -> GenerationStats:
+def speculative_stats(
+    pair: ModelPair, records: list[dict], gamma: int, max_new_tokens: int, progress: bool = False, name: str = ""
+) -> GenerationStats:
     """Greedy speculative decoding of every record's prompt; the drafts' counters summed over all of them."""
     config = GenerationConfig(method="speculative", gamma=gamma, max_new_tokens=max_new_tokens, chat=False)
     total = GenerationStats(method="speculative")
@@ -57,16 +73,20 @@ def speculative_stats(pair: ModelPair, records: list[dict], gamma: int, max_new_
         total.target_calls += stats.target_calls
         total.proposed += stats.proposed
         total.accepted += stats.accepted
-        for mine, theirs in ((total.accepted_lengths, stats.accepted_lengths),
-                             (total.accepted_by_position, stats.accepted_by_position),
-                             (total.proposed_by_position, stats.proposed_by_position)):
+        for mine, theirs in (
+            (total.accepted_lengths, stats.accepted_lengths),
+            (total.accepted_by_position, stats.accepted_by_position),
+            (total.proposed_by_position, stats.proposed_by_position),
+        ):
             mine.update(theirs)
     return total
 
 
 def format_evaluation(results: dict[str, dict], gamma: int) -> str:
     """evaluate_drafts' results as a table, one row per draft."""
-    lines = [f"{'draft':<10} {'agreement':>9} {'acceptance':>10} {'tokens/pass':>11}  acceptance by position (gamma {gamma})"]
+    lines = [
+        f"{'draft':<10} {'agreement':>9} {'acceptance':>10} {'tokens/pass':>11}  acceptance by position (gamma {gamma})"
+    ]
     for name, row in results.items():
         rate = "-" if row["acceptance_rate"] is None else f"{row['acceptance_rate']:.3f}"
         per_pass = "-" if row["tokens_per_target_call"] is None else f"{row['tokens_per_target_call']:.2f}"

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..runtime.early_exit import early_exit_model, layer_stack
 from ..errors import BigLittleError
+from ..runtime.early_exit import early_exit_model, layer_stack
 from ..runtime.early_exit.head import META, ExitHead, final_norm, save_exit_head
 from ..runtime.models import LoadedModel
 from .records import read_calibration, tokenizer_fingerprint
@@ -29,8 +29,9 @@ FEATURES = "features.pt"
 DEFAULT_LR = 1e-3  # a small head trained from zero takes a larger step than LoRA inside a model
 
 
-def train_exit(target: LoadedModel, layers: int, data_dir, out_dir, settings: TrainSettings, *,
-               progress: bool = True) -> dict:
+def train_exit(
+    target: LoadedModel, layers: int, data_dir, out_dir, settings: TrainSettings, *, progress: bool = True
+) -> dict:
     """Train an exit head after the target's first `layers` layers; OUT becomes an exit-head directory."""
     settings.validate()
     meta, records = read_calibration(data_dir)
@@ -49,15 +50,25 @@ def train_exit(target: LoadedModel, layers: int, data_dir, out_dir, settings: Tr
     started, losses = time.perf_counter(), []
     for batch in tqdm(schedule, desc="exit", unit="step", disable=not progress):
         optimizer.zero_grad(set_to_none=True)
-        loss = sum(alignment_loss(output_layer(head(features[i])), records[i], settings.kl_weight) for i in batch) / len(batch)
+        loss = sum(
+            alignment_loss(output_layer(head(features[i])), records[i], settings.kl_weight) for i in batch
+        ) / len(batch)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    summary = {"target": target.name, "layers": layers, "rank": settings.lora_rank,
-               "tokenizer": tokenizer_fingerprint(target.tokenizer), "data": str(Path(data_dir).expanduser().resolve()),
-               "calibration": meta, "settings": asdict(settings), "steps": len(schedule),
-               "train_seconds": time.perf_counter() - started,
-               "first_loss": _mean(losses[:20]), "final_loss": _mean(losses[-20:])}
+    summary = {
+        "target": target.name,
+        "layers": layers,
+        "rank": settings.lora_rank,
+        "tokenizer": tokenizer_fingerprint(target.tokenizer),
+        "data": str(Path(data_dir).expanduser().resolve()),
+        "calibration": meta,
+        "settings": asdict(settings),
+        "steps": len(schedule),
+        "train_seconds": time.perf_counter() - started,
+        "first_loss": _mean(losses[:20]),
+        "final_loss": _mean(losses[-20:]),
+    }
     save_exit_head(head.requires_grad_(False), out_dir, summary)
     (out_dir / FEATURES).unlink(missing_ok=True)
     return summary
@@ -81,13 +92,15 @@ def _layer_features(exit_model, records: list[dict], path: Path, identity: dict,
     features = saved["features"]
     captured = {}
     last_layer = layer_stack(exit_model.base_model)[1][-1]
-    hook = last_layer.register_forward_hook(lambda module, args, out: captured.update(h=out[0] if isinstance(out, tuple) else out))
+    hook = last_layer.register_forward_hook(
+        lambda module, args, out: captured.update(h=out[0] if isinstance(out, tuple) else out)
+    )
     try:
         for index in tqdm(range(len(features), len(records)), desc="layer-L states", unit="ex", disable=not progress):
             record = records[index]
             tokens = record["prompt_ids"] + record["output_ids"][:-1]
             exit_model.base_model(input_ids=torch.tensor([tokens], device=exit_model.device))
-            features.append(captured["h"][0, -len(record["output_ids"]):].clone())
+            features.append(captured["h"][0, -len(record["output_ids"]) :].clone())
             if len(features) % 25 == 0 or len(features) == len(records):
                 torch.save({"identity": key, "features": features}, path)
     finally:

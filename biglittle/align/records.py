@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ..errors import BigLittleError
-from ..files import read_json, write_text_atomically
+from ..files import read_json, read_jsonl, write_text_atomically
 
 META = "meta.json"
 LINES = "calib.jsonl"
@@ -34,18 +34,7 @@ def write_meta(directory: Path, meta: dict) -> None:
 
 def load_lines(directory: Path) -> list[dict]:
     """The complete lines of calib.jsonl; a last line cut off by a crash is dropped from the file."""
-    path = Path(directory) / LINES
-    if not path.is_file():
-        return []
-    data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) < len(data):
-        with open(path, "r+b") as fh:
-            fh.truncate(len(complete))
-    try:
-        return [json.loads(line) for line in complete.splitlines() if line.strip()]
-    except ValueError as error:
-        raise BigLittleError(f"{path} is not valid JSONL ({error}); move it away and rerun") from error
+    return read_jsonl(Path(directory) / LINES, required=("id",), remedy="move it away and rerun")
 
 
 def read_calibration(directory) -> tuple[dict, list[dict]]:
@@ -55,7 +44,9 @@ def read_calibration(directory) -> tuple[dict, list[dict]]:
         raise BigLittleError(f"calibration data not found: {directory} (make it with `biglittle align calib`)")
     meta = read_meta(directory)
     if meta is None:
-        raise BigLittleError(f"{directory} holds no calibration data ({META} missing; make it with `biglittle align calib`)")
+        raise BigLittleError(
+            f"{directory} holds no calibration data ({META} missing; make it with `biglittle align calib`)"
+        )
     records = [r for r in load_lines(directory) if r.get("output_ids")]
     if not records:
         raise BigLittleError(f"{directory / LINES} holds no examples; run `biglittle align calib` (again)")

@@ -15,12 +15,17 @@ def output_logits(model, prompt_ids: list[int], output_ids: list[int]) -> torch.
     device = model.device
     if model.config.is_encoder_decoder:
         decoder = [model.config.decoder_start_token_id] + list(output_ids[:-1])
-        out = model(input_ids=torch.tensor([prompt_ids], device=device), decoder_input_ids=torch.tensor([decoder], device=device))
+        out = model(
+            input_ids=torch.tensor([prompt_ids], device=device),
+            decoder_input_ids=torch.tensor([decoder], device=device),
+        )
         return out.logits[0]
     tokens = list(prompt_ids) + list(output_ids[:-1])  # the last output token predicts nothing we need
     extra = {}
     if _keeps_logits(model):
-        extra["logits_to_keep"] = len(output_ids)  # skip the output layer over the prompt: most of a big vocabulary's cost
+        extra["logits_to_keep"] = len(
+            output_ids
+        )  # skip the output layer over the prompt: most of a big vocabulary's cost
     logits = model(input_ids=torch.tensor([tokens], device=device), **extra).logits[0]
     return logits[-len(output_ids) :]
 

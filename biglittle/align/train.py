@@ -70,8 +70,9 @@ class TrainSettings:
         return identity
 
 
-def train_draft(draft: LoadedModel, data_dir, out_dir, settings: TrainSettings, *, on_step=None,
-                progress: bool = True) -> dict:
+def train_draft(
+    draft: LoadedModel, data_dir, out_dir, settings: TrainSettings, *, on_step=None, progress: bool = True
+) -> dict:
     """Align `draft` to the calibration data in data_dir; OUT becomes a model directory. Returns a summary.
 
     `on_step(step, loss)` is called after every optimizer step (and after its checkpoint). The
@@ -84,8 +85,9 @@ def train_draft(draft: LoadedModel, data_dir, out_dir, settings: TrainSettings, 
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     model = _trainable(draft.model, settings)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate,
-                                  weight_decay=0.0)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate, weight_decay=0.0
+    )
     schedule = schedule_steps(len(records), settings)
     identity = {"settings": settings.run_identity(), "calibration": meta, "examples": len(records)}
     start = _resume(out_dir / CHECKPOINT, model, optimizer, identity)
@@ -100,10 +102,17 @@ def train_draft(draft: LoadedModel, data_dir, out_dir, settings: TrainSettings, 
                 _save_checkpoint(out_dir / CHECKPOINT, model, optimizer, step + 1, identity)
             if on_step is not None:
                 on_step(step + 1, recent[-1])
-    summary = {"draft": draft.name, "data": str(Path(data_dir).expanduser().resolve()), "calibration": meta,
-               "settings": asdict(settings), "mode": "full" if settings.full else "lora", "steps": len(schedule),
-               "resumed_from_step": start, "train_seconds": time.perf_counter() - started,
-               "final_loss": sum(recent) / len(recent) if recent else None}
+    summary = {
+        "draft": draft.name,
+        "data": str(Path(data_dir).expanduser().resolve()),
+        "calibration": meta,
+        "settings": asdict(settings),
+        "mode": "full" if settings.full else "lora",
+        "steps": len(schedule),
+        "resumed_from_step": start,
+        "train_seconds": time.perf_counter() - started,
+        "final_loss": sum(recent) / len(recent) if recent else None,
+    }
     _write_model(model, draft, out_dir, settings, summary)
     return summary
 
@@ -114,7 +123,9 @@ def alignment_loss(logits: torch.Tensor, record: dict, kl_weight: float) -> torc
     loss = F.nll_loss(logprobs, torch.tensor(record["output_ids"], device=logits.device))
     if kl_weight:
         top_ids = torch.tensor(record["top_ids"], device=logits.device)
-        target = torch.softmax(torch.tensor(record["top_logprobs"], device=logits.device), dim=-1)  # renormalised over K
+        target = torch.softmax(
+            torch.tensor(record["top_logprobs"], device=logits.device), dim=-1
+        )  # renormalised over K
         kl = (target * (target.clamp_min(1e-12).log() - logprobs.gather(1, top_ids))).sum(-1).mean()
         loss = loss + kl_weight * kl
     return loss
@@ -123,18 +134,25 @@ def alignment_loss(logits: torch.Tensor, record: dict, kl_weight: float) -> torc
 def projection_modules(model) -> list[str]:
     """Every linear projection (nn.Linear, or GPT-2's Conv1D) except the output layer: LoRA's targets."""
     output = model.get_output_embeddings()
-    return [name for name, module in model.named_modules()
-            if isinstance(module, (torch.nn.Linear, Conv1D)) and module is not output]
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, (torch.nn.Linear, Conv1D)) and module is not output
+    ]
 
 
 def check_calibration(model: LoadedModel, role: str, meta: dict, records: list[dict], settings: TrainSettings) -> None:
     """The calibration data fits `model` (the draft, or the target of an early exit) and the settings."""
     if meta.get("tokenizer") != tokenizer_fingerprint(model.tokenizer):
-        raise BigLittleError(f"the {role} {model.name} does not share the tokenizer of the calibration data's target "
-                             f"({meta.get('target')})")
+        raise BigLittleError(
+            f"the {role} {model.name} does not share the tokenizer of the calibration data's target "
+            f"({meta.get('target')})"
+        )
     if settings.kl_weight and not all("top_ids" in record for record in records):
-        raise BigLittleError("--kl-weight needs the target's top-K logits in the calibration data "
-                             "(make it with `biglittle align calib --top-k-logits K`)")
+        raise BigLittleError(
+            "--kl-weight needs the target's top-K logits in the calibration data "
+            "(make it with `biglittle align calib --top-k-logits K`)"
+        )
 
 
 def _check_inputs(draft: LoadedModel, meta: dict, records: list[dict], settings: TrainSettings, out_dir: Path) -> None:
@@ -153,7 +171,10 @@ def _trainable(model, settings: TrainSettings):
     if not targets:
         raise BigLittleError("the draft has no linear projections for LoRA; use --full")
     config = LoraConfig(
-        r=settings.lora_rank, lora_alpha=2 * settings.lora_rank, lora_dropout=0.0, target_modules=targets,
+        r=settings.lora_rank,
+        lora_alpha=2 * settings.lora_rank,
+        lora_dropout=0.0,
+        target_modules=targets,
         fan_in_fan_out=isinstance(model.get_submodule(targets[0]), Conv1D),  # Conv1D stores weights transposed
         task_type="SEQ_2_SEQ_LM" if model.config.is_encoder_decoder else "CAUSAL_LM",
     )
@@ -188,8 +209,13 @@ def _trainable_state(model) -> dict:
 
 
 def _save_checkpoint(path: Path, model, optimizer, step: int, identity: dict) -> None:
-    state = {"step": step, "identity": json.dumps(identity, sort_keys=True), "trainable": _trainable_state(model),
-             "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}
+    state = {
+        "step": step,
+        "identity": json.dumps(identity, sort_keys=True),
+        "trainable": _trainable_state(model),
+        "optimizer": optimizer.state_dict(),
+        "rng": torch.get_rng_state(),
+    }
     temporary = path.with_suffix(".tmp")
     torch.save(state, temporary)
     temporary.replace(path)  # atomic: a crash leaves the previous checkpoint whole
@@ -201,7 +227,9 @@ def _resume(path: Path, model, optimizer, identity: dict) -> int:
         return 0
     state = torch.load(path, weights_only=True)
     if state["identity"] != json.dumps(identity, sort_keys=True):
-        raise BigLittleError(f"{path} is from a run with other settings or data; rerun with those, or choose another --out")
+        raise BigLittleError(
+            f"{path} is from a run with other settings or data; rerun with those, or choose another --out"
+        )
     unexpected = model.load_state_dict(state["trainable"], strict=False).unexpected_keys
     if unexpected:
         raise BigLittleError(f"{path} does not fit this draft (e.g. {unexpected[0]}); choose another --out")

@@ -12,8 +12,8 @@ from statistics import mean, median
 
 import numpy
 
-from ..data.metrics import METRIC_OF_TASK, score
 from ..cost.prediction import predict_speedup
+from ..data.metrics import METRIC_OF_TASK, score
 from ..decoding.stats import GenerationStats
 from .settings import Setting
 
@@ -83,21 +83,32 @@ def agreement(group: list[dict], baseline: dict) -> dict:
     pairs = [(r["token_ids"], baseline[_example_key(r)]["token_ids"]) for r in group if _example_key(r) in baseline]
     if not pairs:
         return {"exact_match": None, "token_agreement": None}
-    return {"exact_match": mean(float(a == b) for a, b in pairs),
-            "token_agreement": mean(token_agreement(a, b) for a, b in pairs)}
+    return {
+        "exact_match": mean(float(a == b) for a, b in pairs),
+        "token_agreement": mean(token_agreement(a, b) for a, b in pairs),
+    }
 
 
 def speedup(group: list[dict], baseline: dict) -> dict:
     """Baseline time over this setting's time: in total, per example (median, IQR), per repeat."""
-    pairs = [(baseline[_example_key(r)]["wall_time_s"], r["wall_time_s"], r["repeat"])
-             for r in group if _example_key(r) in baseline]
+    pairs = [
+        (baseline[_example_key(r)]["wall_time_s"], r["wall_time_s"], r["repeat"])
+        for r in group
+        if _example_key(r) in baseline
+    ]
     if not pairs:
         return {"total": None, "median": None, "iqr": None, "per_repeat": []}
     q1, q2, q3 = numpy.percentile([ar / method for ar, method, _ in pairs], [25, 50, 75]).tolist()
     repeats = sorted({repeat for _, _, repeat in pairs})
-    per_repeat = [sum(ar for ar, _, rep in pairs if rep == r) / sum(m for _, m, rep in pairs if rep == r) for r in repeats]
-    return {"total": sum(ar for ar, _, _ in pairs) / sum(m for _, m, _ in pairs), "median": q2, "iqr": [q1, q3],
-            "per_repeat": per_repeat}
+    per_repeat = [
+        sum(ar for ar, _, rep in pairs if rep == r) / sum(m for _, m, rep in pairs if rep == r) for r in repeats
+    ]
+    return {
+        "total": sum(ar for ar, _, _ in pairs) / sum(m for _, m, _ in pairs),
+        "median": q2,
+        "iqr": [q1, q3],
+        "per_repeat": per_repeat,
+    }
 
 
 def _pooled_call_log(records: list[dict], key: str) -> list[tuple[int, float]]:
@@ -112,13 +123,21 @@ def pooled_stats(records: list[dict]) -> GenerationStats:
     total = Counter()
     proposed, accepted = Counter(), Counter()
     for record in records:
-        total.update({name: record["stats"].get(name, 0) for name in
-                      ("new_tokens", "target_calls", "proposed", "accepted", "fallbacks", "rollbacks")})
+        total.update(
+            {
+                name: record["stats"].get(name, 0)
+                for name in ("new_tokens", "target_calls", "proposed", "accepted", "fallbacks", "rollbacks")
+            }
+        )
         proposed.update(dict(enumerate(record["positions"]["proposed"])))
         accepted.update(dict(enumerate(record["positions"]["accepted"])))
-    return GenerationStats(**total, proposed_by_position=proposed, accepted_by_position=accepted,
-                           target_call_log=_pooled_call_log(records, "target_call_log"),
-                           draft_call_log=_pooled_call_log(records, "draft_call_log"))
+    return GenerationStats(
+        **total,
+        proposed_by_position=proposed,
+        accepted_by_position=accepted,
+        target_call_log=_pooled_call_log(records, "target_call_log"),
+        draft_call_log=_pooled_call_log(records, "draft_call_log"),
+    )
 
 
 def mechanism(setting: Setting, group: list[dict], ar_stats: GenerationStats) -> dict:
@@ -136,7 +155,8 @@ def mechanism(setting: Setting, group: list[dict], ar_stats: GenerationStats) ->
     }
     # The prediction assumes gamma little-model drafts every round: not so with gamma=auto, nor with
     # n-gram lookups that often propose fewer tokens (or none) at no model cost.
-    if (setting.engine, setting.method, setting.drafter) == ("biglittle", "speculative", "model") \
-            and isinstance(setting.gamma, int):
+    if (setting.engine, setting.method, setting.drafter) == ("biglittle", "speculative", "model") and isinstance(
+        setting.gamma, int
+    ):
         summary.update(predict_speedup(stats, ar_stats, setting.gamma))  # {} when a cost is not measurable
     return summary

@@ -6,10 +6,11 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
-from typing import Callable
 
 import torch
 import transformers
@@ -18,20 +19,28 @@ from ..api import ModelPair, load_pair
 from ..data import Example, build_prompt
 from ..errors import BigLittleError
 from ..files import write_text_atomically
+from ..runtime.models import logit_rows
 from .aggregate import aggregate
+from .options import BenchOptions
 from .plots import write_plots
 from .report import render
 from .run import Executor, plan_jobs, prompt_encoder, run_jobs
-from .options import BenchOptions
 from .settings import build_settings
 from .store import RecordStore
 
 RESULTS, REPORT = "results.json", "report.md"
 
 
-def run_benchmark(pair: ModelPair, examples_by_task: dict[str, list[Example]], options: BenchOptions, *,
-                  prompt_builder: Callable = build_prompt, command: str = "", on_record=None,
-                  progress: bool = True) -> dict:
+def run_benchmark(
+    pair: ModelPair,
+    examples_by_task: dict[str, list[Example]],
+    options: BenchOptions,
+    *,
+    prompt_builder: Callable = build_prompt,
+    command: str = "",
+    on_record=None,
+    progress: bool = True,
+) -> dict:
     """Runs (or resumes) the benchmark into options.out_dir and returns what results.json holds.
 
     `prompt_builder(task, source, tokenizer)` makes each example's prompt text (chat template
@@ -39,18 +48,19 @@ def run_benchmark(pair: ModelPair, examples_by_task: dict[str, list[Example]], o
     """
     if pair.draft is None:
         raise BigLittleError("bench compares a big and a little model: pass --draft as well as --target")
-    commit = git_commit()  # of the code that runs, even if the checkout moves on during a long run
+    commit = code_version()  # of the code that runs, even if the checkout moves on during a long run
     pairs = model_pairs(pair, options.extra_drafts, options.precision)
     profiles = {name: _profile(p) for name, p in pairs.items() if name != "small"}
     settings = build_settings(options)
     out_dir = options.out_dir
-    store = RecordStore(out_dir, fingerprint(pair, options))
+    store = RecordStore(out_dir, fingerprint(pair, options, commit), options.allow_other_commit)
     jobs = plan_jobs(examples_by_task, settings, options.repeats)
     prompt_ids = prompt_encoder(pair, prompt_builder)
-    run_jobs(jobs, Executor(pairs, options.max_new_tokens), store, prompt_ids, on_record, progress)
+    run_jobs(jobs, Executor(pairs, options.max_new_tokens), store, prompt_ids, on_record, progress, commit=commit)
     records = [store.records[job.key] for job in jobs]  # this run's, not an earlier, larger run's
-    results = {"metadata": metadata(pair, options, examples_by_task, command, commit), "cost_profiles": profiles,
-               "aggregates": aggregate(records, settings)}
+    meta = metadata(pair, options, examples_by_task, command, commit)
+    meta["record_commits"] = sorted({str(record.get("commit")) for record in records})  # several: a resumed run
+    results = {"metadata": meta, "cost_profiles": profiles, "aggregates": aggregate(records, settings)}
     write_text_atomically(out_dir / RESULTS, json.dumps(results, indent=1, ensure_ascii=False))
     plots = write_plots(results["aggregates"], out_dir)
     write_text_atomically(out_dir / REPORT, render(results, plots))
@@ -70,15 +80,23 @@ def _profile(pair: ModelPair) -> dict:
     return {**asdict(profile), "draft_cost": profile.draft_cost}
 
 
-def fingerprint(pair: ModelPair, options: BenchOptions) -> dict:
-    """What every record depends on besides its setting; a resumed run must match it."""
-    return {"target": pair.target.name, "draft": pair.draft.name, "precision": options.precision,
-            "device": str(pair.target_runner.device), "max_new_tokens": options.max_new_tokens}
+def fingerprint(pair: ModelPair, options: BenchOptions, commit: str | None) -> dict:
+    """What every record depends on besides its setting; a resumed run must match it (the code's commit too,
+    unless told otherwise: RecordStore)."""
+    return {
+        "target": pair.target.name,
+        "draft": pair.draft.name,
+        "precision": options.precision,
+        "device": str(pair.target_runner.device),
+        "max_new_tokens": options.max_new_tokens,
+        "draft_vocab": logit_rows(pair.draft),
+        "commit": commit,
+    }
 
 
 def metadata(pair: ModelPair, options: BenchOptions, examples_by_task: dict, command: str, commit: str | None) -> dict:
     return {
-        **fingerprint(pair, options),
+        **fingerprint(pair, options, commit),
         "dtype": str(pair.target.model.dtype),
         "tasks": list(examples_by_task),
         "examples_per_task": max((len(examples) for examples in examples_by_task.values()), default=0),
@@ -109,12 +127,17 @@ def machine(pair: ModelPair) -> dict:
     }
 
 
-def git_commit() -> str | None:
-    """The commit of the biglittle checkout that ran, when it is one."""
-    try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                              text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
+def code_version() -> str:
+    """The commit of the biglittle checkout that runs ('-dirty' when tracked files differ from it), else its version."""
 
+    def git(*args: str) -> subprocess.CompletedProcess | None:
+        try:
+            return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    head = git("rev-parse", "HEAD")
+    if head is None or head.returncode != 0:
+        return f"biglittle {version('biglittle')}"
+    clean = git("diff", "--quiet", "HEAD")
+    return head.stdout.strip() + ("" if clean is not None and clean.returncode == 0 else "-dirty")

@@ -35,12 +35,24 @@ class BenchOptions:
     extra_drafts: dict[str, str] = field(default_factory=dict)
     out_dir: Path = Path("bench-results")
     precision: str = "fp32"  # as asked for (--precision): extra drafts load with it, a resumed run must match it
+    allow_other_commit: bool = False  # a resumed run may add to records of another commit of the code
 
 
-def resolve_options(task: str, *, quick: bool = False, n: int | None = None, max_new_tokens: int | None = None,
-                    gammas: str | None = None, bild_grid: str | None = None, families: str | None = None,
-                    repeats: int = 1, extra_drafts: list[str] = (), out_dir: str = "bench-results",
-                    precision: str = "fp32") -> BenchOptions:
+def resolve_options(
+    task: str,
+    *,
+    quick: bool = False,
+    n: int | None = None,
+    max_new_tokens: int | None = None,
+    gammas: str | None = None,
+    bild_grid: str | None = None,
+    families: str | None = None,
+    repeats: int = 1,
+    extra_drafts: list[str] = (),
+    out_dir: str = "bench-results",
+    precision: str = "fp32",
+    allow_other_commit: bool = False,
+) -> BenchOptions:
     """Options from the command line's strings; what is not given takes the full or the --quick default."""
     if task not in (*TASKS, "all"):
         raise BigLittleError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}, all")
@@ -56,6 +68,7 @@ def resolve_options(task: str, *, quick: bool = False, n: int | None = None, max
         extra_drafts=parse_extra_drafts(extra_drafts),
         out_dir=Path(out_dir),
         precision=precision,
+        allow_other_commit=allow_other_commit,
     )
     for name, value in (("n", options.n), ("max-new-tokens", options.max_new_tokens), ("repeats", options.repeats)):
         if value < 1:
@@ -83,17 +96,32 @@ class TuneOptions:
         return self.bench.tasks[0]
 
 
-def tune_options(task: str, *, n: int | None = None, max_new_tokens: int | None = None, bild_grid: str | None = None,
-                 tolerance: float | None = None, out_dir: str | None = None, precision: str = "fp32") -> TuneOptions:
+def tune_options(
+    task: str,
+    *,
+    n: int | None = None,
+    max_new_tokens: int | None = None,
+    bild_grid: str | None = None,
+    tolerance: float | None = None,
+    out_dir: str | None = None,
+    precision: str = "fp32",
+    allow_other_commit: bool = False,
+) -> TuneOptions:
     """Options from the command line's strings, checked before any model is loaded."""
     if task == "all":
         raise BigLittleError("tune-bild tunes one task at a time: --task translation or --task summarization")
     tolerance = TUNE_DEFAULTS["tolerance"] if tolerance is None else tolerance
     if not (math.isfinite(tolerance) and tolerance >= 0):
         raise BigLittleError(f"--tolerance must be >= 0 (points of the task's metric), got {tolerance}")
-    bench = resolve_options(task, n=TUNE_DEFAULTS["n"] if n is None else n, bild_grid=bild_grid or TUNE_GRID,
-                            max_new_tokens=TUNE_DEFAULTS["max_new_tokens"] if max_new_tokens is None else max_new_tokens,
-                            families="bild", precision=precision)
+    bench = resolve_options(
+        task,
+        n=TUNE_DEFAULTS["n"] if n is None else n,
+        bild_grid=bild_grid or TUNE_GRID,
+        max_new_tokens=TUNE_DEFAULTS["max_new_tokens"] if max_new_tokens is None else max_new_tokens,
+        families="bild",
+        precision=precision,
+        allow_other_commit=allow_other_commit,
+    )
     return TuneOptions(bench, tolerance, Path(out_dir).expanduser() if out_dir else None)
 
 
@@ -121,9 +149,13 @@ def parse_bild_grid(text: str) -> tuple[tuple[float, float], ...]:
         try:
             fallback, rollback = (float(part) for part in item.split(":"))
         except ValueError:
-            raise BigLittleError(f"--bild-grid: {item!r} is not FALLBACK:ROLLBACK (e.g. --bild-grid 0.6:5,0.4:3)") from None
+            raise BigLittleError(
+                f"--bild-grid: {item!r} is not FALLBACK:ROLLBACK (e.g. --bild-grid 0.6:5,0.4:3)"
+            ) from None
         if not 0 <= fallback <= 1 or rollback < 0:
-            raise BigLittleError(f"--bild-grid: {item!r} needs a fallback threshold in [0, 1] and a rollback threshold >= 0")
+            raise BigLittleError(
+                f"--bild-grid: {item!r} needs a fallback threshold in [0, 1] and a rollback threshold >= 0"
+            )
         grid.append((fallback, rollback))
     return tuple(dict.fromkeys(grid))
 
@@ -143,9 +175,13 @@ def parse_extra_drafts(specs: list[str]) -> dict[str, str]:
         label, _, spec = text.partition("=")
         label, spec = label.strip(), spec.strip()
         if not label or not spec:
-            raise BigLittleError(f"--extra-draft {text!r}: write LABEL=SPEC, e.g. exit-8=early-exit:8 or aligned=/path/to/model")
+            raise BigLittleError(
+                f"--extra-draft {text!r}: write LABEL=SPEC, e.g. exit-8=early-exit:8 or aligned=/path/to/model"
+            )
         if label in drafts or label in ("main", "small"):
-            raise BigLittleError(f"--extra-draft: the label {label!r} is used twice or reserved; give each draft its own")
+            raise BigLittleError(
+                f"--extra-draft: the label {label!r} is used twice or reserved; give each draft its own"
+            )
         parse_draft_spec(spec)  # a malformed early-exit:L fails here, before any model is loaded
         drafts[label] = spec
     return drafts

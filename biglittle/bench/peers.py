@@ -21,7 +21,9 @@ def peer_generate(pair: ModelPair, prompt_ids: list[int], engine: str, max_new_t
     target = pair.target
     eos = sorted(target.eos_token_ids)
     pad = target.tokenizer.pad_token_id if target.tokenizer.pad_token_id is not None else (eos or [0])[0]
-    config = HFGenerationConfig(do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=eos or None, pad_token_id=pad)
+    config = HFGenerationConfig(
+        do_sample=False, max_new_tokens=max_new_tokens, eos_token_id=eos or None, pad_token_id=pad
+    )
     if engine == "hf-assisted":
         extra = {"assistant_model": pair.draft.model}
     elif engine == "hf-lookup":
@@ -29,8 +31,13 @@ def peer_generate(pair: ModelPair, prompt_ids: list[int], engine: str, max_new_t
     else:
         raise ValueError(f"unknown peer {engine!r}")
     input_ids = torch.tensor([prompt_ids], device=pair.target_runner.device)
-    output = target.model.generate(input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config,
-                                   use_model_defaults=False, **extra)
+    output = target.model.generate(
+        input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        generation_config=config,
+        use_model_defaults=False,
+        **extra,
+    )
     # An encoder-decoder's output starts with the decoder start token; a decoder's with the prompt.
     first_new = 1 if target.model.config.is_encoder_decoder else len(prompt_ids)
     new_ids = output[0, first_new:].tolist()

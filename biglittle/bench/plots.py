@@ -20,8 +20,10 @@ def write_plots(rows: list[dict], out_dir: Path) -> dict[str, list[str]]:
     written = defaultdict(list)
     for task in dict.fromkeys(row["task"] for row in rows):
         task_rows = [row for row in rows if row["task"] == task]
-        for name, draw in ((f"quality_vs_speedup_{task}.png", _quality_vs_speedup),
-                           (f"speedup_by_gamma_{task}.png", _speedup_by_gamma)):
+        for name, draw in (
+            (f"quality_vs_speedup_{task}.png", _quality_vs_speedup),
+            (f"speedup_by_gamma_{task}.png", _speedup_by_gamma),
+        ):
             figure = draw(task, task_rows)
             if figure is not None:
                 FigureCanvasAgg(figure).print_png(str(out_dir / name))
@@ -53,8 +55,15 @@ def _quality_vs_speedup(task: str, rows: list[dict]) -> Figure | None:
         point = (row["speedup"]["total"], row["quality"])
         if point in front or row["family"] in ("ar", "small"):
             axes.annotate(row["label"], point, fontsize=7, xytext=(3, 3), textcoords="offset points")
-    axes.step([p[0] for p in front], [p[1] for p in front], where="post", color="grey", linestyle="--",
-              linewidth=1, label="Pareto front")
+    axes.step(
+        [p[0] for p in front],
+        [p[1] for p in front],
+        where="post",
+        color="grey",
+        linestyle="--",
+        linewidth=1,
+        label="Pareto front",
+    )
     axes.axvline(1.0, color="lightgrey", linewidth=0.8)
     axes.set_xlabel("speedup over Vanilla (large), total time")
     axes.set_ylabel(METRIC_NAMES[rows[0]["metric"]])
@@ -78,9 +87,14 @@ def _speedup_by_gamma(task: str, rows: list[dict]) -> Figure | None:
         members.sort(key=lambda row: row["setting"]["gamma"])
         color = f"C{index % 10}"
         gammas = [row["setting"]["gamma"] for row in members]
-        axes.plot(gammas, [row["speedup"]["total"] for row in members], marker="o", color=color, label=f"{name} measured")
-        predicted = [(row["setting"]["gamma"], row["mechanism"]["predicted_speedup"]) for row in members
-                     if row["mechanism"]["predicted_speedup"] is not None]
+        axes.plot(
+            gammas, [row["speedup"]["total"] for row in members], marker="o", color=color, label=f"{name} measured"
+        )
+        predicted = [
+            (row["setting"]["gamma"], row["mechanism"]["predicted_speedup"])
+            for row in members
+            if row["mechanism"]["predicted_speedup"] is not None
+        ]
         if predicted:
             axes.plot(*zip(*predicted), marker="x", linestyle="--", color=color, label=f"{name} predicted")
     axes.axhline(1.0, color="lightgrey", linewidth=0.8)

@@ -35,20 +35,27 @@ def _header(results: dict) -> list[str]:
     lines = [
         "# biglittle bench",
         "",
-        f"- Pair: target `{meta['target']}`, draft `{meta['draft']}`, precision {meta['precision']}, device {machine['device']}"
-        + (f" ({machine['device_name']})" if machine.get("device_name") else ""),
+        f"- Pair: target `{meta['target']}`, draft `{meta['draft']}`, precision {meta['precision']}, "
+        f"device {machine['device']}" + (f" ({machine['device_name']})" if machine.get("device_name") else ""),
         f"- Examples: first {meta['examples_per_task']} of each task's test split, {meta['repeats']} repeat(s), "
         f"at most {meta['max_new_tokens']} new tokens, greedy unless T > 0",
         f"- Machine: {machine['platform']}, {machine['cpu_count']} CPUs, {machine['torch_threads']} torch threads; "
         f"torch {machine['torch']}, transformers {machine['transformers']}",
-        f"- Commit {meta['commit'] or 'unknown'}, {meta['date']}",
+        f"- Commit {meta['commit'] or 'unknown'}, {meta['date']}"
+        + (
+            f"; generations made by commits {', '.join(meta['record_commits'])}"
+            if len(meta.get("record_commits", [])) > 1
+            else ""
+        ),
         f"- Command: `{meta['command']}`",
         "",
     ]
     for name, profile in results["cost_profiles"].items():
         ratios = " ".join(f"{r:.2f}" for r in profile["verify_cost"])
-        lines.append(f"- Costs ({name} draft): T(1) = {profile['target_step_s'] * 1000:.1f} ms, "
-                     f"c = {_num(profile.get('draft_cost'), 3)}, T(k)/T(1) for k = 1..{len(profile['verify_cost'])}: {ratios}")
+        lines.append(
+            f"- Costs ({name} draft): T(1) = {profile['target_step_s'] * 1000:.1f} ms, "
+            f"c = {_num(profile.get('draft_cost'), 3)}, T(k)/T(1) for k = 1..{len(profile['verify_cost'])}: {ratios}"
+        )
     return lines + [""]
 
 
@@ -83,10 +90,19 @@ def summary_rows(task_rows: list[dict]) -> list[tuple[str, dict]]:
     ]
     for model in dict.fromkeys(row["setting"]["model"] for row in task_rows if row["family"] == "extra"):
         extra = [row for row in task_rows if row["setting"]["model"] == model]
-        picks.append((f"{model}: speculative (best)", _fastest(row for row in extra if row["setting"]["method"] == "speculative")))
+        picks.append(
+            (
+                f"{model}: speculative (best)",
+                _fastest(row for row in extra if row["setting"]["method"] == "speculative"),
+            )
+        )
         picks.append((f"BiLD ({model})", by_label.get(bild_label(*DEFAULT_THRESHOLDS, prefix=f"{model}: "))))
-        picks.append((f"BiLD ({model}) degraded", _degraded([row for row in extra if row["setting"]["method"] == "bild"],
-                                                            baseline)))
+        picks.append(
+            (
+                f"BiLD ({model}) degraded",
+                _degraded([row for row in extra if row["setting"]["method"] == "bild"], baseline),
+            )
+        )
     return [(name, row) for name, row in picks if row is not None]
 
 
@@ -98,13 +114,17 @@ def _spread(speedup: dict) -> str:
 
 
 def _summary_table(task_rows: list[dict], metric: str) -> list[str]:
-    lines = [f"| | setting | {metric} | exact match | token agreement | speedup | per example: median [IQR] |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"| | setting | {metric} | exact match | token agreement | speedup | per example: median [IQR] |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for name, row in summary_rows(task_rows):
         agreement = row["agreement"]
-        lines.append(f"| {name} | {row['label']} | {row['quality']:.1f} | {_num(agreement['exact_match'])} | "
-                     f"{_num(agreement['token_agreement'])} | {_num(row['speedup']['total'], suffix='×')} | "
-                     f"{_spread(row['speedup'])} |")
+        lines.append(
+            f"| {name} | {row['label']} | {row['quality']:.1f} | {_num(agreement['exact_match'])} | "
+            f"{_num(agreement['token_agreement'])} | {_num(row['speedup']['total'], suffix='×')} | "
+            f"{_spread(row['speedup'])} |"
+        )
     return lines + [""]
 
 
@@ -112,15 +132,20 @@ def _speculative_table(task_rows: list[dict]) -> list[str]:
     rows = [row for row in task_rows if row["setting"]["method"] == "speculative"]
     if not rows:
         return []
-    lines = ["### Speculative decoding", "",
-             "| draft | γ | temperature | α | tokens / target pass | measured speedup | predicted speedup |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "### Speculative decoding",
+        "",
+        "| draft | γ | temperature | α | tokens / target pass | measured speedup | predicted speedup |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in rows:
         setting, mech = row["setting"], row["mechanism"]
         draft = setting["drafter"] if setting["drafter"] != "model" else setting["model"]
-        lines.append(f"| {draft} | {setting['gamma']} | {setting['temperature']:g} | {_num(mech['alpha'])} | "
-                     f"{_num(mech['tokens_per_target_call'])} | {_num(row['speedup']['total'], suffix='×')} | "
-                     f"{_num(mech['predicted_speedup'], suffix='×')} |")
+        lines.append(
+            f"| {draft} | {setting['gamma']} | {setting['temperature']:g} | {_num(mech['alpha'])} | "
+            f"{_num(mech['tokens_per_target_call'])} | {_num(row['speedup']['total'], suffix='×')} | "
+            f"{_num(mech['predicted_speedup'], suffix='×')} |"
+        )
     return lines + [""]
 
 
@@ -128,29 +153,41 @@ def _mechanism_table(task_rows: list[dict]) -> list[str]:
     rows = [row for row in task_rows if row["setting"]["method"] != "ar" and row["setting"]["engine"] == "biglittle"]
     if not rows:
         return []
-    lines = ["### Mechanism", "",
-             "| setting | α | tokens / target pass | acceptance by draft position | fallbacks / token | "
-             "rollbacks / token | c | T(γ+1)/T(1) |",
-             "|---|---:|---:|---|---:|---:|---:|---:|"]
+    lines = [
+        "### Mechanism",
+        "",
+        "| setting | α | tokens / target pass | acceptance by draft position | fallbacks / token | "
+        "rollbacks / token | c | T(γ+1)/T(1) |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
     for row in rows:
         mech = row["mechanism"]
         positions = " ".join(f"{rate:.2f}" for rate in mech["acceptance_by_position"][:8]) or "–"
-        lines.append(f"| {row['label']} | {_num(mech['alpha'])} | {_num(mech['tokens_per_target_call'])} | {positions} | "
-                     f"{_num(mech['fallbacks_per_token'], 3)} | {_num(mech['rollbacks_per_token'], 3)} | "
-                     f"{_num(mech['c'], 3)} | {_num(mech['verify_cost_ratio'])} |")
+        lines.append(
+            f"| {row['label']} | {_num(mech['alpha'])} | {_num(mech['tokens_per_target_call'])} | {positions} | "
+            f"{_num(mech['fallbacks_per_token'], 3)} | {_num(mech['rollbacks_per_token'], 3)} | "
+            f"{_num(mech['c'], 3)} | {_num(mech['verify_cost_ratio'])} |"
+        )
     return lines + [""]
 
 
 def _all_settings_table(task_rows: list[dict], metric: str) -> list[str]:
-    lines = ["### All settings", "",
-             f"| setting | {metric} | exact match | token agreement | median s / example | tokens/s | speedup | "
-             "per example: median [IQR] | per repeat |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "### All settings",
+        "",
+        f"| setting | {metric} | exact match | token agreement | median s / example | tokens/s | speedup | "
+        "per example: median [IQR] | per repeat |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for row in task_rows:
         agreement, speedup = row["agreement"], row["speedup"]
-        per_repeat = " ".join(f"{value:.2f}" for value in speedup["per_repeat"]) if len(speedup["per_repeat"]) > 1 else "–"
-        lines.append(f"| {row['label']} | {row['quality']:.1f} | {_num(agreement['exact_match'])} | "
-                     f"{_num(agreement['token_agreement'])} | {row['median_wall_time_s']:.2f} | "
-                     f"{_num(row['tokens_per_s'], 1)} | {_num(speedup['total'], suffix='×')} | {_spread(speedup)} | "
-                     f"{per_repeat} |")
+        per_repeat = (
+            " ".join(f"{value:.2f}" for value in speedup["per_repeat"]) if len(speedup["per_repeat"]) > 1 else "–"
+        )
+        lines.append(
+            f"| {row['label']} | {row['quality']:.1f} | {_num(agreement['exact_match'])} | "
+            f"{_num(agreement['token_agreement'])} | {row['median_wall_time_s']:.2f} | "
+            f"{_num(row['tokens_per_s'], 1)} | {_num(speedup['total'], suffix='×')} | {_spread(speedup)} | "
+            f"{per_repeat} |"
+        )
     return lines + [""]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -84,15 +84,21 @@ def _outcome(text: str, token_ids: list[int], seconds: float, stats, engine: str
     """The generation's part of a record; a peer has no counters beyond its tokens and time."""
     outcome = {"text": text, "token_ids": token_ids, "wall_time_s": seconds, "new_tokens": len(token_ids)}
     if stats is None:
-        outcome["stats"] = {"method": engine, "new_tokens": len(token_ids), "wall_time_s": seconds,
-                            "tokens_per_s": len(token_ids) / seconds if seconds > 0 else 0.0}
+        outcome["stats"] = {
+            "method": engine,
+            "new_tokens": len(token_ids),
+            "wall_time_s": seconds,
+            "tokens_per_s": len(token_ids) / seconds if seconds > 0 else 0.0,
+        }
         return {**outcome, "positions": {"proposed": [], "accepted": []}, "target_call_log": [], "draft_call_log": []}
     positions = range(max(stats.proposed_by_position, default=-1) + 1)
     return {
         **outcome,
         "stats": stats.to_dict(),
-        "positions": {"proposed": [stats.proposed_by_position[p] for p in positions],
-                      "accepted": [stats.accepted_by_position[p] for p in positions]},
+        "positions": {
+            "proposed": [stats.proposed_by_position[p] for p in positions],
+            "accepted": [stats.accepted_by_position[p] for p in positions],
+        },
         "target_call_log": [list(call) for call in stats.target_call_log],
         "draft_call_log": [list(call) for call in stats.draft_call_log],
     }
@@ -110,20 +116,41 @@ def prompt_encoder(pair: ModelPair, prompt_builder: Callable) -> Callable[[str, 
     return prompt_ids
 
 
-def run_jobs(jobs: list[Job], executor: Executor, store: RecordStore, prompt_ids: Callable[[str, Example], list[int]],
-             on_record: Callable[[dict], None] | None = None, progress: bool = True, desc: str = "bench") -> None:
-    """Runs the jobs not yet in `store`, appending each record as soon as it is done."""
+def run_jobs(
+    jobs: list[Job],
+    executor: Executor,
+    store: RecordStore,
+    prompt_ids: Callable[[str, Example], list[int]],
+    on_record: Callable[[dict], None] | None = None,
+    progress: bool = True,
+    desc: str = "bench",
+    commit: str | None = None,
+) -> None:
+    """Runs the jobs not yet in `store`, appending each record, with the `commit` of the code, as soon as it is done."""
     pending = [job for job in jobs if job.key not in store]
     if pending:
         _warm_up(pending, executor, prompt_ids)
-    with tqdm(total=len(jobs), initial=len(jobs) - len(pending), unit="gen", desc=desc, disable=not progress,
-              dynamic_ncols=True) as bar:
+    with tqdm(
+        total=len(jobs),
+        initial=len(jobs) - len(pending),
+        unit="gen",
+        desc=desc,
+        disable=not progress,
+        dynamic_ncols=True,
+    ) as bar:
         for job in pending:
             bar.set_postfix_str(f"{job.task}: {job.setting.label}", refresh=False)
             outcome = executor.run(job.setting, prompt_ids(job.task, job.example), job.seed)
-            record = {"task": job.task, "example_id": job.example.id, "reference": job.example.reference,
-                      "repeat": job.repeat, "setting": job.setting.params(), "max_new_tokens": executor.max_new_tokens,
-                      **outcome}
+            record = {
+                "task": job.task,
+                "example_id": job.example.id,
+                "reference": job.example.reference,
+                "repeat": job.repeat,
+                "setting": job.setting.params(),
+                "max_new_tokens": executor.max_new_tokens,
+                "commit": commit,
+                **outcome,
+            }
             store.add(record)
             bar.update()
             if on_record is not None:

@@ -30,11 +30,19 @@ class Setting:
 
     def config(self, max_new_tokens: int, seed: int) -> GenerationConfig:
         """The GenerationConfig of a biglittle setting; unset fields keep GenerationConfig's defaults."""
-        chosen = {"gamma": self.gamma, "fallback_threshold": self.fallback_threshold,
-                  "rollback_threshold": self.rollback_threshold}
-        return GenerationConfig(method=self.method, drafter=self.drafter, temperature=self.temperature,
-                                seed=seed, max_new_tokens=max_new_tokens,
-                                **{name: value for name, value in chosen.items() if value is not None})
+        chosen = {
+            "gamma": self.gamma,
+            "fallback_threshold": self.fallback_threshold,
+            "rollback_threshold": self.rollback_threshold,
+        }
+        return GenerationConfig(
+            method=self.method,
+            drafter=self.drafter,
+            temperature=self.temperature,
+            seed=seed,
+            max_new_tokens=max_new_tokens,
+            **{name: value for name, value in chosen.items() if value is not None},
+        )
 
     def params(self) -> dict:
         return asdict(self)
@@ -56,24 +64,62 @@ def build_settings(options: BenchOptions) -> list[Setting]:
         settings.append(Setting("Vanilla (small)", "small", model="small"))
     if "speculative" in families:
         for temperature in (0.0, 1.0):
-            settings += [Setting(f"speculative γ={gamma} T={_fmt(temperature)}", "speculative", method="speculative",
-                                 gamma=gamma, temperature=temperature) for gamma in options.gammas]
+            settings += [
+                Setting(
+                    f"speculative γ={gamma} T={_fmt(temperature)}",
+                    "speculative",
+                    method="speculative",
+                    gamma=gamma,
+                    temperature=temperature,
+                )
+                for gamma in options.gammas
+            ]
         settings.append(Setting("speculative γ=auto T=0", "speculative", method="speculative", gamma="auto"))
     if "ngram" in families:
         for drafter in ("ngram", "hybrid"):
-            settings += [Setting(f"{drafter} γ={gamma}", "ngram", method="speculative", drafter=drafter, gamma=gamma)
-                         for gamma in options.gammas]
+            settings += [
+                Setting(f"{drafter} γ={gamma}", "ngram", method="speculative", drafter=drafter, gamma=gamma)
+                for gamma in options.gammas
+            ]
     grid = dict.fromkeys((DEFAULT_THRESHOLDS, *options.bild_grid))  # the default is the report's "BiLD" row
     if "bild" in families:
-        settings += [Setting(bild_label(fallback, rollback), "bild", method="bild", fallback_threshold=fallback,
-                             rollback_threshold=rollback) for fallback, rollback in grid]
+        settings += [
+            Setting(
+                bild_label(fallback, rollback),
+                "bild",
+                method="bild",
+                fallback_threshold=fallback,
+                rollback_threshold=rollback,
+            )
+            for fallback, rollback in grid
+        ]
     if "peers" in families:
-        settings += [Setting("HF assisted", "peers", engine="hf-assisted"),
-                     Setting("HF prompt lookup", "peers", engine="hf-lookup")]
+        settings += [
+            Setting("HF assisted", "peers", engine="hf-assisted"),
+            Setting("HF prompt lookup", "peers", engine="hf-lookup"),
+        ]
     for label, spec in options.extra_drafts.items():
-        settings += [Setting(f"{label}: speculative γ={gamma} T=0", "extra", model=label, model_spec=spec,
-                             method="speculative", gamma=gamma) for gamma in options.gammas]
-        settings += [Setting(bild_label(fallback, rollback, prefix=f"{label}: "), "extra", model=label, model_spec=spec,
-                             method="bild", fallback_threshold=fallback, rollback_threshold=rollback)
-                     for fallback, rollback in grid]
+        settings += [
+            Setting(
+                f"{label}: speculative γ={gamma} T=0",
+                "extra",
+                model=label,
+                model_spec=spec,
+                method="speculative",
+                gamma=gamma,
+            )
+            for gamma in options.gammas
+        ]
+        settings += [
+            Setting(
+                bild_label(fallback, rollback, prefix=f"{label}: "),
+                "extra",
+                model=label,
+                model_spec=spec,
+                method="bild",
+                fallback_threshold=fallback,
+                rollback_threshold=rollback,
+            )
+            for fallback, rollback in grid
+        ]
     return settings

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ..errors import BigLittleError
-from ..files import read_json, write_text_atomically
+from ..files import append_jsonl, read_json, read_jsonl, write_text_atomically
 
 RECORDS = "records.jsonl"
 RUN = "run.json"
@@ -28,43 +28,46 @@ def key_of(record: dict) -> str:
 
 
 class RecordStore:
-    def __init__(self, out_dir: Path, fingerprint: dict):
+    def __init__(self, out_dir: Path, fingerprint: dict, allow_other_commit: bool = False):
         self.path = out_dir / RECORDS
         out_dir.mkdir(parents=True, exist_ok=True)
-        self._check_run(out_dir / RUN, fingerprint)
+        self._check_run(out_dir / RUN, fingerprint, allow_other_commit)
         self.records = {key_of(record): record for record in self._read()}
 
     @staticmethod
-    def _check_run(path: Path, fingerprint: dict) -> None:
+    def _check_run(path: Path, fingerprint: dict, allow_other_commit: bool) -> None:
+        """A new run writes its fingerprint; a resumed one must match it, its code's commit too unless allowed."""
         previous = read_json(path, "delete that folder to start over")
         if previous is None:
             write_text_atomically(path, json.dumps(fingerprint, indent=1))
-        elif previous != fingerprint:
-            differing = ", ".join(f"{name} {previous.get(name)!r} -> {value!r}"
-                                  for name, value in fingerprint.items() if previous.get(name) != value)
-            raise BigLittleError(f"{path.parent} holds a run with other settings ({differing}); "
-                                 "pass another --out, or delete that folder to start over")
+            return
+        differing = [name for name, value in fingerprint.items() if previous.get(name) != value]
+        if differing == ["commit"] and allow_other_commit:
+            return  # each record names its own commit
+        if differing == ["commit"]:
+            raise BigLittleError(
+                f"{path.parent} holds generations of the code at {previous.get('commit')}, this is "
+                f"{fingerprint['commit']}; pass --allow-other-commit to add to them anyway, another "
+                "--out, or delete that folder to start over"
+            )
+        if differing:
+            changes = ", ".join(f"{name} {previous.get(name)!r} -> {fingerprint[name]!r}" for name in differing)
+            raise BigLittleError(
+                f"{path.parent} holds a run with other settings ({changes}); "
+                "pass another --out, or delete that folder to start over"
+            )
 
     def _read(self) -> list[dict]:
-        """The complete records; a line cut short by a kill is dropped (and the file rewritten without it)."""
-        if not self.path.is_file():
-            return []
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        if len(records) != len(lines) or (lines and not self.path.read_bytes().endswith(b"\n")):
-            write_text_atomically(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        return records
+        """The complete records; a line cut short by a kill is dropped from the file."""
+        return read_jsonl(
+            self.path,
+            required=("task", "example_id", "repeat", "setting"),
+            remedy="delete those lines, or the folder to start over",
+        )
 
     def __contains__(self, key: str) -> bool:
         return key in self.records
 
     def add(self, record: dict) -> None:
-        with self.path.open("a", encoding="utf-8") as file:
-            file.write(json.dumps(record, ensure_ascii=False) + "\n")
-            file.flush()
+        append_jsonl(self.path, record)
         self.records[key_of(record)] = record

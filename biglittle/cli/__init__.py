@@ -1,8 +1,8 @@
 """The `biglittle` command line: parse, call the API, print. No decoding logic lives here.
 
-    generate.py     generate, profile             setup.py   models, data
-    experiments.py  bench, tune-bild              align.py   align calib | train | eval
-    options.py      options several commands share, built from config.py; format.py: what is printed
+generate.py     generate, profile             setup.py   models, data
+experiments.py  bench, tune-bild              align.py   align calib | train | eval
+options.py      options several commands share, built from config.py; format.py: what is printed
 """
 
 from __future__ import annotations
@@ -46,12 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # a bug of ours: one line unless the user asks for the traceback
         if os.environ.get("BIGLITTLE_DEBUG"):
             raise
-        print(f"biglittle: internal error: {type(error).__name__}: {error} (BIGLITTLE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        print(
+            f"biglittle: internal error: {type(error).__name__}: {error} (BIGLITTLE_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="biglittle", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="biglittle", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(metavar="COMMAND")
     for module in (generate, setup, experiments, align):
         module.add_commands(commands)
@@ -61,5 +66,3 @@ def build_parser() -> argparse.ArgumentParser:
 def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-

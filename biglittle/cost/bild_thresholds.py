@@ -13,13 +13,14 @@ in timing noise.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import BigLittleError
 from ..files import read_json, write_text_atomically
 from .profile import CostProfile, profile_path
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -97,9 +98,13 @@ def tuned_thresholds(path: Path, task: str | None = None) -> tuple[float, float]
         raise BigLittleError(f"no tuned BiLD thresholds for this pair on this machine; {run}")
     if task is None:
         if len(choices) > 1:
-            raise BigLittleError(f"BiLD thresholds are tuned for {' and '.join(sorted(choices))}: say which, "
-                                 f"e.g. --bild-thresholds auto:{sorted(choices)[0]}")
+            raise BigLittleError(
+                f"BiLD thresholds are tuned for {' and '.join(sorted(choices))}: say which, "
+                f"e.g. --bild-thresholds auto:{sorted(choices)[0]}"
+            )
         task = next(iter(choices))
     if task not in choices:
-        raise BigLittleError(f"no tuned BiLD thresholds for {task} with this pair (tuned: {', '.join(sorted(choices))}); {run}")
+        raise BigLittleError(
+            f"no tuned BiLD thresholds for {task} with this pair (tuned: {', '.join(sorted(choices))}); {run}"
+        )
     return choices[task]["fallback_threshold"], choices[task]["rollback_threshold"]

@@ -16,8 +16,15 @@ class GammaChooser:
     product of the first i acceptance rates; its cost is gamma * c + T(gamma + 1) / T(1).
     """
 
-    def __init__(self, profile: CostProfile, max_gamma: int = 8, prior_alpha: float = 0.6,
-                 prior_weight: float = 2.0, probe_every: int = 16, probe_margin: float = 0.9):
+    def __init__(
+        self,
+        profile: CostProfile,
+        max_gamma: int = 8,
+        prior_alpha: float = 0.6,
+        prior_weight: float = 2.0,
+        probe_every: int = 16,
+        probe_margin: float = 0.9,
+    ):
         self.profile = profile
         self.max_gamma = min(max_gamma, len(profile.verify_cost) - 1)
         self.prior_alpha, self.prior_weight = prior_alpha, prior_weight

@@ -36,7 +36,7 @@ def predict_speedup(stats: GenerationStats, ar_stats: GenerationStats, gamma: in
     # A drafter without a model (n-gram lookup) costs nothing worth counting.
     draft = _median_step_time(stats.draft_call_log, 1) if stats.draft_call_log else 0.0
     alpha = stats.acceptance_rate
-    if None in (step, verify, draft, alpha):
+    if step is None or verify is None or draft is None or alpha is None:
         return {}
     c, verify_cost = draft / step, verify / step
     return {

@@ -41,12 +41,13 @@ class CostProfile:
         return json.dumps(asdict(self), indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> "CostProfile":
+    def from_json(cls, text: str) -> CostProfile:
         return cls(**json.loads(text))
 
 
-def time_forward(runner: Runner, prompt: list[int], num_tokens: int, repeats: int,
-                 drafted_by: Runner | None = None) -> float:
+def time_forward(
+    runner: Runner, prompt: list[int], num_tokens: int, repeats: int, drafted_by: Runner | None = None
+) -> float:
     """Median seconds to score `num_tokens` new tokens after a cache as long as `prompt`.
 
     `drafted_by`, an early exit sharing the runner's cache: it first runs the new tokens but the last,
@@ -67,8 +68,15 @@ def time_forward(runner: Runner, prompt: list[int], num_tokens: int, repeats: in
     return median(times)
 
 
-def measure_profile(target: Runner, draft: Runner | None, max_k: int = 16, repeats: int = 3,
-                    context_tokens: int = 64, progress=None, shared_cache: bool = False) -> CostProfile:
+def measure_profile(
+    target: Runner,
+    draft: Runner | None,
+    max_k: int = 16,
+    repeats: int = 3,
+    context_tokens: int = 64,
+    progress=None,
+    shared_cache: bool = False,
+) -> CostProfile:
     """Measure T(k) for k = 1..max_k of each model after a `context_tokens`-long cache (random ids, fixed seed);
     with `shared_cache` (an early-exit draft sharing the target's cache) also the target's T(k) after the draft.
 

@@ -9,7 +9,7 @@ every k (idle parallel hardware); on a CPU it grows with k and decides whether s
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 CostCurve = Callable[[int], float] | Mapping[int, float] | Sequence[float] | None
 

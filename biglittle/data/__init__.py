@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 from ..config import SPLITS, TASKS
 from ..errors import BigLittleError
@@ -46,7 +46,9 @@ __all__ = [
 ]
 
 
-def split_examples(examples: Sequence[Example], seed: int = SEED, eval_size: int = EVAL_SIZE) -> dict[str, list[Example]]:
+def split_examples(
+    examples: Sequence[Example], seed: int = SEED, eval_size: int = EVAL_SIZE
+) -> dict[str, list[Example]]:
     """{'test', 'dev', 'train'}: order by sha256(seed:id); the first k are test, the next k dev."""
     ordered = sorted(examples, key=lambda e: hashlib.sha256(f"{seed}:{e.id}".encode()).digest())
     k = min(eval_size, len(ordered) // 5)

@@ -5,7 +5,7 @@ Both are on a 0–100 scale. Hypotheses and references are parallel lists of str
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import BigLittleError
 

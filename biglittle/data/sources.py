@@ -141,7 +141,11 @@ def _apt_available() -> bool:
 def _run_apt(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run apt-get (a seam for tests)."""
     return subprocess.run(
-        ["apt-get", *args], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        ["apt-get", *args],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
         env={**os.environ, "LC_ALL": "C"},
     )
 
@@ -212,7 +216,7 @@ def extract_from_deb(deb: Path, members: dict[str, Path]) -> None:
     """Write the named files (paths inside the package, no leading ./) of `deb` to the given
     destinations, each via a temp name and an atomic rename; a missing member raises."""
     try:
-        tar = tarfile.open(fileobj=io.BytesIO(_deb_tar_bytes(deb)), mode="r:")
+        tar = tarfile.open(fileobj=io.BytesIO(_deb_tar_bytes(deb)), mode="r:")  # noqa: SIM115 (closed by `with tar` below)
     except (tarfile.TarError, lzma.LZMAError, OSError, EOFError, ValueError) as exc:
         raise BigLittleError(f"cannot unpack {deb.name} ({exc}); run `biglittle data fetch` again") from exc
     with tar:
@@ -239,7 +243,9 @@ def _copy_atomic(src: Path, dest: Path) -> None:
 # --------------------------------------------------------------------------- fetch_data
 
 
-def fetch_data(cache: str | os.PathLike | None = None, progress: bool = True, *, force: bool = False) -> dict[str, Path]:
+def fetch_data(
+    cache: str | os.PathLike | None = None, progress: bool = True, *, force: bool = False
+) -> dict[str, Path]:
     """Put both task sources into <cache>/data/; returns {'translation': file, 'summarization': file}.
 
     Idempotent: what is already there is kept (unless `force`), and a second run touches

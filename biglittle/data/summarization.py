@@ -14,8 +14,8 @@ import lzma
 import re
 import shutil
 import subprocess
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from ..errors import BigLittleError
 from .types import Example
@@ -58,7 +58,7 @@ def _read_lz4(path: Path) -> str:
             ) from None
         proc = subprocess.run([lz4cat, "-dc", str(path)], capture_output=True)
         if proc.returncode != 0:
-            raise BigLittleError(f"cannot decompress {path}: {proc.stderr.decode(errors='replace').strip()}")
+            raise BigLittleError(f"cannot decompress {path}: {proc.stderr.decode(errors='replace').strip()}") from None
         return proc.stdout.decode("utf-8", errors="replace")
     try:
         with lz4.frame.open(path, "rb") as fh:

@@ -27,7 +27,7 @@ class Verdict:
         return len(self.path)
 
     @classmethod
-    def prefix(cls, num_accepted: int, next_token: int, **events: bool) -> "Verdict":
+    def prefix(cls, num_accepted: int, next_token: int, **events: bool) -> Verdict:
         """The first `num_accepted` nodes of a chain, then `next_token`."""
         return cls(tuple(range(num_accepted)), next_token, **events)
 
@@ -58,7 +58,7 @@ def residual_distribution(target_probs: torch.Tensor, draft_probs: torch.Tensor)
 
 def rejection_sample(
     draft_tokens: list[int],
-    draft_probs: torch.Tensor,
+    draft_probs: torch.Tensor | None,
     target_probs: torch.Tensor,
     generator: torch.Generator | None,
 ) -> Verdict:
@@ -69,6 +69,8 @@ def rejection_sample(
     """
     num_draft = len(draft_tokens)
     if num_draft:
+        if draft_probs is None:
+            raise ValueError("sampled drafts need the distributions they were drawn from")
         index = torch.tensor(draft_tokens, device=target_probs.device)[:, None]
         target_p = target_probs[:-1].gather(1, index)[:, 0]  # [num_draft]
         draft_p = draft_probs.gather(1, index)[:, 0]  # [num_draft]

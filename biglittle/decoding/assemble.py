@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 from ..config import GenerationConfig
 from ..cost.gamma import GammaChooser
 from ..cost.profile import CostProfile
+from ..errors import BigLittleError
 from ..runtime.runner import Runner
 from .drafters import Drafter, HybridDrafter, ModelDrafter, NgramDrafter, NoDrafter
 from .methods import Bild, Method, Speculative, autoregressive
@@ -19,6 +20,8 @@ def build_drafter(config: GenerationConfig, target: Runner, draft: Runner | None
     ngram = NgramDrafter(target.vocab_size, eos_token_ids, config.max_ngram, target.is_encoder_decoder)
     if config.drafter == "ngram":
         return ngram
+    if draft is None:
+        raise BigLittleError(f"method {config.method!r} needs a draft (little) model")
     fallback = config.fallback_threshold if config.method == "bild" else 0.0
     model = ModelDrafter(draft, config.sampling, eos_token_ids, fallback)
     return HybridDrafter(ngram, model) if config.drafter == "hybrid" else model
@@ -29,7 +32,7 @@ def build_method(config: GenerationConfig, cost_profile: Callable[[], CostProfil
     if config.method == "ar":
         return autoregressive(config.sampling)
     if config.method == "speculative":
-        if config.gamma != "auto":
+        if isinstance(config.gamma, int):
             return Speculative(config.gamma, config.sampling)
         profile = cost_profile()
         if config.drafter == "ngram":

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import torch
 
-from ..runtime.runner import ModelRunner, Timings
+from ..runtime.runner import Runner, Timings
 from .proposal import Proposal
 from .sampling import SamplingConfig, sample, warp_probs
 
@@ -56,7 +56,7 @@ class ModelDrafter:
 
     def __init__(
         self,
-        runner: ModelRunner,
+        runner: Runner,
         sampling: SamplingConfig,
         eos_token_ids: set[int],
         fallback_threshold: float = 0.0,
@@ -100,7 +100,7 @@ class ModelDrafter:
         """BiLD's fallback test on the raw distribution; a threshold of 1 always hands over."""
         if self.fallback_threshold <= 0:
             return False
-        return self.fallback_threshold >= 1 or logits.float().softmax(-1).max() < self.fallback_threshold
+        return self.fallback_threshold >= 1 or bool(logits.float().softmax(-1).max() < self.fallback_threshold)
 
 
 class NgramDrafter(_ModelFree):

@@ -24,7 +24,9 @@ from .stats import GenerationStats
 
 
 class Method(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """What the statistics call this method."""
 
     def draft_budget(self, remaining: int, stats: GenerationStats) -> int:
         """How many tokens the drafter may propose when `remaining` may still be emitted."""

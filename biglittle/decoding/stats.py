@@ -32,13 +32,13 @@ class GenerationStats:
     target_call_log: list = field(default_factory=list, repr=False)  # (tokens fed, seconds) per forward
     draft_call_log: list = field(default_factory=list, repr=False)
 
-    def record_verdict(self, num_proposed: int, verdict: "Verdict") -> None:
+    def record_verdict(self, num_proposed: int, verdict: Verdict) -> None:
         """One target pass over `num_proposed` drafted tokens and what it decided."""
         self.record_round(num_proposed, verdict.num_accepted)
         self.rollbacks += verdict.rolled_back
         self.fallbacks += verdict.fell_back
 
-    def record_timings(self, target: "Timings", draft: "Timings") -> None:
+    def record_timings(self, target: Timings, draft: Timings) -> None:
         self.target_calls, self.target_time_s, self.target_call_log = target.calls, target.seconds, target.call_log
         self.draft_calls, self.draft_time_s, self.draft_call_log = draft.calls, draft.seconds, draft.call_log
 
@@ -85,7 +85,9 @@ class GenerationStats:
             "acceptance_rate": self.acceptance_rate,
             "acceptance_by_position": [self.accepted_by_position[p] / self.proposed_by_position[p] for p in positions],
             "tokens_per_target_call": self.tokens_per_target_call,
-            "accepted_length_histogram": [self.accepted_lengths[n] for n in range(max(self.accepted_lengths, default=-1) + 1)],
+            "accepted_length_histogram": [
+                self.accepted_lengths[n] for n in range(max(self.accepted_lengths, default=-1) + 1)
+            ],
             "fallbacks": self.fallbacks,
             "rollbacks": self.rollbacks,
             "unverified": self.unverified,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 def stop_check(decode: Callable[[list[int]], str], stops: tuple[str, ...]) -> Callable[[list[int]], int | None]:

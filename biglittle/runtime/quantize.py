@@ -7,8 +7,9 @@ rounding depend on the other rows. Here every piece of a forward pass treats eac
 its own:
 
 - `Int8Linear`: int8 weights with one scale per output channel, int8 activations with one scale
-  per token row (7-bit on CPUs without VNNI), an integer matrix product (fbgemm; int32 sums are exact, so blocking and the
-  number of rows cannot change them), then the two scales multiplied back in.
+  per token row (7-bit on CPUs without VNNI), an integer matrix product (fbgemm; int32 sums are
+  exact, so blocking and the number of rows cannot change them), then the two scales multiplied
+  back in.
 - `rowwise_attention`: each query row attends to exactly the keys it may see, with ops whose
   shapes do not depend on how many other rows are in the pass.
 
@@ -61,13 +62,14 @@ class Int8Linear(nn.Module):
         scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
         with warnings.catch_warnings():  # torch flags quantized tensors as deprecated; fbgemm still takes only them
             warnings.simplefilter("ignore", UserWarning)
-            quantized = torch.quantize_per_channel(weight, scale.double(), torch.zeros_like(scale, dtype=torch.long),
-                                                   0, torch.qint8)
+            quantized = torch.quantize_per_channel(
+                weight, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8
+            )
         self._packed = torch.ops.quantized.linear_prepack(quantized, None)  # fbgemm's layout; bias added below
         self.bias = None if bias is None else nn.Parameter(bias.detach().float().clone(), requires_grad=False)
 
     @classmethod
-    def from_module(cls, layer: nn.Module) -> "Int8Linear":
+    def from_module(cls, layer: nn.Module) -> Int8Linear:
         """From an nn.Linear, or a transformers Conv1D (GPT-2's layers: the weight stored transposed)."""
         weight = layer.weight.t() if isinstance(layer, Conv1D) else layer.weight
         return cls(weight, layer.bias)
@@ -79,7 +81,8 @@ class Int8Linear(nn.Module):
         # Rounded here, so that the kernel's own quantization (scale 1) only adds the zero point.
         integers = torch.round(rows / row_scale)
         out = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
-            integers, 1.0, ACTIVATION_ZERO_POINT, self._packed)
+            integers, 1.0, ACTIVATION_ZERO_POINT, self._packed
+        )
         out = out.mul_(row_scale) if self.bias is None else torch.addcmul(self.bias, out, row_scale)
         return out.reshape(*x.shape[:-1], self.out_features)
 
@@ -93,8 +96,15 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-def rowwise_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                      attention_mask: torch.Tensor | None, scaling: float | None = None, **kwargs):
+def rowwise_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    **kwargs,
+):
     """Attention computed one query row at a time over the keys that row may see.
 
     A row scored together with later rows would otherwise reduce over extra masked keys, and
@@ -104,7 +114,7 @@ def rowwise_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
     """
     batch, heads, rows, dim = query.shape
     kv_heads = key.shape[1]
-    scaling = dim ** -0.5 if scaling is None else scaling
+    scaling = dim**-0.5 if scaling is None else scaling
     outputs = []
     for row, visible in enumerate(_visible_keys(module, attention_mask, rows, key.shape[2])):
         q = query[:, :, row].reshape(batch, kv_heads, heads // kv_heads, dim)  # query heads grouped by kv head
@@ -140,8 +150,10 @@ def int8_problem(model: PreTrainedModel) -> str | None:
     if model.device.type != "cpu":
         return f"int8 runs on the CPU only (the model is on {model.device}); on a GPU choose bf16 or fp16"
     if not model._can_set_attn_implementation():
-        return (f"int8 needs a model whose attention goes through transformers' AttentionInterface "
-                f"(Llama, Qwen2, GPT-2, ...); {type(model).__name__} does not: choose fp32 or bf16")
+        return (
+            f"int8 needs a model whose attention goes through transformers' AttentionInterface "
+            f"(Llama, Qwen2, GPT-2, ...); {type(model).__name__} does not: choose fp32 or bf16"
+        )
     return None
 
 
@@ -180,8 +192,10 @@ def fastest_precision(model: PreTrainedModel, repeats: int = 5) -> str:
     if model.device.type != "cpu":
         return "fp32"
     output_layer = model.get_output_embeddings()
-    layer = max((module for _, module in _linear_layers(model) if module is not output_layer),
-                key=lambda module: module.weight.numel())
+    layer = max(
+        (module for _, module in _linear_layers(model) if module is not output_layer),
+        key=lambda module: module.weight.numel(),
+    )
     candidates = {"fp32": (layer, torch.float32), "bf16": (copy.deepcopy(layer).to(torch.bfloat16), torch.bfloat16)}
     if int8_problem(model) is None:
         candidates["int8"] = (Int8Linear.from_module(layer), torch.float32)

@@ -44,20 +44,37 @@ class Runner:
         self.device = model.device
         self.timings = Timings()
 
+    cache_len: int  # tokens the cache holds
+
+    def start(self, prompt_ids: list[int]) -> list[int]:
+        """Forget the previous prompt; returns the token sequence the decoding loop extends."""
+        raise NotImplementedError
+
+    def crop(self, length: int) -> None:
+        """Keep the cache of the first `length` tokens only (a no-op when it holds no more)."""
+        raise NotImplementedError
+
+    def _feed(self, tokens: list[int], num_logits: int, hidden: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run the model on the tokens the cache has not seen: (logits, final states or None) of the last num_logits."""
+        raise NotImplementedError
+
     @torch.inference_mode()
     def forward(self, tokens: list[int], num_logits: int) -> torch.Tensor:
         """Logits [num_logits, vocab] predicting the token after each of the last num_logits positions."""
         return self.forward_with_hidden(tokens, num_logits, hidden=False)[0]
 
     @torch.inference_mode()
-    def forward_with_hidden(self, tokens: list[int], num_logits: int,
-                            hidden: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward_with_hidden(
+        self, tokens: list[int], num_logits: int, hidden: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(logits [num_logits, vocab], the last layer's states after the final norm [num_logits, hidden_size]
         or None when `hidden` is False) at the last num_logits positions."""
         num_new = len(tokens) - self.cache_len
         if not num_new >= num_logits >= 1:
-            raise RuntimeError(f"{type(self).__name__}: {num_new} unseen tokens for {num_logits} logits "
-                               f"(cache {self.cache_len}, tokens {len(tokens)}): crop the cache first")
+            raise RuntimeError(
+                f"{type(self).__name__}: {num_new} unseen tokens for {num_logits} logits "
+                f"(cache {self.cache_len}, tokens {len(tokens)}): crop the cache first"
+            )
         started = time.perf_counter()
         logits, states = self._feed(tokens, num_logits, hidden)
         if self.device.type == "cuda":

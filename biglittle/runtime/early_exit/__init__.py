@@ -32,7 +32,9 @@ def early_exit_model(model: PreTrainedModel, num_layers: int, head: nn.Module | 
     base = model.base_model
     name, layers = layer_stack(base)
     if not 1 <= num_layers < len(layers):
-        raise BigLittleError(f"early exit after {num_layers} layers: the target has {len(layers)}; choose 1..{len(layers) - 1}")
+        raise BigLittleError(
+            f"early exit after {num_layers} layers: the target has {len(layers)}; choose 1..{len(layers) - 1}"
+        )
     exit_base = _shallow_module_copy(base)
     exit_base.config = copy.copy(base.config)
     exit_base.config.num_hidden_layers = num_layers

@@ -27,8 +27,9 @@ from ..runner import ModelRunner, Runner, Timings
 SHARING_MODEL_TYPES = ("llama", "qwen2")
 
 
-def make_runners(target: PreTrainedModel, draft: PreTrainedModel | None,
-                 vocab_size: int) -> tuple[Runner, Runner | None]:
+def make_runners(
+    target: PreTrainedModel, draft: PreTrainedModel | None, vocab_size: int
+) -> tuple[Runner, Runner | None]:
     """(target runner, draft runner); they share one state when `draft` is an early exit of `target`."""
     num_layers = shared_layers(target, draft) if draft is not None else None
     if num_layers is None:
@@ -106,13 +107,25 @@ class SharedExitState:
         """Layers first..stop-1 over positions start.. (hidden [1, n, hidden]), as the model's own forward runs them."""
         positions = torch.arange(start, start + hidden.shape[1], device=hidden.device)  # [n]
         position_ids = positions.unsqueeze(0)
-        mask = create_causal_mask(config=self.base.config, input_embeds=hidden, attention_mask=None,
-                                  cache_position=positions, past_key_values=_LayerLength(self.cache.layers[first]),
-                                  position_ids=position_ids)
+        mask = create_causal_mask(
+            config=self.base.config,
+            input_embeds=hidden,
+            attention_mask=None,
+            cache_position=positions,
+            past_key_values=_LayerLength(self.cache.layers[first]),
+            position_ids=position_ids,
+        )
         rotary = self.base.rotary_emb(hidden, position_ids)
         for layer in self.base.layers[first:stop]:
-            hidden = layer(hidden, attention_mask=mask, position_ids=position_ids, past_key_values=self.cache,
-                           use_cache=True, cache_position=positions, position_embeddings=rotary)
+            hidden = layer(
+                hidden,
+                attention_mask=mask,
+                position_ids=position_ids,
+                past_key_values=self.cache,
+                use_cache=True,
+                cache_position=positions,
+                position_embeddings=rotary,
+            )
         return hidden
 
 
