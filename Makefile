@@ -1,10 +1,11 @@
 # Two entry points for a fresh machine: `make demo` (set up, fetch the default pair, generate)
 # and `make test` (set up, lint and type-check, run the test suite on tiny models built inside the tests).
+# `make peers` (optional, not part of `make test`) builds llama.cpp for the bench's llama.cpp peer.
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROMPT ?= Translate German to English: Wenn man nichts dagegen machen kann, sollte man mitmachen.
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint peers
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,6 +19,12 @@ demo: setup
 	$(BIN)/biglittle models fetch
 	$(BIN)/biglittle data fetch
 	$(BIN)/biglittle generate --compare-ar "$(PROMPT)"
+
+# llama.cpp from its source package on PyPI (cmake and a C++ compiler needed; 2 jobs, several minutes), for the
+# default pair's GGUF files, which `models fetch --keep-gguf` keeps; safe to rerun (docs/bench.md).
+peers: setup
+	$(BIN)/biglittle models fetch --keep-gguf
+	$(BIN)/biglittle peers build
 
 lint: setup
 	$(BIN)/ruff check .

@@ -5,10 +5,12 @@ import random
 
 import pytest
 from conftest import PROMPTS, sentence
+from fake_llamacpp import CRASHING_SERVER, PREDICTED_MS, PROMPT_MS, fake_build, requests_seen
 
 from biglittle import BigLittleError
 from biglittle.bench import resolve_options, run_benchmark
 from biglittle.bench.aggregate import aggregate, token_agreement
+from biglittle.bench.llamacpp import LlamaCppPeer
 from biglittle.bench.report import summary_rows
 from biglittle.bench.run import plan_jobs
 from biglittle.bench.settings import build_settings
@@ -30,7 +32,7 @@ def source_as_prompt(task, source, tokenizer):
     return source
 
 
-def bench(pair, out_dir, tasks=TASKS, **options):
+def bench(pair, out_dir, tasks=TASKS, llamacpp=None, **options):
     """A --quick run on two toy examples per task."""
     opts = resolve_options("all", quick=True, out_dir=str(out_dir), **{"max_new_tokens": 12, **options})
     return run_benchmark(
@@ -40,6 +42,7 @@ def bench(pair, out_dir, tasks=TASKS, **options):
         prompt_builder=source_as_prompt,
         command="pytest",
         progress=False,
+        llamacpp=llamacpp,
     )
 
 
@@ -77,6 +80,7 @@ def test_quick_run_writes_valid_results(quick_run):
     assert profile["verify_cost"][0] == 1.0 and profile["draft_cost"] > 0
 
     settings = build_settings(resolve_options("all", quick=True, extra_drafts=["exit-2=early-exit:2"]))
+    settings = [s for s in settings if s.family != "llamacpp"]  # llama.cpp runs the built-in pair only
     assert len(records) == len(settings) * 2 * len(TASKS)  # every setting, example and task, once
     for task in TASKS:
         rows = by_label(on_disk, task)
@@ -145,13 +149,83 @@ def test_report_and_plots(quick_run):
         "| exit-2: speculative (best) |",
         "| BiLD (exit-2) | exit-2: BiLD 0.6/5 |",
         "Command: `pytest`",
+        "- llama.cpp: runs the built-in pair only (its GGUF files); this bench's pair is another",
     ):
         assert text in report, text
+    assert "### llama.cpp" not in report
     for task in TASKS:
         for name in (f"quality_vs_speedup_{task}.png", f"speedup_by_gamma_{task}.png"):
             data = (out / name).read_bytes()
             assert data.startswith(PNG_SIGNATURE) and len(data) > 5000
             assert f"]({name})" in report
+
+
+def fake_peer(folder, server_script=None) -> tuple[LlamaCppPeer, object]:
+    build = fake_build(folder, *([server_script] if server_script else []))
+    return LlamaCppPeer.find(folder.parent.parent, 1, folder / "logs"), build
+
+
+@pytest.fixture
+def kept_ggufs(tmp_path, monkeypatch):
+    """The peer's cache: the GGUF files it needs, as `models fetch --keep-gguf` leaves them (their sizes count)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setattr("biglittle.runtime.fetch._is_kept", lambda root, spec: True)
+    return cache
+
+
+LLAMACPP_LABELS = ["llama.cpp plain", "llama.cpp speculative γ=4", "llama.cpp n-gram γ=4"]
+
+
+def test_llamacpp_rows_with_its_own_ratios_and_agreement(decoder_pair, tmp_path, kept_ggufs):
+    """Against a fake llama-server: its tokens and timings in the records, its own speedups and agreement."""
+    peer, _ = fake_peer(kept_ggufs / "peers" / "llama.cpp")
+    results = bench(decoder_pair, tmp_path / "out", tasks=("translation",), families="llamacpp", llamacpp=peer)
+    rows = by_label(results, "translation")
+    assert list(rows) == ["Vanilla (large)", *LLAMACPP_LABELS]
+    records = [json.loads(line) for line in (tmp_path / "out" / "records.jsonl").read_text().splitlines()]
+    ngram_records = [r for r in records if r["setting"]["label"] == "llama.cpp n-gram γ=4"]
+    assert all(r["stats"]["llamacpp"]["prompt_ms"] == PROMPT_MS and r["token_ids"] for r in ngram_records)
+    plain, draft, ngram = (rows[label]["llamacpp"] for label in LLAMACPP_LABELS)
+    assert plain["speedup_over_plain"] == 1.0 and plain["agreement_with_plain"]["exact_match"] == 1.0
+    assert ngram["agreement_with_plain"]["exact_match"] == 1.0 and draft["agreement_with_plain"]["exact_match"] == 0.0
+    expected = (PROMPT_MS + PREDICTED_MS["none"]) / (PROMPT_MS + PREDICTED_MS["ngram-simple"])
+    assert ngram["speedup_over_plain_reported"] == pytest.approx(expected)
+    tokens = sum(r["stats"]["llamacpp"]["predicted_n"] for r in ngram_records)
+    assert ngram["decode_tokens_per_s"] == pytest.approx(tokens / (2 * PREDICTED_MS["ngram-simple"]) * 1000)
+    assert rows["llama.cpp speculative γ=4"]["mechanism"]["alpha"] == 0.75  # its drafts: 3 of 4 accepted
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "### llama.cpp" in report and "| llama.cpp n-gram γ=4 |" in report
+    assert results["metadata"]["peers"]["llama.cpp"]["status"].startswith("llama.cpp: llama.cpp version: 0 (fake)")
+    assert all(server.process is None for server in peer.servers.values())  # stopped at the end
+
+
+def test_llamacpp_sends_the_prompt_ids_biglittle_runs(decoder_pair, tmp_path, kept_ggufs):
+    peer, build = fake_peer(kept_ggufs / "peers" / "llama.cpp")
+    bench(decoder_pair, tmp_path / "out", tasks=("translation",), families="llamacpp", llamacpp=peer)
+    expected = [decoder_pair.encode(example.source) for example in toy_examples(2)]
+    seen = [request["prompt"] for request in requests_seen(build) if request["n_predict"] == 12]
+    assert sorted(seen) == sorted(expected * 3)  # every mode got exactly biglittle's ids of each example
+
+
+def test_a_llamacpp_server_that_dies_leaves_the_bench_running(decoder_pair, tmp_path, kept_ggufs):
+    peer, _ = fake_peer(kept_ggufs / "peers" / "llama.cpp", CRASHING_SERVER)
+    results = bench(decoder_pair, tmp_path / "out", tasks=("translation",), families="llamacpp", llamacpp=peer)
+    assert [row["label"] for row in results["aggregates"]] == ["Vanilla (large)"]
+    failures = results["metadata"]["peers"]["llama.cpp"]["failures"]
+    assert set(failures) == {"llamacpp-plain", "llamacpp-draft", "llamacpp-ngram"}
+    assert all("killed by SIGILL (illegal instruction)" in reason for reason in failures.values())
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "- failed: llama.cpp plain: llama-server killed by SIGILL (illegal instruction); see " in report
+
+
+def test_the_bench_without_llamacpp_says_so(decoder_pair, tmp_path):
+    peer = LlamaCppPeer.find(tmp_path / "empty-cache", 1, tmp_path)
+    results = bench(decoder_pair, tmp_path / "out", tasks=("translation",), families="llamacpp", llamacpp=peer)
+    assert [row["label"] for row in results["aggregates"]] == ["Vanilla (large)"]
+    assert "- llama.cpp: not installed (make peers)" in (tmp_path / "out" / "report.md").read_text()
+    fake_build(tmp_path / "empty-cache" / "peers" / "llama.cpp")
+    peer = LlamaCppPeer.find(tmp_path / "empty-cache", 1, tmp_path)  # built, but the GGUF files were not kept
+    assert "biglittle models fetch --keep-gguf" in peer.unavailable
 
 
 def test_metric_wiring_on_known_strings(quick_run):

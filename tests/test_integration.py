@@ -1,5 +1,8 @@
 """Opt-in checks on the real default pair (`biglittle models fetch`): pytest --run-integration."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -45,3 +48,24 @@ def test_speculative_greedy_equals_target_greedy_on_the_real_int8_pair(real_int8
         spec = real_int8_pair.generate(prompt, method="speculative", gamma=gamma, chat=True, max_new_tokens=24)
         assert spec.token_ids == ar.token_ids
         assert spec.stats.accepted > 0
+
+
+LLAMACPP_TOKENS = Path(__file__).parent / "fixtures" / "llamacpp_tokens.json"
+
+
+@pytest.mark.parametrize("role", ["target", "draft"])
+def test_tokenization_matches_llamacpp_on_sample_strings(role):
+    """biglittle's tokenizers of the converted pair give llama.cpp's ids (llama-tokenize on the GGUF files, recorded
+    by scripts/llamacpp_fixtures.py): code, umlauts, CJK, emoji, numbers, whitespace runs, the chat template."""
+    from biglittle.runtime.fetch import default_pair_dirs
+    from biglittle.runtime.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(default_pair_dirs()[0 if role == "target" else 1]))
+    samples = json.loads(LLAMACPP_TOKENS.read_text())["samples"]
+    assert len(samples) >= 10
+    differing = {
+        name: (tokenizer(sample["text"]).input_ids, sample[role])
+        for name, sample in samples.items()
+        if tokenizer(sample["text"]).input_ids != sample[role]
+    }
+    assert not differing, differing

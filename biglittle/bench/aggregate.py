@@ -8,6 +8,7 @@ speedup is report.predict_speedup's, fed with the pooled counts and call logs of
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from statistics import mean, median
 
 import numpy
@@ -15,7 +16,7 @@ import numpy
 from ..cost.prediction import predict_speedup
 from ..data.metrics import METRIC_OF_TASK, score
 from ..decoding.stats import GenerationStats
-from .settings import Setting
+from .settings import LLAMACPP_PLAIN, Setting
 
 BASELINE = "Vanilla (large)"
 
@@ -28,11 +29,15 @@ def aggregate(records: list[dict], settings: list[Setting]) -> list[dict]:
     summaries = []
     for task in dict.fromkeys(record["task"] for record in records):
         baseline = {_example_key(r): r for r in groups.get((task, BASELINE), [])}
+        llamacpp_plain = {_example_key(r): r for r in groups.get((task, LLAMACPP_PLAIN), [])}
         ar_stats = pooled_stats(list(baseline.values()))
         for setting in settings:
             group = groups.get((task, setting.label))
             if group:
-                summaries.append(summarize(task, setting, group, baseline, ar_stats))
+                summary = summarize(task, setting, group, baseline, ar_stats)
+                if setting.family == "llamacpp":
+                    summary["llamacpp"] = llamacpp_summary(group, llamacpp_plain)
+                summaries.append(summary)
     return summaries
 
 
@@ -89,12 +94,14 @@ def agreement(group: list[dict], baseline: dict) -> dict:
     }
 
 
-def speedup(group: list[dict], baseline: dict) -> dict:
-    """Baseline time over this setting's time: in total, per example (median, IQR), per repeat."""
+def _wall_time(record: dict) -> float:
+    return record["wall_time_s"]
+
+
+def speedup(group: list[dict], baseline: dict, seconds: Callable[[dict], float] = _wall_time) -> dict:
+    """Baseline time over this setting's time (`seconds` of a record): total, per example (median, IQR), per repeat."""
     pairs = [
-        (baseline[_example_key(r)]["wall_time_s"], r["wall_time_s"], r["repeat"])
-        for r in group
-        if _example_key(r) in baseline
+        (seconds(baseline[_example_key(r)]), seconds(r), r["repeat"]) for r in group if _example_key(r) in baseline
     ]
     if not pairs:
         return {"total": None, "median": None, "iqr": None, "per_repeat": []}
@@ -108,6 +115,24 @@ def speedup(group: list[dict], baseline: dict) -> dict:
         "median": q2,
         "iqr": [q1, q3],
         "per_repeat": per_repeat,
+    }
+
+
+def _reported_time(record: dict) -> float:
+    return record["stats"]["llamacpp"]["reported_s"]
+
+
+def llamacpp_summary(group: list[dict], plain: dict) -> dict:
+    """llama.cpp's own view of a llama.cpp setting: its decode rate, and its speedup and agreement over its plain
+    decoding (the same examples), by wall time and by the time the server reported (prompt + generation)."""
+    timings = [record["stats"]["llamacpp"] for record in group]
+    predicted_ms = sum(t.get("predicted_ms", 0.0) for t in timings)
+    return {
+        "decode_tokens_per_s": _ratio(sum(t.get("predicted_n", 0) for t in timings) * 1000, predicted_ms),
+        "reported_s": sum(t["reported_s"] for t in timings),
+        "speedup_over_plain": speedup(group, plain)["total"],
+        "speedup_over_plain_reported": speedup(group, plain, _reported_time)["total"],
+        "agreement_with_plain": agreement(group, plain),
     }
 
 

@@ -21,6 +21,7 @@ from ..errors import BigLittleError
 from ..files import write_text_atomically
 from ..runtime.models import logit_rows
 from .aggregate import aggregate
+from .llamacpp import LlamaCppPeer
 from .options import BenchOptions
 from .plots import write_plots
 from .report import render
@@ -40,11 +41,13 @@ def run_benchmark(
     command: str = "",
     on_record=None,
     progress: bool = True,
+    llamacpp: LlamaCppPeer | None = None,
 ) -> dict:
     """Runs (or resumes) the benchmark into options.out_dir and returns what results.json holds.
 
     `prompt_builder(task, source, tokenizer)` makes each example's prompt text (chat template
-    included), fed as is; tests pass their own for toy data.
+    included), fed as is; tests pass their own for toy data. `llamacpp`: the llama.cpp peer (default: the
+    installed one, for the built-in pair); without it the llamacpp family's settings are left out.
     """
     if pair.draft is None:
         raise BigLittleError("bench compares a big and a little model: pass --draft as well as --target")
@@ -52,19 +55,39 @@ def run_benchmark(
     pairs = model_pairs(pair, options.extra_drafts, options.precision)
     profiles = {name: _profile(p) for name, p in pairs.items() if name != "small"}
     settings = build_settings(options)
+    if "llamacpp" in options.families and llamacpp is None:
+        llamacpp = find_llamacpp(pair, options.out_dir)
+    if llamacpp is not None and llamacpp.unavailable:
+        settings = [setting for setting in settings if setting.family != "llamacpp"]
     out_dir = options.out_dir
     store = RecordStore(out_dir, fingerprint(pair, options, commit), options.allow_other_commit)
     jobs = plan_jobs(examples_by_task, settings, options.repeats)
     prompt_ids = prompt_encoder(pair, prompt_builder)
-    run_jobs(jobs, Executor(pairs, options.max_new_tokens), store, prompt_ids, on_record, progress, commit=commit)
-    records = [store.records[job.key] for job in jobs]  # this run's, not an earlier, larger run's
+    executor = Executor(pairs, options.max_new_tokens, llamacpp)
+    try:
+        run_jobs(jobs, executor, store, prompt_ids, on_record, progress, commit=commit)
+    finally:
+        if llamacpp is not None:
+            llamacpp.close()
+    records = [store.records[job.key] for job in jobs if job.key in store]  # this run's, not an earlier, larger run's
     meta = metadata(pair, options, examples_by_task, command, commit)
     meta["record_commits"] = sorted({str(record.get("commit")) for record in records})  # several: a resumed run
+    if llamacpp is not None:
+        meta["peers"] = {"llama.cpp": llamacpp.report()}
     results = {"metadata": meta, "cost_profiles": profiles, "aggregates": aggregate(records, settings)}
     write_text_atomically(out_dir / RESULTS, json.dumps(results, indent=1, ensure_ascii=False))
     plots = write_plots(results["aggregates"], out_dir)
     write_text_atomically(out_dir / REPORT, render(results, plots))
     return results
+
+
+def find_llamacpp(pair: ModelPair, log_dir: Path) -> LlamaCppPeer:
+    """The installed llama.cpp peer, which runs the built-in pair's GGUF files: with other models it is absent."""
+    if not pair.builtin:
+        return LlamaCppPeer.absent(
+            "llama.cpp: runs the built-in pair only (its GGUF files); this bench's pair is another"
+        )
+    return LlamaCppPeer.find(pair.cache, torch.get_num_threads(), log_dir)
 
 
 def model_pairs(pair: ModelPair, extra_drafts: dict[str, str], precision: str) -> dict[str, ModelPair]:

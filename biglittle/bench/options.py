@@ -12,7 +12,8 @@ from pathlib import Path
 from ..config import TASKS, parse_draft_spec
 from ..errors import BigLittleError
 
-FAMILIES = ("small", "speculative", "ngram", "bild", "peers")  # `ar` with the target always runs: the baseline
+# `ar` with the target always runs: the baseline. llamacpp runs only with the built-in pair and `make peers`.
+FAMILIES = ("small", "speculative", "ngram", "bild", "peers", "llamacpp")
 
 # (full run, --quick): examples per task, new tokens, gamma sweep, BiLD (fallback, rollback) grid.
 DEFAULTS = {

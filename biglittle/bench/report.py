@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .aggregate import BASELINE
 from .options import QUALITY_TOLERANCE
-from .settings import DEFAULT_THRESHOLDS, bild_label
+from .settings import DEFAULT_THRESHOLDS, LLAMACPP_ENGINES, bild_label
 
 METRIC_NAMES = {"bleu": "BLEU", "rouge_l": "ROUGE-L"}
 
@@ -20,6 +20,7 @@ def render(results: dict, plots: dict[str, list[str]]) -> str:
         lines += _summary_table(task_rows, metric)
         lines += _speculative_table(task_rows)
         lines += _mechanism_table(task_rows)
+        lines += _llamacpp_table(task_rows)
         lines += _all_settings_table(task_rows, metric)
         lines += [f"![{name}]({name})" for name in plots.get(task, [])] + [""]
     return "\n".join(lines)
@@ -48,6 +49,12 @@ def _header(results: dict) -> list[str]:
             else ""
         ),
         f"- Command: `{meta['command']}`",
+        *(f"- {peer['status']}" for peer in meta.get("peers", {}).values()),
+        *(
+            f"- failed: {reason} (its rows hold only the examples before that)"
+            for peer in meta.get("peers", {}).values()
+            for reason in peer.get("failures", {}).values()
+        ),
         "",
     ]
     for name, profile in results["cost_profiles"].items():
@@ -87,6 +94,7 @@ def summary_rows(task_rows: list[dict]) -> list[tuple[str, dict]]:
         ("Speculative (best)", _fastest(speculative)),
         ("N-gram (best)", _fastest(row for row in main if row["setting"]["drafter"] == "ngram")),
         ("Hybrid (best)", _fastest(row for row in main if row["setting"]["drafter"] == "hybrid")),
+        *((label, by_label.get(label)) for label, _mode in LLAMACPP_ENGINES.values()),
     ]
     for model in dict.fromkeys(row["setting"]["model"] for row in task_rows if row["family"] == "extra"):
         extra = [row for row in task_rows if row["setting"]["model"] == model]
@@ -167,6 +175,32 @@ def _mechanism_table(task_rows: list[dict]) -> list[str]:
             f"| {row['label']} | {_num(mech['alpha'])} | {_num(mech['tokens_per_target_call'])} | {positions} | "
             f"{_num(mech['fallbacks_per_token'], 3)} | {_num(mech['rollbacks_per_token'], 3)} | "
             f"{_num(mech['c'], 3)} | {_num(mech['verify_cost_ratio'])} |"
+        )
+    return lines + [""]
+
+
+def _llamacpp_table(task_rows: list[dict]) -> list[str]:
+    rows = [row for row in task_rows if "llamacpp" in row]
+    if not rows:
+        return []
+    lines = [
+        "### llama.cpp",
+        "",
+        "Its own view: speedups over its plain decoding (by wall time, and by the prompt + generation time its "
+        "server reported), agreement with its plain decoding's tokens and with biglittle's `Vanilla (large)`.",
+        "",
+        "| setting | tokens/s | decode tokens/s (reported) | α | speedup over its plain | (reported) | "
+        "exact match with its plain | exact match with Vanilla (large) | speedup over Vanilla (large) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        own = row["llamacpp"]
+        lines.append(
+            f"| {row['label']} | {_num(row['tokens_per_s'], 1)} | {_num(own['decode_tokens_per_s'], 1)} | "
+            f"{_num(row['mechanism']['alpha'])} | {_num(own['speedup_over_plain'], suffix='×')} | "
+            f"{_num(own['speedup_over_plain_reported'], suffix='×')} | "
+            f"{_num(own['agreement_with_plain']['exact_match'])} | {_num(row['agreement']['exact_match'])} | "
+            f"{_num(row['speedup']['total'], suffix='×')} |"
         )
     return lines + [""]
 

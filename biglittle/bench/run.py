@@ -7,6 +7,7 @@ alike instead of whichever happened to run last.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
 from collections.abc import Callable
@@ -17,8 +18,11 @@ from tqdm.auto import tqdm
 
 from ..api import ModelPair
 from ..data import Example
+from ..decoding.loop import first_eos_end
+from ..peers.llamacpp_build import PeerUnavailable
+from .llamacpp import LlamaCppPeer
 from .peers import peer_generate
-from .settings import Setting
+from .settings import LLAMACPP_ENGINES, Setting
 from .store import RecordStore, record_key
 
 WARMUP_TOKENS = 2
@@ -55,23 +59,38 @@ def plan_jobs(examples_by_task: dict[str, list[Example]], settings: list[Setting
 class Executor:
     """Runs one setting on one prompt with the pair it names, timed the same way for every engine."""
 
-    def __init__(self, pairs: dict[str, ModelPair], max_new_tokens: int):
-        self.pairs, self.max_new_tokens = pairs, max_new_tokens
+    def __init__(self, pairs: dict[str, ModelPair], max_new_tokens: int, llamacpp: LlamaCppPeer | None = None):
+        self.pairs, self.max_new_tokens, self.llamacpp = pairs, max_new_tokens, llamacpp
 
     def run(self, setting: Setting, prompt_ids: list[int], seed: int, max_new_tokens: int | None = None) -> dict:
+        """The generation's part of a record; PeerUnavailable when a llama.cpp setting cannot run."""
         pair = self.pairs[setting.model]
         budget = max_new_tokens or self.max_new_tokens
+        engine_stats = {}
         self._synchronize(pair)
         started = time.perf_counter()
         if setting.engine == "biglittle":
             result = pair.generate(prompt_ids, setting.config(budget, seed))
             token_ids, text, stats = result.token_ids, result.text, result.stats
+        elif setting.engine in LLAMACPP_ENGINES:
+            token_ids, text, engine_stats = self._llamacpp(setting.engine, pair, prompt_ids, budget)
+            stats = None
         else:
             token_ids = peer_generate(pair, prompt_ids, setting.engine, budget)
             text, stats = pair.tokenizer.decode(token_ids, skip_special_tokens=True), None
         self._synchronize(pair)
         seconds = time.perf_counter() - started
-        return _outcome(text, token_ids, seconds, stats, setting.engine)
+        return _outcome(text, token_ids, seconds, stats, setting.engine, engine_stats)
+
+    def _llamacpp(
+        self, engine: str, pair: ModelPair, prompt_ids: list[int], budget: int
+    ) -> tuple[list[int], str, dict]:
+        """A llama.cpp generation's ids and text as biglittle's end-of-sequence tokens and tokenizer see them."""
+        if self.llamacpp is None:
+            raise PeerUnavailable("llama.cpp: not set up for this run")
+        completion = self.llamacpp.generate(engine, prompt_ids, budget)
+        token_ids = completion.token_ids[: first_eos_end(completion.token_ids, pair.target.eos_token_ids)]
+        return token_ids, pair.tokenizer.decode(token_ids, skip_special_tokens=True), llamacpp_stats(completion)
 
     @staticmethod
     def _synchronize(pair: ModelPair) -> None:
@@ -80,8 +99,18 @@ class Executor:
             torch.cuda.synchronize(device)
 
 
-def _outcome(text: str, token_ids: list[int], seconds: float, stats, engine: str) -> dict:
-    """The generation's part of a record; a peer has no counters beyond its tokens and time."""
+def llamacpp_stats(completion) -> dict:
+    """A llama.cpp generation's counters: its own timings, and its drafts as proposed / accepted tokens."""
+    timings = completion.timings
+    return {
+        "proposed": int(timings.get("draft_n", 0)),
+        "accepted": int(timings.get("draft_n_accepted", 0)),
+        "llamacpp": {**timings, "stop_type": completion.stop_type, "reported_s": completion.reported_s},
+    }
+
+
+def _outcome(text: str, token_ids: list[int], seconds: float, stats, engine: str, engine_stats: dict) -> dict:
+    """The generation's part of a record; a peer has no counters beyond its tokens, its time and `engine_stats`."""
     outcome = {"text": text, "token_ids": token_ids, "wall_time_s": seconds, "new_tokens": len(token_ids)}
     if stats is None:
         outcome["stats"] = {
@@ -89,6 +118,7 @@ def _outcome(text: str, token_ids: list[int], seconds: float, stats, engine: str
             "new_tokens": len(token_ids),
             "wall_time_s": seconds,
             "tokens_per_s": len(token_ids) / seconds if seconds > 0 else 0.0,
+            **engine_stats,
         }
         return {**outcome, "positions": {"proposed": [], "accepted": []}, "target_call_log": [], "draft_call_log": []}
     positions = range(max(stats.proposed_by_position, default=-1) + 1)
@@ -140,7 +170,11 @@ def run_jobs(
     ) as bar:
         for job in pending:
             bar.set_postfix_str(f"{job.task}: {job.setting.label}", refresh=False)
-            outcome = executor.run(job.setting, prompt_ids(job.task, job.example), job.seed)
+            try:
+                outcome = executor.run(job.setting, prompt_ids(job.task, job.example), job.seed)
+            except PeerUnavailable:  # the peer says why in the report; a rerun tries again
+                bar.update()
+                continue
             record = {
                 "task": job.task,
                 "example_id": job.example.id,
@@ -167,4 +201,5 @@ def _warm_up(pending: list[Job], executor: Executor, prompt_ids) -> None:
         setting = job.setting
         kinds.setdefault((setting.engine, setting.model, setting.method, setting.drafter), setting)
     for setting in kinds.values():
-        executor.run(setting, ids, seed=0, max_new_tokens=WARMUP_TOKENS)
+        with contextlib.suppress(PeerUnavailable):  # its jobs are skipped below, for the same reason
+            executor.run(setting, ids, seed=0, max_new_tokens=WARMUP_TOKENS)

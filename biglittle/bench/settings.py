@@ -9,15 +9,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..api import GenerationConfig
+from ..peers.llamacpp_server import DRAFT_MAX
 from .options import BenchOptions
 
 DEFAULT_THRESHOLDS = (GenerationConfig.fallback_threshold, GenerationConfig.rollback_threshold)
+LLAMACPP_PLAIN = "llama.cpp plain"
+LLAMACPP_ENGINES = {  # engine -> (label, llama.cpp mode: bench/llamacpp.py)
+    "llamacpp-plain": (LLAMACPP_PLAIN, "plain"),
+    "llamacpp-draft": (f"llama.cpp speculative γ={DRAFT_MAX}", "draft"),
+    "llamacpp-ngram": (f"llama.cpp n-gram γ={DRAFT_MAX}", "ngram"),
+}
 
 
 @dataclass(frozen=True)
 class Setting:
     label: str  # unique within a run
-    family: str  # ar | small | speculative | ngram | bild | peers | extra
+    family: str  # ar | small | speculative | ngram | bild | peers | llamacpp | extra
     engine: str = "biglittle"
     model: str = "main"  # the pair that runs it: main, small, or an --extra-draft label
     model_spec: str = ""  # an extra draft's path or early-exit:L (so a changed spec is a new setting)
@@ -97,6 +104,11 @@ def build_settings(options: BenchOptions) -> list[Setting]:
         settings += [
             Setting("HF assisted", "peers", engine="hf-assisted"),
             Setting("HF prompt lookup", "peers", engine="hf-lookup"),
+        ]
+    if "llamacpp" in families:  # gamma: the most tokens a round proposes (the servers are started with it)
+        settings += [
+            Setting(label, "llamacpp", engine=engine, gamma=None if mode == "plain" else DRAFT_MAX)
+            for engine, (label, mode) in LLAMACPP_ENGINES.items()
         ]
     for label, spec in options.extra_drafts.items():
         settings += [

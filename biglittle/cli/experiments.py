@@ -99,7 +99,8 @@ def _add_bench(commands) -> None:
         "example at a time (every setting, in an order rotated per example, so machine drift hits all alike):\n"
         "ar with the big model (the baseline) and with the little one, speculative decoding over a gamma sweep\n"
         "at temperature 0 and 1 and with --gamma auto, n-gram and hybrid drafting, BiLD over a threshold grid,\n"
-        "and transformers' assisted generation and prompt lookup. Writes into --out: records.jsonl (every\n"
+        "transformers' assisted generation and prompt lookup, and, with the built-in pair and `make peers`,\n"
+        "llama.cpp's plain, speculative and n-gram decoding. Writes into --out: records.jsonl (every\n"
         "generation, appended as it ends: rerun the same command after an interruption and it resumes),\n"
         "results.json, report.md and PNG plots. See docs/bench.md for how to read them.",
     )
