@@ -69,3 +69,37 @@ def test_tokenization_matches_llamacpp_on_sample_strings(role):
         if tokenizer(sample["text"]).input_ids != sample[role]
     }
     assert not differing, differing
+
+
+def test_llamacpp_greedy_modes_on_the_bench_prompt_match_biglittle(real_pair, tmp_path):
+    """The real llama.cpp peer (`make peers`) on one translation prompt, as the bench asks it: its three modes return
+    biglittle's big model's greedy tokens (a short, unambiguous answer: no near-tie expected), its speculative mode
+    reports its drafts, and its servers stop at the end."""
+    import torch
+
+    from biglittle.bench.llamacpp import LlamaCppPeer
+    from biglittle.bench.run import Executor
+    from biglittle.bench.settings import LLAMACPP_ENGINES, Setting
+    from biglittle.data import build_prompt
+
+    peer = LlamaCppPeer.find(None, torch.get_num_threads(), tmp_path)
+    if peer.unavailable:
+        pytest.skip(peer.unavailable)  # optional: `make peers`
+    source = "Wenn man nichts dagegen machen kann, sollte man mitmachen."
+    prompt_ids = real_pair.tokenizer(build_prompt("translation", source, real_pair.tokenizer)).input_ids
+    ar = real_pair.generate(prompt_ids, method="ar", max_new_tokens=16)
+    executor = Executor({"main": real_pair}, 16, peer)
+    try:
+        outcomes = {
+            label: executor.run(Setting(label, "llamacpp", engine=engine), prompt_ids, seed=0)
+            for engine, (label, _mode) in LLAMACPP_ENGINES.items()
+        }
+    finally:
+        peer.close()
+    assert peer.failures == {}
+    for label, outcome in outcomes.items():
+        assert outcome["token_ids"] == ar.token_ids, (label, outcome["text"], ar.text)
+        assert outcome["stats"]["llamacpp"]["prompt_n"] == len(prompt_ids)
+    speculative = next(o for label, o in outcomes.items() if "speculative" in label)["stats"]
+    assert speculative["proposed"] >= speculative["accepted"] > 0
+    assert all(server.process is None for server in peer.servers.values())

@@ -248,3 +248,31 @@ def test_gguf_path_says_how_to_keep_the_files(tmp_path):
     kept.write_bytes(b"x")
     with pytest.raises(BigLittleError, match="not kept"):  # a file of the wrong size is not the verified one
         fetch.gguf_path("draft", tmp_path)
+
+
+def run_peers(capsys, *argv) -> tuple[int, str, str]:
+    from biglittle.cli import main
+
+    code = main(["peers", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_peers_status_says_what_is_missing_in_one_line(capsys, tmp_path, monkeypatch):
+    code, out, err = run_peers(capsys, "status", "--cache-dir", str(tmp_path))
+    assert (code, out) == (2, "") and err.strip().endswith("llama.cpp: not installed (make peers)")
+    assert len(err.strip().splitlines()) == 1
+    fake_build(tmp_path / "peers" / "llama.cpp")  # built, the GGUF files not kept
+    code, out, err = run_peers(capsys, "status", "--cache-dir", str(tmp_path))
+    assert code == 2 and "biglittle models fetch --keep-gguf" in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setattr(fetch, "_is_kept", lambda root, spec: True)
+    code, out, err = run_peers(capsys, "status", "--cache-dir", str(tmp_path))
+    assert code == 0 and out.startswith("llama.cpp: installed, llama.cpp version: 0 (fake)")
+    assert str(tmp_path / "peers" / "llama.cpp" / "build" / "bin") in out
+
+
+def test_peers_build_without_the_gguf_files_stops_before_downloading(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(build_module, "_source_tree", lambda *args: pytest.fail("downloaded without a model to check"))
+    code, out, err = run_peers(capsys, "build", "--cache-dir", str(tmp_path))
+    assert code == 2 and "biglittle models fetch --keep-gguf" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "peers").exists()
