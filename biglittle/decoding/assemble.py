@@ -12,11 +12,16 @@ from ..errors import BigLittleError
 from ..runtime.runner import Runner
 from .drafters import Drafter, HybridDrafter, ModelDrafter, NgramDrafter, NoDrafter
 from .methods import Bild, Method, Speculative, autoregressive
+from .trees import TreeDrafter, TreeShape
 
 
 def build_drafter(config: GenerationConfig, target: Runner, draft: Runner | None, eos_token_ids: set[int]) -> Drafter:
     if config.method == "ar":
         return NoDrafter()
+    if config.tree is not None:
+        shape = TreeShape(config.tree, config.tree_depth, config.tree_width)
+        little = draft if config.drafter != "ngram" else None
+        return TreeDrafter(little, shape, eos_token_ids, lookup=config.drafter != "model", max_ngram=config.max_ngram)
     ngram = NgramDrafter(target.vocab_size, eos_token_ids, config.max_ngram, target.is_encoder_decoder)
     if config.drafter == "ngram":
         return ngram
@@ -32,6 +37,8 @@ def build_method(config: GenerationConfig, cost_profile: Callable[[], CostProfil
     if config.method == "ar":
         return autoregressive(config.sampling)
     if config.method == "speculative":
+        if config.tree is not None:
+            return Speculative(config.tree_depth, config.sampling)  # the tree's depth bounds it like gamma a chain
         if isinstance(config.gamma, int):
             return Speculative(config.gamma, config.sampling)
         profile = cost_profile()

@@ -108,7 +108,10 @@ def rowwise_attention(
     """Attention computed one query row at a time over the keys that row may see.
 
     A row scored together with later rows would otherwise reduce over extra masked keys, and
-    sums over a longer vector can round differently even when the extra terms are zeros.
+    sums over a longer vector can round differently even when the extra terms are zeros. A row of
+    a tree of proposals sees the text, its ancestors and itself, with other branches in between:
+    those keys are gathered, so the row reduces over the very keys, in the same order, that it
+    would see as the last token of a chain.
     query [batch, heads, rows, dim]; key and value [batch, kv_heads, keys, dim].
     Returns ([batch, rows, heads, dim], None) as transformers' attention functions do.
     """
@@ -118,22 +121,30 @@ def rowwise_attention(
     outputs = []
     for row, visible in enumerate(_visible_keys(module, attention_mask, rows, key.shape[2])):
         q = query[:, :, row].reshape(batch, kv_heads, heads // kv_heads, dim)  # query heads grouped by kv head
-        scores = torch.matmul(q, key[:, :, :visible].transpose(-1, -2)) * scaling
-        if attention_mask is not None:
+        if isinstance(visible, int):
+            row_keys, row_values = key[:, :, :visible], value[:, :, :visible]
+        else:
+            row_keys, row_values = key.index_select(2, visible), value.index_select(2, visible)
+        scores = torch.matmul(q, row_keys.transpose(-1, -2)) * scaling
+        if attention_mask is not None and isinstance(visible, int):  # gathered keys are all visible
             scores = scores + attention_mask[:, :, row, None, :visible]
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
-        outputs.append(torch.matmul(probs, value[:, :, :visible]).reshape(batch, heads, dim))
+        outputs.append(torch.matmul(probs, row_values).reshape(batch, heads, dim))
     return torch.stack(outputs, dim=1), None
 
 
-def _visible_keys(module: nn.Module, attention_mask: torch.Tensor | None, rows: int, keys: int) -> list[int]:
-    """For each query row, how many leading keys it may see: up to its last unmasked key."""
+def _visible_keys(
+    module: nn.Module, attention_mask: torch.Tensor | None, rows: int, keys: int
+) -> list[int | torch.Tensor]:
+    """For each query row, the keys it may see: how many leading keys (up to its last unmasked one), or, where
+    masked keys come before its last unmasked one (a tree of proposals), the indices of the unmasked keys."""
     if attention_mask is None:
         causal = getattr(module, "is_causal", True)
         return [keys - rows + row + 1 if causal else keys for row in range(rows)]
     allowed = (attention_mask[..., :keys] > torch.finfo(attention_mask.dtype).min).flatten(0, 1).any(dim=0)
-    last = keys - 1 - allowed.flip(-1).int().argmax(dim=-1)
-    return (last + 1).tolist()
+    ends = (keys - allowed.flip(-1).int().argmax(dim=-1)).tolist()  # one past each row's last unmasked key
+    leading = allowed.int().cumprod(dim=-1).sum(dim=-1).tolist()  # the unbroken run of unmasked keys from the first
+    return [end if end == run else allowed[row].nonzero()[:, 0] for row, (end, run) in enumerate(zip(ends, leading))]
 
 
 def use_rowwise_attention(model: PreTrainedModel) -> None:
