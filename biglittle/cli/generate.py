@@ -29,7 +29,10 @@ def _add_generate(commands) -> None:
     method = p.add_argument_group("method")
     add_setting(method, "method", default=None, help=_SETTING_HELP["method"])
     add_setting(method, "gamma", type=gamma_value, default=None, help=_SETTING_HELP["gamma"])
-    for name in ("drafter", "max_ngram", "fallback_threshold", "rollback_threshold"):
+    for name in ("drafter", "max_ngram"):
+        add_setting(method, name)
+    add_setting(method, "tree", type=int, metavar="N")
+    for name in ("tree_depth", "tree_width", "fallback_threshold", "rollback_threshold"):
         add_setting(method, name)
     add_setting(method, "max_little_steps", help="bild: hand over after this many little tokens in a row; 0 = never")
     add_setting(method, "bild_thresholds", metavar="auto[:TASK]", help=_SETTING_HELP["bild_thresholds"])
@@ -68,25 +71,29 @@ _SETTING_HELP = {
 }
 
 
+# Settings the command line passes on unchanged (the others have command-line defaults of their own).
+GIVEN_AS_IS = (
+    "drafter",
+    "max_ngram",
+    "tree",
+    "tree_depth",
+    "tree_width",
+    "temperature",
+    "top_k",
+    "top_p",
+    "seed",
+    "max_new_tokens",
+    "fallback_threshold",
+    "rollback_threshold",
+    "bild_thresholds",
+)
+
+
 def generation_config(args, builtin: bool, has_draft: bool) -> GenerationConfig:
     """The command line's settings over the pair's defaults (the built-in pair's: chat template, gamma auto)."""
     defaults = generation_defaults(builtin)
     method = choose_method(args.method, has_draft=has_draft, drafter=args.drafter, bild_thresholds=args.bild_thresholds)
-    given = {
-        name: getattr(args, name)
-        for name in (
-            "drafter",
-            "max_ngram",
-            "temperature",
-            "top_k",
-            "top_p",
-            "seed",
-            "max_new_tokens",
-            "fallback_threshold",
-            "rollback_threshold",
-            "bild_thresholds",
-        )
-    }
+    given = {name: getattr(args, name) for name in GIVEN_AS_IS}
     return replace(
         defaults,
         method=method,
