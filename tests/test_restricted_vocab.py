@@ -74,3 +74,17 @@ def test_draft_vocab_from_the_command_line(capsys, tiny_models):
     assert "same output as ar: yes" in capsys.readouterr().err
     assert main(["generate", *models, "--draft-vocab", "0", "the old man"]) == 2
     assert capsys.readouterr().err.strip() == "biglittle: error: draft-vocab must be at least 1, got 0"
+
+
+def test_an_int8_draft_keeps_an_int8_output_layer_of_the_kept_rows(tiny_models, tokenizer):
+    """The restricted layer must read fewer bytes than the full one: int8 rows, not an fp32 copy of them."""
+    from biglittle.runtime.quantize import Int8Linear
+
+    full = load_pair(tiny_models["gpt2_draft"], dtype="int8").target.model
+    restricted = load_pair(tiny_models["llama_target"], tiny_models["gpt2_draft"], dtype="int8", draft_vocab=K)
+    head = restricted.draft.model.get_output_embeddings()
+    assert isinstance(head.scores, Int8Linear) and head.scores.out_features == K + 4
+    ids = torch.tensor([restricted.encode("my friend likes")])
+    kept = frequent_token_ids(tokenizer, K)
+    with torch.no_grad():
+        assert torch.equal(restricted.draft.model(ids).logits[..., kept], full(ids).logits[..., kept])
