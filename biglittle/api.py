@@ -140,7 +140,7 @@ class ModelPair:
         token_ids, stats = decode(
             prompt_ids,
             self.target_runner,
-            build_drafter(config, self.target_runner, self.draft_runner, eos),
+            build_drafter(config, self.target_runner, self.draft_runner, eos, self.cost_profile),
             build_method(config, self.cost_profile),
             max_new_tokens=config.max_new_tokens,
             max_length=self.max_length,

@@ -64,11 +64,13 @@ class GenerationConfig:
         choices=DRAFTERS,
     )
     max_ngram: int = _setting(3, "ngram / hybrid: longest suffix looked up")
-    tree: int | None = _setting(
+    tree: int | str | None = _setting(
         None,
         "speculative: propose a tree of up to this many tokens per target pass instead of a chain, all verified in "
         "one pass (each proposed token attends to its ancestors only): the little model's top choices, grown one "
-        "level per little-model pass (--drafter model), the text's own continuations (ngram), or both (hybrid)",
+        "level per little-model pass (--drafter model), the text's own continuations (ngram), or both (hybrid); "
+        "'auto' decides every round, from this machine's measured costs and the acceptance so far, whether to run "
+        "the little model, how deep to grow and how many tokens to propose (none: a plain step)",
     )
     tree_depth: int = _setting(4, "speculative --tree: at most this many levels (little-model passes)")
     tree_width: int = _setting(4, "speculative --tree: children per expanded token, and tokens expanded per level")
@@ -108,7 +110,10 @@ class GenerationConfig:
                 "bild needs the little model as its drafter (--drafter model)",
             ),
             (self.max_ngram >= 1, f"max-ngram must be at least 1, got {self.max_ngram}"),
-            (self.tree is None or self.tree >= 1, f"tree must be at least 1 token, got {self.tree}"),
+            (
+                self.tree in (None, AUTO) or (isinstance(self.tree, int) and self.tree >= 1),
+                f"tree must be at least 1 token or 'auto', got {self.tree}",
+            ),
             (self.tree is None or self.method == "speculative", "tree applies to --method speculative only"),
             (self.tree_depth >= 1, f"tree-depth must be at least 1, got {self.tree_depth}"),
             (self.tree_width >= 1, f"tree-width must be at least 1, got {self.tree_width}"),

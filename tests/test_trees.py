@@ -232,6 +232,29 @@ def test_greedy_tree_equals_greedy_ar(int8_pair, drafter, shape):
         assert tree.stats.target_calls <= ar.stats.target_calls
 
 
+@pytest.mark.parametrize("drafter", ["model", "hybrid"])
+def test_greedy_auto_tree_equals_greedy_ar(int8_pair, drafter):
+    """--tree auto on a cheap flat cost profile (so that it grows trees) and on a costly one (so that it does not)."""
+    from biglittle.cost.profile import CostProfile
+
+    grown = 0
+    for verify, draft_cost in ((FLAT_COSTS, 0.05), ([float(k) for k in range(1, 17)], 0.9)):
+        int8_pair._profile = CostProfile(1.0, draft_cost, verify, [1.0] * 16)
+        for prompt in PROMPTS:
+            ar = int8_pair.generate(prompt, method="ar", max_new_tokens=30)
+            tree = int8_pair.generate(prompt, method="speculative", tree="auto", drafter=drafter, max_new_tokens=30)
+            assert tree.token_ids == ar.token_ids, prompt
+            grown += tree.stats.proposed
+            if verify is not FLAT_COSTS:  # a node costs a whole step to verify: never worth proposing
+                assert tree.stats.proposed == 0
+        if verify is FLAT_COSTS:
+            assert grown > 0
+    int8_pair._profile = None
+
+
+FLAT_COSTS = [1.0 + 0.02 * k for k in range(16)]
+
+
 def test_greedy_trees_were_tested_with_branches_accepted_beyond_the_first_choice(int8_pair):
     """The identity test is meaningful only if paths leave the little model's first choice and lookups get used."""
     ranks = Counter()

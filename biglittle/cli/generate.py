@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 
 from ..config import GenerationConfig, choose_method, generation_defaults
-from .options import add_model_options, add_setting, gamma_value, resolve
+from .options import add_model_options, add_setting, count_or_auto, resolve
 
 
 def add_commands(commands) -> None:
@@ -28,10 +28,10 @@ def _add_generate(commands) -> None:
     add_model_options(p.add_argument_group("models"))
     method = p.add_argument_group("method")
     add_setting(method, "method", default=None, help=_SETTING_HELP["method"])
-    add_setting(method, "gamma", type=gamma_value, default=None, help=_SETTING_HELP["gamma"])
+    add_setting(method, "gamma", type=count_or_auto, default=None, help=_SETTING_HELP["gamma"])
     for name in ("drafter", "max_ngram"):
         add_setting(method, name)
-    add_setting(method, "tree", type=int, metavar="N")
+    add_setting(method, "tree", type=count_or_auto, metavar="N|auto")
     for name in ("tree_depth", "tree_width", "fallback_threshold", "rollback_threshold"):
         add_setting(method, name)
     add_setting(method, "max_little_steps", help="bild: hand over after this many little tokens in a row; 0 = never")

@@ -69,7 +69,7 @@ def add_loading_options(parser, *, precisions=PRECISIONS, precision_default: str
     parser.add_argument("--cache-dir", help=CACHE_HELP)
 
 
-def gamma_value(text: str):
+def count_or_auto(text: str):
     if text == AUTO:
         return text
     try:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..cost.tree_policy import TreePolicy
 from ..runtime.runner import Runner, Timings
 from .proposal import ROOT, Proposal
 
@@ -44,18 +45,23 @@ class Candidates:
     scores: list[float] = field(default_factory=list)  # estimated chance that the target accepts the node
     sources: list[str] = field(default_factory=list)
     depths: list[int] = field(default_factory=list)
+    probabilities: list[float] = field(default_factory=list)  # the little model's for its node (lookups: 0)
 
-    def add(self, token: int, parent: int, estimate: float, source: str) -> int:
-        """The node for `token` under `parent`: a new one, or the existing sibling holding the same token."""
+    def add(self, token: int, parent: int, estimate: float, source: str, probability: float = 0.0) -> int:
+        """The node for `token` under `parent`: a new one, or the existing sibling holding the same token (which
+        keeps the better score, and the little model's probability where it has one)."""
         for node in self.children(parent):
             if self.tokens[node] == token:
                 self.scores[node] = max(self.scores[node], self._score(parent) * estimate)
+                if source == MODEL:
+                    self.sources[node], self.probabilities[node] = MODEL, probability
                 return node
         self.tokens.append(token)
         self.parents.append(parent)
         self.scores.append(self._score(parent) * estimate)
         self.sources.append(source)
         self.depths.append(1 if parent == ROOT else self.depths[parent] + 1)
+        self.probabilities.append(probability)
         return len(self.tokens) - 1
 
     def children(self, parent: int) -> list[int]:
@@ -109,7 +115,12 @@ class LookupIndex:
 
 
 class TreeDrafter:
-    """Proposes a tree each round from the little model (if `runner`), lookups (if `lookup`), or both."""
+    """Proposes a tree each round from the little model (if `runner`), lookups (if `lookup`), or both.
+
+    With a `policy` (cost/tree_policy.py, `--tree auto`) the policy decides each round whether to run the little
+    model, how deep to grow and how many nodes to propose, within `shape`; without one, the shape is fixed: `width`
+    nodes expanded per level, `depth` levels, the `nodes` best proposed.
+    """
 
     def __init__(
         self,
@@ -120,13 +131,13 @@ class TreeDrafter:
         lookup: bool = False,
         max_ngram: int = 3,
         lookup_branches: int = 2,
+        policy: TreePolicy | None = None,
     ):
-        self.runner, self.shape, self.eos_token_ids = runner, shape, eos_token_ids
+        self.runner, self.shape, self.eos_token_ids, self.policy = runner, shape, eos_token_ids, policy
         self.index = LookupIndex(max_ngram) if lookup else None
         self.lookup_branches = lookup_branches
-        self.lookup_hits, self.lookup_tries = 1.0, 2.0  # a prior of one hit in two
-        self._grown: list[int] = []  # proposal node -> candidate node (what the little model's cache calls it)
-        self._last: Candidates | None = None
+        self.lookup_hits, self.lookup_tries = 1.0, 2.0  # without a policy: a prior of one hit in two
+        self._round: _Round | None = None
 
     def start(self, prompt_ids: list[int]) -> None:
         if self.runner is not None:
@@ -139,8 +150,8 @@ class TreeDrafter:
         return self.runner.timings if self.runner is not None else Timings()
 
     def propose(self, tokens: list[int], max_tokens: int, generator: torch.Generator | None) -> Proposal:
+        self._round = None
         if max_tokens <= 0:
-            self._grown, self._last = [], None
             return Proposal([])
         candidates = Candidates()
         depth = min(self.shape.depth, max_tokens)
@@ -148,54 +159,93 @@ class TreeDrafter:
             self.index.extend(tokens)
             for continuation in self.index.continuations(depth, self.lookup_branches):
                 self._add_lookup(candidates, continuation)
-        if self.runner is not None:
-            self._grow_with_model(tokens, candidates, depth)
-        chosen = candidates.best(self.shape.nodes)
-        self._grown, self._last = chosen, candidates
+        spent = 0.0
+        if self.runner is not None and (self.policy is None or self.policy.use_model()):
+            spent = self._grow_with_model(tokens, candidates, depth)
+        count = self.shape.nodes if self.policy is None else self.policy.proposal_size(candidates.scores, spent)
+        chosen = candidates.best(min(count, self.shape.nodes))
+        self._round = _Round(candidates, chosen, spent)
         return candidates.proposal(chosen)
 
     def _add_lookup(self, candidates: Candidates, continuation: list[int]) -> None:
+        chance = self.policy.lookup_chance() if self.policy is not None else self.lookup_hits / self.lookup_tries
         parent = ROOT
         for token in continuation:
-            parent = candidates.add(token, parent, self.lookup_hits / self.lookup_tries, LOOKUP)
+            parent = candidates.add(token, parent, chance, LOOKUP)
             if token in self.eos_token_ids:
                 break
 
-    def _grow_with_model(self, tokens: list[int], candidates: Candidates, depth: int) -> None:
-        """Level by level: the level's best nodes fed in one pass, each given its top `width` tokens as children."""
+    def _grow_with_model(self, tokens: list[int], candidates: Candidates, depth: int) -> float:
+        """Level by level: the best nodes of the level before fed in one pass, each given its top `width` tokens as
+        children. Returns the passes' cost in target steps (policy only)."""
         assert self.runner is not None
-        frontier = [ROOT]
+        frontier, spent = [ROOT], 0.0
         for level in range(1, depth + 1):
             feed = [node for node in frontier if node != ROOT]
+            fed = len(feed) or len(tokens) - self.runner.cache_len
             logits = self.runner.forward_tree(tokens, candidates.tokens, candidates.parents, feed)
-            probs = logits.float().softmax(-1)  # [len(frontier), vocab]
-            top = probs.topk(self.shape.width, dim=-1)
+            spent += self.policy.costs.level(fed) if self.policy is not None else 0.0
+            top = logits.float().softmax(-1).topk(self.shape.width, dim=-1)  # [len(frontier), width]
             children = []
             for row, parent in enumerate(frontier):
-                for prob, token in zip(top.values[row].tolist(), top.indices[row].tolist()):
-                    children.append(candidates.add(token, parent, prob, MODEL))
-            if level == depth:
-                break
-            expandable = [node for node in dict.fromkeys(children) if candidates.tokens[node] not in self.eos_token_ids]
-            frontier = sorted(expandable, key=lambda node: -candidates.scores[node])[: self.shape.width]
+                for rank, (prob, token) in enumerate(zip(top.values[row].tolist(), top.indices[row].tolist())):
+                    children.append(candidates.add(token, parent, self._chance(level, rank, prob), MODEL, prob))
+            expandable = sorted(
+                (node for node in dict.fromkeys(children) if candidates.tokens[node] not in self.eos_token_ids),
+                key=lambda node: -candidates.scores[node],
+            )
+            frontier = expandable[: self._expansion(candidates, expandable, level + 1, depth, spent)]
             if not frontier:
                 break
+        return spent
+
+    def _chance(self, depth: int, rank: int, probability: float) -> float:
+        if self.policy is None:
+            return probability
+        self.policy.observe_child(depth, rank, probability)
+        return self.policy.chance(depth, probability)
+
+    def _expansion(self, candidates: Candidates, expandable: list[int], depth: int, limit: int, spent: float) -> int:
+        """How many of the best expandable nodes to feed for children at `depth`."""
+        if depth > limit:
+            return 0
+        if self.policy is None:
+            return self.shape.width
+        frontier = [candidates.scores[node] for node in expandable]
+        return self.policy.expansion(candidates.scores, frontier, depth, spent)
 
     def retain(self, start: int, path: tuple[int, ...]) -> None:
-        grown = [self._grown[node] for node in path]
-        if self._last is not None:
-            self._learn(self._last, grown)
+        if self._round is None:
+            return
+        grown = [self._round.chosen[node] for node in path]
+        self._learn(self._round, grown)
         if self.runner is not None:
             self.runner.retain(start, grown)
 
-    def _learn(self, candidates: Candidates, path: list[int]) -> None:
-        """How often the lookups reached by the accepted path (candidate nodes) were right."""
-        reached = {ROOT, *path}
-        for node in self._grown:
-            if candidates.sources[node] == LOOKUP and candidates.parents[node] in reached:
+    def _learn(self, round_: _Round, path: list[int]) -> None:
+        """What the verdict says of the proposed nodes the target really tried (their parent accepted)."""
+        candidates, reached = round_.candidates, {ROOT, *path}
+        for node in round_.chosen:
+            if candidates.parents[node] not in reached:
+                continue
+            accepted = node in reached
+            if candidates.sources[node] == LOOKUP:
                 self.lookup_tries += 1
-                self.lookup_hits += node in reached
+                self.lookup_hits += accepted
+                if self.policy is not None:
+                    self.policy.learn_lookup_node(accepted)
+            elif self.policy is not None:
+                self.policy.learn_model_node(candidates.depths[node], candidates.probabilities[node], accepted)
+        if self.policy is not None:
+            self.policy.learn_round(len(path) + 1, round_.spent + self.policy.costs.verification(len(round_.chosen)))
 
     def crop(self, length: int) -> None:
         if self.runner is not None:
             self.runner.crop(length)
+
+
+@dataclass
+class _Round:
+    candidates: Candidates
+    chosen: list[int]  # proposal node -> candidate node (what the little model's cache calls it)
+    spent: float  # the little model's passes, in target steps (policy only)

@@ -1,0 +1,147 @@
+"""How big a tree of proposals pays on this machine, decided every round from measured costs (`--tree auto`).
+
+A round's value is the tokens it is expected to emit, 1 + the sum over proposed nodes of the chance that the target
+accepts each (a node is accepted only with its whole path, so these chances are products along the path). Its cost,
+in target steps, is what the little model's passes have cost so far plus one verification pass over the proposed
+nodes and the last committed token, T(n + 1) / T(1), from the pair's measured cost profile. The policy:
+
+- proposes the number of the best-scoring nodes that maximises value / cost (none: a plain decoding step);
+- grows the tree by one more little-model level (feeding the best nodes of the last level in one pass) only where
+  the best value / cost after it, with the new children's chances estimated from the acceptance measured so far at
+  that depth and sibling rank, beats the best value / cost without it;
+- runs the little model at all only while rounds that ran it have paid more, per unit of cost, than rounds that
+  proposed lookups alone, trying the other kind now and then since either may change;
+- learns the chances from the verdicts: the little model's probability of a node times a correction per depth (its
+  calibration), the lookups' hit rate, and the mean chance of each depth and sibling rank.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TreeCosts:
+    """Costs in target steps: T(k)/T(1) of the target for k = 1..len(verify); c, a little-model step; the little
+    model's own T(k)/T(1)."""
+
+    verify: Sequence[float]
+    draft: float
+    draft_curve: Sequence[float]
+
+    def verification(self, nodes: int) -> float:
+        """One target pass over `nodes` proposed tokens and the last committed one."""
+        return _curve(self.verify, nodes + 1)
+
+    def level(self, fed: int) -> float:
+        """One little-model pass over `fed` tokens."""
+        return self.draft * _curve(self.draft_curve, fed)
+
+
+def _curve(curve: Sequence[float], tokens: int) -> float:
+    """T(k)/T(1); beyond the measured k, linear in k (a long pass is compute-bound)."""
+    if tokens <= len(curve):
+        return curve[tokens - 1]
+    return curve[-1] * tokens / len(curve)
+
+
+def best_count(scores: Sequence[float], spent: float, costs: TreeCosts, max_nodes: int) -> tuple[int, float]:
+    """(n, value / cost) for proposing the n best of `scores` after `spent` target steps of drafting; n = 0 is a
+    plain step (still costing what was spent)."""
+    ranked = sorted(scores, reverse=True)[:max_nodes]
+    best, best_rate, value = 0, 1.0 / (spent + costs.verification(0)), 1.0
+    for n, score in enumerate(ranked, start=1):
+        value += score
+        rate = value / (spent + costs.verification(n))
+        if rate > best_rate:
+            best, best_rate = n, rate
+    return best, best_rate
+
+
+class TreePolicy:
+    """Decides, each round, whether to run the little model, how deep to grow, and how many nodes to propose."""
+
+    def __init__(self, costs: TreeCosts, width: int, max_depth: int, max_nodes: int = 15, probe_every: int = 16):
+        self.costs, self.width, self.max_depth, self.max_nodes = costs, width, max_depth, max_nodes
+        self.probe_every = probe_every
+        # depth -> [accepted, sum of probabilities] (prior 1:1); (depth, rank) -> [sum of chances, count] (prior 0.5)
+        self._calibration: defaultdict[int, list[float]] = defaultdict(lambda: [1.0, 1.0])
+        self._rank_chance: defaultdict[tuple[int, int], list[float]] = defaultdict(lambda: [0.5, 1.0])
+        self._lookup = [1.0, 2.0]  # lookups: [hits, tries] (prior one in two)
+        self._rounds = {True: [0.0, 0.0], False: [0.0, 0.0]}  # ran the little model? -> [tokens, cost]
+        self._round = 0
+        self.used_model = True
+
+    # The chances of acceptance.
+
+    def chance(self, depth: int, probability: float) -> float:
+        """The chance that the target accepts a little-model child given its parent: its probability, calibrated."""
+        accepted, predicted = self._calibration[depth]
+        return min(1.0, probability * accepted / predicted)
+
+    def lookup_chance(self) -> float:
+        hits, tries = self._lookup
+        return hits / tries
+
+    def expected_child(self, depth: int, rank: int) -> float:
+        total, count = self._rank_chance[depth, rank]
+        return total / count
+
+    # The round's decisions.
+
+    def use_model(self) -> bool:
+        """Run the little model this round? Whichever kind of round paid more so far, the other every few rounds."""
+        self._round += 1
+        (model_tokens, model_cost), (free_tokens, free_cost) = self._rounds[True], self._rounds[False]
+        if model_cost == 0 or free_cost == 0:
+            prefer_model = model_cost == 0  # try each kind first
+        else:
+            prefer_model = model_tokens / model_cost >= free_tokens / free_cost
+        probe = self._round % self.probe_every == 0
+        self.used_model = prefer_model != probe
+        return self.used_model
+
+    def expansion(self, scores: Sequence[float], frontier: Sequence[float], depth: int, spent: float) -> int:
+        """How many of the last level's best nodes (chances `frontier`, best first) to feed to the little model for
+        children at `depth`; 0: stop growing. `scores`: every candidate's chance so far."""
+        if depth > self.max_depth or not frontier:
+            return 0
+        _, rate_now = best_count(scores, spent, self.costs, self.max_nodes)
+        best_fed, best_rate = 0, rate_now
+        for fed in range(1, min(self.width, len(frontier)) + 1):
+            children = [
+                parent * self.expected_child(depth, rank) for parent in frontier[:fed] for rank in range(self.width)
+            ]
+            _, rate = best_count([*scores, *children], spent + self.costs.level(fed), self.costs, self.max_nodes)
+            if rate > best_rate:
+                best_fed, best_rate = fed, rate
+        return best_fed
+
+    def proposal_size(self, scores: Sequence[float], spent: float) -> int:
+        return best_count(scores, spent, self.costs, self.max_nodes)[0]
+
+    # Learning from the verdicts.
+
+    def observe_child(self, depth: int, rank: int, probability: float) -> None:
+        """A child the little model gave a node at `depth`, `rank`-th by its probability: what expanding yields."""
+        chance = self._rank_chance[depth, rank]
+        chance[0] += self.chance(depth, probability)
+        chance[1] += 1
+
+    def learn_model_node(self, depth: int, probability: float, accepted: bool) -> None:
+        """A proposed little-model node whose parent the target accepted (so it was really tried)."""
+        calibration = self._calibration[depth]
+        calibration[0] += accepted
+        calibration[1] += probability
+
+    def learn_lookup_node(self, accepted: bool) -> None:
+        self._lookup[0] += accepted
+        self._lookup[1] += 1
+
+    def learn_round(self, tokens: int, cost: float) -> None:
+        """A round's emitted tokens and its cost in target steps, for the kind of round it was."""
+        totals = self._rounds[self.used_model]
+        totals[0] += tokens
+        totals[1] += cost

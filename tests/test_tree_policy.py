@@ -1,0 +1,70 @@
+"""--tree auto: how many nodes to propose, whether to grow another level, whether to run the little model, and what
+the verdicts teach; on hand-made costs whose answers are worked out here."""
+
+import pytest
+
+from biglittle.cost.tree_policy import TreeCosts, TreePolicy, best_count
+
+FLAT = [1.0, 1.05, 1.1, 1.15, 1.2, 1.25, 1.3, 1.35, 1.4, 1.45, 1.5, 1.55, 1.6, 1.65, 1.7, 1.75]
+
+
+def costs(draft=0.1, verify=FLAT):
+    return TreeCosts(verify, draft, [1.0] * 16)
+
+
+def test_the_best_count_maximises_tokens_per_unit_of_cost():
+    # value / cost for n = 0..3: 1/1, 1.9/1.1, 2.4/1.2, 2.5/1.3 -> n = 2 at 2.0
+    count, rate = best_count([0.5, 0.9, 0.1], spent=0.0, costs=costs(verify=[1.0, 1.1, 1.2, 1.3]), max_nodes=15)
+    assert count == 2 and rate == pytest.approx(2.0)
+    # what drafting cost counts: 0.5 spent makes n = 2 worth 2.4/1.7 and n = 1 worth 1.9/1.6
+    assert best_count([0.5, 0.9, 0.1], 0.5, costs(verify=[1.0, 1.1, 1.2, 1.3]), 15)[0] == 2
+    # a verification pass that costs a step per token never pays for chances below 1
+    assert best_count([0.9, 0.8], 0.0, costs(verify=[1.0, 2.0, 3.0]), 15) == (0, 1.0)
+    assert best_count([0.9] * 20, 0.0, costs(), max_nodes=4)[0] == 4  # never beyond the measured budget
+
+
+def test_growing_another_level_only_where_it_pays():
+    policy = TreePolicy(costs(draft=0.1), width=2, max_depth=4)
+    # now: one node at 0.8 -> 1.8 / 1.05 = 1.71; feeding it (0.1) for two children at the prior 0.5 each
+    # (0.4, 0.4): 2.6 / (0.1 + 1.15) = 2.08
+    assert policy.expansion([0.8], [0.8], depth=2, spent=0.0) == 1
+    assert TreePolicy(costs(draft=2.0), width=2, max_depth=4).expansion([0.8], [0.8], 2, 0.0) == 0
+    assert policy.expansion([0.8], [0.8], depth=5, spent=0.0) == 0  # beyond the depth allowed
+    # two frontier nodes at 0.8 and 0.1: the second's children (0.05 each) are not worth its share of the pass
+    cheap_wide = TreePolicy(TreeCosts(FLAT, 0.1, [1.0, 1.9]), width=2, max_depth=4)
+    assert cheap_wide.expansion([0.8, 0.1], [0.8, 0.1], depth=2, spent=0.0) == 1
+
+
+def test_the_expected_children_follow_the_measured_chances_by_depth_and_rank():
+    policy = TreePolicy(costs(), width=2, max_depth=4)
+    for _ in range(99):
+        policy.observe_child(2, 0, 0.9)
+        policy.observe_child(2, 1, 0.05)
+    assert policy.expected_child(2, 0) == pytest.approx((0.5 + 99 * 0.9) / 100)
+    assert policy.expected_child(2, 1) == pytest.approx((0.5 + 99 * 0.05) / 100)
+    assert policy.expected_child(3, 0) == 0.5  # nothing seen there: the prior
+
+
+def test_calibration_scales_the_little_models_probabilities_by_depth():
+    policy = TreePolicy(costs(), width=2, max_depth=4)
+    for _ in range(9):
+        policy.learn_model_node(depth=1, probability=0.8, accepted=False)  # overconfident at depth 1
+    policy.learn_model_node(1, 0.8, True)
+    # (1 + 1 accepted) / (1 + 10 * 0.8 predicted) = 2 / 9
+    assert policy.chance(1, 0.9) == pytest.approx(0.9 * 2 / 9)
+    assert policy.chance(2, 0.9) == pytest.approx(0.9)  # depth 2 untouched
+    policy.learn_lookup_node(True)
+    assert policy.lookup_chance() == pytest.approx(2 / 3)
+
+
+def test_the_little_model_runs_while_its_rounds_pay_more_than_lookups_alone():
+    policy = TreePolicy(costs(), width=2, max_depth=4, probe_every=5)
+    assert policy.use_model()  # first: try the model
+    policy.learn_round(tokens=3, cost=2.0)  # 1.5 per step
+    assert not policy.use_model()  # then the other kind
+    policy.learn_round(tokens=1, cost=1.0)  # 1.0 per step
+    assert [policy.use_model() for _ in range(3)] == [True, True, False]  # the 5th round probes the loser
+    policy.learn_round(tokens=0, cost=10.0)  # that probe: lookups alone now at 1 / 11 per step
+    assert policy.use_model()
+    policy.learn_round(tokens=0, cost=100.0)  # the model's rounds: 3 / 102 per step now
+    assert not policy.use_model()
