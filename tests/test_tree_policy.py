@@ -12,21 +12,24 @@ def costs(draft=0.1, verify=FLAT):
     return TreeCosts(verify, draft, [1.0] * 16)
 
 
-def test_the_best_count_maximises_tokens_per_unit_of_cost():
-    # value / cost for n = 0..3: 1/1, 1.9/1.1, 2.4/1.2, 2.5/1.3 -> n = 2 at 2.0
-    count, rate = best_count([0.5, 0.9, 0.1], spent=0.0, costs=costs(verify=[1.0, 1.1, 1.2, 1.3]), max_nodes=15)
-    assert count == 2 and rate == pytest.approx(2.0)
-    # what drafting cost counts: 0.5 spent makes n = 2 worth 2.4/1.7 and n = 1 worth 1.9/1.6
-    assert best_count([0.5, 0.9, 0.1], 0.5, costs(verify=[1.0, 1.1, 1.2, 1.3]), 15)[0] == 2
-    # a verification pass that costs a step per token never pays for chances below 1
-    assert best_count([0.9, 0.8], 0.0, costs(verify=[1.0, 2.0, 3.0]), 15) == (0, 1.0)
+def test_the_best_count_maximises_the_gain_over_the_rate_achieved():
+    curve = costs(verify=[1.0, 1.1, 1.2, 1.3])
+    # value - 1 x cost for n = 0..3: 1 - 1, 1.9 - 1.1, 2.4 - 1.2, 2.5 - 1.3 -> n = 2 (ties keep the smaller n)
+    count, gain = best_count([0.5, 0.9, 0.1], spent=0.0, costs=curve, max_nodes=15)
+    assert count == 2 and gain == pytest.approx(1.2)
+    # at 2 tokens per step already: 1 - 2, 1.9 - 2.2, 2.4 - 2.4, 2.5 - 2.6 -> still n = 2, gaining 0
+    assert best_count([0.5, 0.9, 0.1], 0.0, curve, 15, rate=2.0) == (2, pytest.approx(0.0))
+    # at 5: a node must be worth more than 5 x its 0.1 steps of verification: only the 0.9 one is (0.5 just ties)
+    assert best_count([0.5, 0.9, 0.1], 0.0, curve, 15, rate=5.0)[0] == 1
+    # a verification pass that costs a step per token never pays for chances below 1, whatever was spent drafting
+    assert best_count([0.9, 0.8], 0.9, costs(verify=[1.0, 2.0, 3.0]), 15)[0] == 0
     assert best_count([0.9] * 20, 0.0, costs(), max_nodes=4)[0] == 4  # never beyond the measured budget
 
 
 def test_growing_another_level_only_where_it_pays():
     policy = TreePolicy(costs(draft=0.1), width=2, max_depth=4)
-    # now: one node at 0.8 -> 1.8 / 1.05 = 1.71; feeding it (0.1) for two children at the prior 0.5 each
-    # (0.4, 0.4): 2.6 / (0.1 + 1.15) = 2.08
+    # now: one node at 0.8 gains 1.8 - 1.05 = 0.75; feeding it (0.1) for two children at the prior 0.5 each
+    # (0.4, 0.4): 2.6 - (0.1 + 1.15) = 1.35
     assert policy.expansion([0.8], [0.8], depth=2, spent=0.0) == 1
     assert TreePolicy(costs(draft=2.0), width=2, max_depth=4).expansion([0.8], [0.8], 2, 0.0) == 0
     assert policy.expansion([0.8], [0.8], depth=5, spent=0.0) == 0  # beyond the depth allowed

@@ -3,12 +3,13 @@
 A round's value is the tokens it is expected to emit, 1 + the sum over proposed nodes of the chance that the target
 accepts each (a node is accepted only with its whole path, so these chances are products along the path). Its cost,
 in target steps, is what the little model's passes have cost so far plus one verification pass over the proposed
-nodes and the last committed token, T(n + 1) / T(1), from the pair's measured cost profile. The policy:
+nodes and the last committed token, T(n + 1) / T(1), from the pair's measured cost profile. With r the tokens per
+step achieved so far (at least 1, plain decoding's), a round gains value - r * cost over what r would give. The policy:
 
-- proposes the number of the best-scoring nodes that maximises value / cost (none: a plain decoding step);
+- proposes the number of the best-scoring nodes that maximises the gain (none: a plain decoding step);
 - grows the tree by one more little-model level (feeding the best nodes of the last level in one pass) only where
-  the best value / cost after it, with the new children's chances estimated from the acceptance measured so far at
-  that depth and sibling rank, beats the best value / cost without it;
+  the best gain after it, with the new children's chances estimated from the acceptance measured so far at that
+  depth and sibling rank, beats the best gain without it;
 - runs the little model at all only while rounds that ran it have paid more, per unit of cost, than rounds that
   proposed lookups alone, trying the other kind now and then since either may change;
 - learns the chances from the verdicts: the little model's probability of a node times a correction per depth (its
@@ -47,17 +48,22 @@ def _curve(curve: Sequence[float], tokens: int) -> float:
     return curve[-1] * tokens / len(curve)
 
 
-def best_count(scores: Sequence[float], spent: float, costs: TreeCosts, max_nodes: int) -> tuple[int, float]:
-    """(n, value / cost) for proposing the n best of `scores` after `spent` target steps of drafting; n = 0 is a
-    plain step (still costing what was spent)."""
+def best_count(
+    scores: Sequence[float], spent: float, costs: TreeCosts, max_nodes: int, rate: float = 1.0
+) -> tuple[int, float]:
+    """(n, gain) for proposing the n best of `scores` after `spent` target steps of drafting, n = 0 being a plain step:
+    the n that maximises gain = value - rate * cost, where `rate` is the tokens per step that decoding achieves
+    anyway (at least plain decoding's 1). Maximising that, not value / cost, is what raises the long-run rate:
+    a ratio would propose more to spread a cost already spent."""
     ranked = sorted(scores, reverse=True)[:max_nodes]
-    best, best_rate, value = 0, 1.0 / (spent + costs.verification(0)), 1.0
+    best, value = 0, 1.0
+    best_gain = value - rate * (spent + costs.verification(0))
     for n, score in enumerate(ranked, start=1):
         value += score
-        rate = value / (spent + costs.verification(n))
-        if rate > best_rate:
-            best, best_rate = n, rate
-    return best, best_rate
+        gain = value - rate * (spent + costs.verification(n))
+        if gain > best_gain:
+            best, best_gain = n, gain
+    return best, best_gain
 
 
 class TreePolicy:
@@ -108,19 +114,26 @@ class TreePolicy:
         children at `depth`; 0: stop growing. `scores`: every candidate's chance so far."""
         if depth > self.max_depth or not frontier:
             return 0
-        _, rate_now = best_count(scores, spent, self.costs, self.max_nodes)
-        best_fed, best_rate = 0, rate_now
+        rate = self.rate()
+        best_fed, best_gain = 0, best_count(scores, spent, self.costs, self.max_nodes, rate)[1]
         for fed in range(1, min(self.width, len(frontier)) + 1):
             children = [
                 parent * self.expected_child(depth, rank) for parent in frontier[:fed] for rank in range(self.width)
             ]
-            _, rate = best_count([*scores, *children], spent + self.costs.level(fed), self.costs, self.max_nodes)
-            if rate > best_rate:
-                best_fed, best_rate = fed, rate
+            cost = spent + self.costs.level(fed)
+            gain = best_count([*scores, *children], cost, self.costs, self.max_nodes, rate)[1]
+            if gain > best_gain:
+                best_fed, best_gain = fed, gain
         return best_fed
 
     def proposal_size(self, scores: Sequence[float], spent: float) -> int:
-        return best_count(scores, spent, self.costs, self.max_nodes)[0]
+        return best_count(scores, spent, self.costs, self.max_nodes, self.rate())[0]
+
+    def rate(self) -> float:
+        """Tokens per target step achieved so far by every round, and at least plain decoding's 1."""
+        tokens = self._rounds[True][0] + self._rounds[False][0]
+        cost = self._rounds[True][1] + self._rounds[False][1]
+        return max(1.0, tokens / cost) if cost else 1.0
 
     # Learning from the verdicts.
 
