@@ -12,6 +12,7 @@ import torch
 from .config import (
     METHODS,
     SETTING_NAMES,
+    VOCAB_RANKINGS,
     GenerationConfig,
     default_precision,
     generation_defaults,
@@ -33,6 +34,7 @@ from .runtime.early_exit.shared_cache import ExitTargetRunner, make_runners
 from .runtime.models import LoadedModel, load_model, logit_rows, shared_vocab_size
 from .runtime.quantize import precision_of
 from .runtime.restricted_vocab import restrict_vocabulary
+from .runtime.vocab_ranking import corpus_ranking
 
 __all__ = [
     "METHODS",
@@ -219,6 +221,7 @@ def load_pair(
     dtype: str | None = None,
     device: str = "cpu",
     draft_vocab: int | None = None,
+    draft_vocab_ranking: str | list[int] = "corpus",
     cache: str | os.PathLike | None = None,
     builtin: bool = False,
 ) -> ModelPair:
@@ -227,7 +230,9 @@ def load_pair(
     With no target, the built-in default pair (`biglittle models fetch`). A draft of "early-exit:L" is the
     target's own first L layers with its norm and output layer; a directory written by
     `align train --draft early-exit:L` is that exit with its trained head. `draft_vocab=K` lets the draft
-    score only the K most frequent tokens (a cheaper output layer). `dtype` defaults to the fastest measured
+    score only the K most frequent tokens (a cheaper output layer), by `draft_vocab_ranking`: "corpus", their
+    frequency in a broad corpus of code and text (runtime/vocab_ranking.py, built once and kept), "ids", the lowest
+    ids (merge order), or a list of token ids, most frequent first. `dtype` defaults to the fastest measured
     precision for the built-in pair and fp32 for named models.
     """
     if target is None:
@@ -240,8 +245,16 @@ def load_pair(
         draft = load_draft(draft, target, dtype, device)
     pair = ModelPair(target, draft, cache=cache, builtin=builtin)  # checks the vocabularies before the draft's is cut
     if draft_vocab is not None and draft is not None:
-        restrict_vocabulary(draft.model, draft.tokenizer, draft_vocab)
+        restrict_vocabulary(draft.model, draft.tokenizer, draft_vocab, _ranking(draft_vocab_ranking, draft, cache))
     return pair
+
+
+def _ranking(source: str | list[int], draft: LoadedModel, cache) -> list[int] | None:
+    if not isinstance(source, str):
+        return source
+    if source not in VOCAB_RANKINGS:
+        raise BigLittleError(f"unknown draft-vocab ranking {source!r}; choose one of {', '.join(VOCAB_RANKINGS)}")
+    return corpus_ranking(draft.tokenizer, cache) if source == "corpus" else None
 
 
 def load_draft(spec: str, target: LoadedModel, dtype: str = "fp32", device: str = "cpu") -> LoadedModel:

@@ -17,6 +17,7 @@ METHODS = ("ar", "speculative", "bild")
 DRAFTERS = ("model", "ngram", "hybrid")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")  # int8 and auto load fp32 weights first
 TRAINABLE_PRECISIONS = ("fp32", "bf16", "fp16")  # gradients do not flow through int8 layers
+VOCAB_RANKINGS = ("corpus", "ids")  # which tokens a restricted draft vocabulary (--draft-vocab K) keeps
 TASKS = ("translation", "summarization")
 SPLITS = ("train", "dev", "test")
 

@@ -229,7 +229,7 @@ def test_int8_early_exit_shares_and_scores_bit_for_bit(tiny_models):
 
 
 def test_restricted_vocabulary_early_exit_shares_the_cache(tiny_models):
-    pair = load_pair(tiny_models["llama_target"], "early-exit:2", draft_vocab=16)
+    pair = load_pair(tiny_models["llama_target"], "early-exit:2", draft_vocab=16, draft_vocab_ranking="ids")
     assert pair.shares_cache
     tokens = pair.draft_runner.start(pair.encode("the cat"))
     assert torch.isneginf(pair.draft_runner.forward(tokens, 1)).sum() == len(VOCAB) - 20  # 16 words + 4 specials kept

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import add_model_options, resolve, resumable
+from .options import add_model_options, load_models, resolve, resumable
 
 
 def add_commands(commands) -> None:
@@ -56,7 +56,6 @@ def _add_tune_bild(commands) -> None:
 
 
 def _run_tune_bild(args) -> int:
-    from ..api import load_pair
     from ..bench.options import tune_options
     from ..bench.threshold_search import format_tuning, records_dir, tune_bild
     from ..data import load_task
@@ -73,15 +72,7 @@ def _run_tune_bild(args) -> int:
         allow_other_commit=args.allow_other_commit,
     )
     examples = load_task(options.task, "dev", path=args.data_path, limit=options.bench.n, cache=args.cache_dir)
-    pair = load_pair(
-        spec.target,
-        spec.draft,
-        dtype=precision,
-        device=args.device,
-        draft_vocab=args.draft_vocab,
-        cache=args.cache_dir,
-        builtin=spec.builtin,
-    )
+    pair = load_models(args, spec, precision)
     with resumable(records_dir(pair, options)):
         result = tune_bild(pair, examples, options)
     print(format_tuning(result))
@@ -151,7 +142,6 @@ def _add_bench(commands) -> None:
 def _run_bench(args) -> int:
     import shlex
 
-    from ..api import load_pair
     from ..bench import resolve_options, run_benchmark
     from ..data import load_task
 
@@ -171,15 +161,7 @@ def _run_bench(args) -> int:
         allow_other_commit=args.allow_other_commit,
     )
     examples = {task: load_task(task, "test", limit=options.n, cache=args.cache_dir) for task in options.tasks}
-    pair = load_pair(
-        spec.target,
-        spec.draft,
-        dtype=precision,
-        device=args.device,
-        draft_vocab=args.draft_vocab,
-        cache=args.cache_dir,
-        builtin=spec.builtin,
-    )
+    pair = load_models(args, spec, precision)
     with resumable(options.out_dir):
         run_benchmark(pair, examples, options, command=shlex.join(["biglittle", *sys.argv[1:]]))
     print(f"report: {options.out_dir / 'report.md'}\nresults: {options.out_dir / 'results.json'}")

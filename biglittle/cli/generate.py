@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 
 from ..config import GenerationConfig, choose_method, generation_defaults
-from .options import add_model_options, add_setting, count_or_auto, resolve
+from .options import add_model_options, add_setting, count_or_auto, load_models, resolve
 
 
 def add_commands(commands) -> None:
@@ -108,7 +108,6 @@ def generation_config(args, builtin: bool, has_draft: bool) -> GenerationConfig:
 def _run_generate(args) -> int:
     from tqdm.auto import tqdm
 
-    from ..api import load_pair
     from ..cost.prediction import compare_with_ar
     from .format import format_stats
 
@@ -116,15 +115,7 @@ def _run_generate(args) -> int:
     spec, precision = resolve(args)
     config = generation_config(args, spec.builtin, has_draft=spec.draft is not None)
     config.validate()  # before the slow model loading
-    pair = load_pair(
-        spec.target,
-        spec.draft if config.needs_draft_model else None,
-        dtype=precision,
-        device=args.device,
-        draft_vocab=args.draft_vocab,
-        cache=args.cache_dir,
-        builtin=spec.builtin,
-    )
+    pair = load_models(args, spec, precision, with_draft=config.needs_draft_model)
     # A token counter on a terminal's stderr (tqdm stays silent when stderr is not a terminal).
     with tqdm(total=config.max_new_tokens, desc=config.method, unit="tok", leave=False, disable=None) as bar:
         result = pair.generate(prompt, config, on_commit=lambda commit: bar.update(commit.total - bar.n))
@@ -157,20 +148,11 @@ def _add_profile(commands) -> None:
 def _run_profile(args) -> int:
     from tqdm.auto import tqdm
 
-    from ..api import load_pair
     from ..cost.profile import profile_steps
     from .format import format_profile
 
     spec, precision = resolve(args)
-    pair = load_pair(
-        spec.target,
-        spec.draft,
-        dtype=precision,
-        device=args.device,
-        draft_vocab=args.draft_vocab,
-        cache=args.cache_dir,
-        builtin=spec.builtin,
-    )
+    pair = load_models(args, spec, precision)
     has_draft = spec.draft is not None
     with tqdm(total=profile_steps(16, has_draft, pair.shares_cache), desc="measuring T(k)", unit="pass") as bar:
         profile = pair.cost_profile(refresh=True, progress=bar.update)

@@ -51,26 +51,30 @@ def _frozen_linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear
     return layer
 
 
-def frequent_token_ids(tokenizer: PreTrainedTokenizerBase, k: int) -> torch.Tensor:
-    """The K lowest ids of the learned vocabulary, plus every special and added token.
+def frequent_token_ids(tokenizer: PreTrainedTokenizerBase, k: int, ranking: list[int] | None = None) -> torch.Tensor:
+    """The K most frequent tokens of the learned vocabulary by `ranking` (vocab_ranking.py), plus every special and
+    added token, so the draft can end a turn.
 
-    Byte-level BPE vocabularies (GPT-2, Llama 3, Qwen) number tokens in merge order, which
-    follows frequency in the tokenizer's training corpus: low ids are the frequent tokens.
-    Special tokens (end of text, chat markers) are always kept, so the draft can end a turn.
+    Without a ranking, or past its end, the lowest ids: byte-level BPE vocabularies (GPT-2, Llama 3, Qwen) number
+    tokens in merge order, which follows frequency in the tokenizer's own training corpus.
     """
     special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
-    regular = sorted(set(tokenizer.get_vocab().values()) - special)
-    return torch.tensor(sorted(set(regular[:k]) | special))
+    regular = set(tokenizer.get_vocab().values()) - special
+    ranked = [token for token in dict.fromkeys(ranking or []) if token in regular]
+    order = ranked + sorted(regular - set(ranked))
+    return torch.tensor(sorted(set(order[:k]) | special))
 
 
-def restrict_vocabulary(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, k: int) -> None:
-    """Replace `model`'s output layer by one that scores only the K most frequent tokens."""
+def restrict_vocabulary(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, k: int, ranking: list[int] | None = None
+) -> None:
+    """Replace `model`'s output layer by one that scores only the K most frequent tokens (by `ranking`)."""
     head = model.get_output_embeddings()
     if k < 1:
         raise BigLittleError(f"draft-vocab must be at least 1, got {k}")
     if head is None or not hasattr(head, "weight"):
         raise BigLittleError(f"{type(model).__name__} has no output layer to restrict")
-    token_ids = frequent_token_ids(tokenizer, k).to(model.device)
+    token_ids = frequent_token_ids(tokenizer, k, ranking).to(model.device)
     if len(token_ids) >= (getattr(head, "out_features", None) or head.weight.shape[0]):  # an int8 weight is a copy
         return  # nothing left out: keep the full layer
     model.set_output_embeddings(RestrictedHead(head, token_ids))
