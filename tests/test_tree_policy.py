@@ -3,7 +3,7 @@ the verdicts teach; on hand-made costs whose answers are worked out here."""
 
 import pytest
 
-from biglittle.cost.tree_policy import TreeCosts, TreePolicy, best_count
+from biglittle.cost.tree_policy import TreeCosts, TreePolicy, best_count, plan
 
 FLAT = [1.0, 1.05, 1.1, 1.15, 1.2, 1.25, 1.3, 1.35, 1.4, 1.45, 1.5, 1.55, 1.6, 1.65, 1.7, 1.75]
 
@@ -71,3 +71,17 @@ def test_the_little_model_runs_while_its_rounds_pay_more_than_lookups_alone():
     assert policy.use_model()
     policy.learn_round(tokens=0, cost=100.0)  # the model's rounds: 3 / 102 per step now
     assert not policy.use_model()
+
+
+def test_the_plan_grows_deeper_where_the_little_model_is_cheap_and_not_at_all_where_verification_is_dear():
+    top_heavy = [0.8, 0.1]
+    cheap = plan(costs(draft=0.05), top_heavy, max_depth=6)
+    dear = plan(costs(draft=0.5), top_heavy, max_depth=6)
+    assert cheap.levels > dear.levels >= 1 and cheap.nodes >= dear.nodes
+    assert cheap.speedup > dear.speedup > 0
+    # level 1 alone (0.05) and two nodes at 0.8, 0.1 verified at T(3) = 1.1: (1 + 0.9) / 1.15
+    one_level = plan(costs(draft=0.05), top_heavy, max_depth=1)
+    assert (one_level.levels, one_level.nodes) == (1, 2)
+    assert one_level.speedup == pytest.approx(1.9 / 1.15)
+    steep = plan(costs(draft=0.05, verify=[float(k) for k in range(1, 17)]), top_heavy, max_depth=6)
+    assert steep.nodes == 0 and steep.speedup < 1  # the little model's first pass was spent for nothing

@@ -39,9 +39,18 @@ def paths_to(parents):
     return paths
 
 
-def chain_logits(model, tokens):
+def ar_runner(model, tokens, prompt_length=None):
+    """A runner that read `tokens` as plain decoding does: the prompt, then one token per pass; and its last logits."""
+    prompt_length = len(CONTEXT) if prompt_length is None else prompt_length
     runner = ModelRunner(model, len(VOCAB))
-    return runner.forward(runner.start(tokens), 1)[0]
+    runner.start(tokens[:prompt_length])
+    for end in range(prompt_length, len(tokens) + 1):
+        logits = runner.forward(tokens[:end], 1)[0]
+    return runner, logits
+
+
+def chain_logits(model, tokens):
+    return ar_runner(model, tokens)[1]
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
@@ -87,9 +96,8 @@ def test_after_a_tree_round_the_cache_holds_exactly_the_accepted_path(int8_pair,
     kept = tokens + [TREE_TOKENS[n] for n in path]
     next_token = 7
     continued = runner.forward(kept + [next_token], 1)[0]
-    fresh = ModelRunner(model, len(VOCAB))
-    fresh_cache_state = fresh.forward(fresh.start(kept + [next_token]), 1)[0]
-    assert torch.equal(continued, fresh_cache_state)
+    fresh, fresh_logits = ar_runner(model, kept + [next_token])
+    assert torch.equal(continued, fresh_logits)
     for layer, fresh_layer in zip(runner._cache.layers, fresh._cache.layers):
         assert torch.equal(layer.keys, fresh_layer.keys) and torch.equal(layer.values, fresh_layer.values)
 

@@ -158,3 +158,35 @@ class TreePolicy:
         totals = self._rounds[self.used_model]
         totals[0] += tokens
         totals[1] += cost
+
+
+@dataclass(frozen=True)
+class TreePlan:
+    """What --tree auto would do in one round where the little model's children are accepted with given chances."""
+
+    levels: int  # little-model passes
+    nodes: int  # proposed
+    expected_tokens: float  # per round, the target's own token included
+    cost: float  # in target steps
+    speedup: float  # expected_tokens / cost: over plain decoding's one token per step
+
+
+def plan(costs: TreeCosts, rank_chances: Sequence[float], max_depth: int, max_nodes: int = 15) -> TreePlan:
+    """The policy's round on this machine's costs when a child of rank r (the little model's r-th choice) is accepted
+    with chance rank_chances[r] at every depth, as measured acceptances would have it: the tree it grows level by
+    level, the nodes it proposes, and what that is expected to yield."""
+    width = len(rank_chances)
+    policy = TreePolicy(costs, width, max_depth, max_nodes)
+    for depth in range(1, max_depth + 1):
+        for rank, chance in enumerate(rank_chances):
+            policy._rank_chance[depth, rank] = [chance, 1.0]
+    scores = list(rank_chances)  # level 1: the root's children
+    frontier, spent, levels = sorted(rank_chances, reverse=True), costs.level(1), 1
+    while (fed := policy.expansion(scores, frontier, levels + 1, spent)) > 0:
+        children = [parent * chance for parent in frontier[:fed] for chance in rank_chances]
+        scores += children
+        frontier, spent, levels = sorted(children, reverse=True), spent + costs.level(fed), levels + 1
+    nodes = best_count(scores, spent, costs, max_nodes)[0]
+    expected = 1.0 + sum(sorted(scores, reverse=True)[:nodes])
+    cost = spent + costs.verification(nodes)
+    return TreePlan(levels, nodes, expected, cost, expected / cost)

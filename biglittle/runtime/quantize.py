@@ -18,12 +18,16 @@ Norms, rotary embeddings and activations are elementwise or reduce within one ro
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
@@ -96,6 +100,20 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
+_PREFILL_UNTIL: contextvars.ContextVar[int] = contextvars.ContextVar("biglittle_prefill_until", default=0)
+
+
+@contextmanager
+def prefilling(positions: int) -> Iterator[None]:
+    """While a runner reads a prompt into an empty cache: its first `positions` tokens get no logits, and every
+    method reads them alike, in one pass over the same tokens, so their attention may batch them (rowwise_attention)."""
+    token = _PREFILL_UNTIL.set(positions)
+    try:
+        yield
+    finally:
+        _PREFILL_UNTIL.reset(token)
+
+
 def rowwise_attention(
     module: nn.Module,
     query: torch.Tensor,
@@ -111,26 +129,42 @@ def rowwise_attention(
     sums over a longer vector can round differently even when the extra terms are zeros. A row of
     a tree of proposals sees the text, its ancestors and itself, with other branches in between:
     those keys are gathered, so the row reduces over the very keys, in the same order, that it
-    would see as the last token of a chain.
+    would see as the last token of a chain. Each row is one fused call (scaled_dot_product_attention
+    over its keys, grouped query heads included), the same call whether it is scored alone or not.
+
+    The exception: the prompt's first positions read into an empty cache (`prefilling`), which every
+    method reads in one pass of the same shape over the same tokens, are attended in one batched
+    causal call; the rows after them, whose logits are used, are still scored one by one.
     query [batch, heads, rows, dim]; key and value [batch, kv_heads, keys, dim].
     Returns ([batch, rows, heads, dim], None) as transformers' attention functions do.
     """
-    batch, heads, rows, dim = query.shape
-    kv_heads = key.shape[1]
-    scaling = dim**-0.5 if scaling is None else scaling
+    rows, grouped = query.shape[2], key.shape[1] != query.shape[1]
+    batched = min(rows, _PREFILL_UNTIL.get()) if key.shape[2] == rows else 0  # a prompt read into an empty cache
     outputs = []
-    for row, visible in enumerate(_visible_keys(module, attention_mask, rows, key.shape[2])):
-        q = query[:, :, row].reshape(batch, kv_heads, heads // kv_heads, dim)  # query heads grouped by kv head
+    if batched:
+        outputs.append(
+            F.scaled_dot_product_attention(
+                query[:, :, :batched],
+                key[:, :, :batched],
+                value[:, :, :batched],
+                is_causal=True,
+                scale=scaling,
+                enable_gqa=grouped,
+            )
+        )
+    visible_keys = _visible_keys(module, attention_mask, rows, key.shape[2])
+    for row in range(batched, rows):
+        visible = visible_keys[row]
         if isinstance(visible, int):
             row_keys, row_values = key[:, :, :visible], value[:, :, :visible]
         else:
             row_keys, row_values = key.index_select(2, visible), value.index_select(2, visible)
-        scores = torch.matmul(q, row_keys.transpose(-1, -2)) * scaling
-        if attention_mask is not None and isinstance(visible, int):  # gathered keys are all visible
-            scores = scores + attention_mask[:, :, row, None, :visible]
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
-        outputs.append(torch.matmul(probs, row_values).reshape(batch, heads, dim))
-    return torch.stack(outputs, dim=1), None
+        outputs.append(
+            F.scaled_dot_product_attention(
+                query[:, :, row : row + 1], row_keys, row_values, scale=scaling, enable_gqa=grouped
+            )
+        )  # [batch, heads, 1, dim]
+    return torch.cat(outputs, dim=2).transpose(1, 2), None
 
 
 def _visible_keys(

@@ -22,6 +22,7 @@ import torch
 from transformers import DynamicCache, EncoderDecoderCache, PreTrainedModel
 
 from ..errors import BigLittleError
+from .quantize import prefilling
 
 
 @dataclass
@@ -82,7 +83,8 @@ class Runner:
                 f"{type(self).__name__}: {num_new} unseen tokens for {num_logits} logits "
                 f"(cache {self.cache_len}, tokens {len(tokens)}): crop the cache first"
             )
-        logits, states = self._timed(num_new, lambda: self._feed(tokens, num_logits, hidden))
+        with prefilling(len(tokens) - num_logits if self.cache_len == 0 else 0):
+            logits, states = self._timed(num_new, lambda: self._feed(tokens, num_logits, hidden))
         return logits[:, : self.vocab_size], states
 
     def forward_tree(
@@ -206,7 +208,8 @@ class ModelRunner(Runner):
             )
             return out.logits[0, -num_logits:]
 
-        logits = self._timed(len(input_ids), run)
+        with prefilling(len(tokens) - 1 if self.cache_len == 0 else 0):
+            logits = self._timed(len(input_ids), run)
         self.cache_len += len(input_ids)
         return logits[:, : self.vocab_size]
 
