@@ -207,6 +207,7 @@ def test_profile_prints_both_cost_curves_and_the_overhead(capsys, tiny_models, t
     assert [line.split()[0] for line in lines[2:4]] == ["target", "draft"]
     assert all(len(line.split()) == 17 for line in lines[2:4])  # name + k = 1..16
     assert "time outside model forwards: ar " in out and "speculative " in out
+    assert "lookups (ngram) cost none" in out and out.count("--tree auto: ") == 3  # a tree plan per acceptance
 
 
 def test_the_default_pair_runs_with_cost_aware_gamma(capsys, tiny_models, tmp_path, monkeypatch):
