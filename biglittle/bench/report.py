@@ -100,7 +100,7 @@ def _lengths_line(task_rows: list[dict]) -> list[str]:
     lengths = baseline["lengths"]
     return [
         f"Prompts average {_num(lengths['prompt_tokens_mean'], 0)} tokens; Vanilla (large)'s answers have "
-        f"{lengths['new_tokens_median']:g} new tokens (median; mean {lengths['new_tokens_mean']:.0f}), and reading "
+        f"{lengths['new_tokens_median']:g} new tokens (median; mean {lengths['new_tokens_mean']:.1f}), and reading "
         f"the prompt (prefill) takes {_percent(lengths['prefill_share'])} of its time: the share no decoding "
         "method can shorten.",
         "",

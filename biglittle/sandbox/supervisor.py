@@ -82,8 +82,18 @@ PATH_EVENTS = {
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
-def _libc():
-    return ctypes.CDLL(None, use_errno=True)
+class _Libc:
+    """The C library's calls; one this system lacks (unshare, prctl, mount: Linux only) returns -1, a failure,
+    so that the guard it would set up is skipped."""
+
+    def __init__(self):
+        self._library = ctypes.CDLL(None, use_errno=True)
+
+    def __getattr__(self, name: str):
+        return getattr(self._library, name, lambda *args: -1)
+
+
+_libc = _Libc
 
 
 def main() -> None:
@@ -137,17 +147,20 @@ def _kill_group(pgid: int) -> None:
             kill(pgid, signal.SIGKILL)
 
 
+def _pids() -> list[str]:
+    return [entry for entry in os.listdir("/proc") if entry.isdigit()] if os.path.isdir("/proc") else []
+
+
 def children_of(parent: int) -> list[int]:
     children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as file:
-                    stat = file.read()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(b")") + 2 :].split()[1]) == parent:  # after "pid (comm) state": ppid
-                children.append(int(entry))
+    for entry in _pids():
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as file:
+                stat = file.read()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(b")") + 2 :].split()[1]) == parent:  # after "pid (comm) state": ppid
+            children.append(int(entry))
     return children
 
 
@@ -313,13 +326,12 @@ def _private_temp(libc, config: dict, workdir: str, uid: int, gid: int) -> bool:
 
 def _processes_of(uid: int) -> int:
     count = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/status") as file:
-                    count += any(line.split()[1:2] == [str(uid)] for line in file if line.startswith("Uid:"))
-            except OSError:
-                continue
+    for entry in _pids():
+        try:
+            with open(f"/proc/{entry}/status") as file:
+                count += any(line.split()[1:2] == [str(uid)] for line in file if line.startswith("Uid:"))
+        except OSError:
+            continue
     return count
 
 
