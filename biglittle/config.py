@@ -18,8 +18,11 @@ DRAFTERS = ("model", "ngram", "hybrid")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")  # int8 and auto load fp32 weights first
 TRAINABLE_PRECISIONS = ("fp32", "bf16", "fp16")  # gradients do not flow through int8 layers
 VOCAB_RANKINGS = ("corpus", "ids")  # which tokens a restricted draft vocabulary (--draft-vocab K) keeps
-TASKS = ("translation", "summarization")
+TASKS = ("translation", "summarization", "code")
 SPLITS = ("train", "dev", "test")
+# Tasks whose data is a test set only (HumanEval): no split of it may train or tune anything.
+TEST_ONLY_TASKS = {"code": "HumanEval is a test set"}
+TUNING_TASKS = tuple(task for task in TASKS if task not in TEST_ONLY_TASKS)
 
 EARLY_EXIT_PREFIX = "early-exit:"
 EXIT_HEAD_META = "exit.json"  # in a directory written by `align train --draft early-exit:L`: a trained exit
@@ -129,7 +132,7 @@ class GenerationConfig:
             (self.rollback_threshold >= 0, f"rollback-threshold must be >= 0, got {self.rollback_threshold}"),
             (
                 self.bild_thresholds is None or is_valid_thresholds_setting(self.bild_thresholds),
-                f"bild-thresholds must be auto or auto:TASK with TASK one of {', '.join(TASKS)}, "
+                f"bild-thresholds must be auto or auto:TASK with TASK one of {', '.join(TUNING_TASKS)}, "
                 f"got {self.bild_thresholds!r}",
             ),
             (self.bild_thresholds is None or self.method == "bild", "bild-thresholds applies to --method bild only"),
@@ -188,7 +191,16 @@ def default_precision(is_builtin_pair: bool) -> str:
 def is_valid_thresholds_setting(setting: str) -> bool:
     """'auto' or 'auto:TASK' (bild_thresholds)."""
     head, colon, task = setting.partition(":")
-    return head == AUTO and (not colon or task in TASKS)
+    return head == AUTO and (not colon or task in TUNING_TASKS)
+
+
+def require_tuning_task(task: str, command: str) -> None:
+    """Refuses a test-only task for anything that trains or tunes on its data."""
+    if task in TEST_ONLY_TASKS:
+        raise BigLittleError(
+            f"{command} cannot use the {task} task: {TEST_ONLY_TASKS[task]}, and nothing is trained or tuned on "
+            f"a test set; use {' or '.join(TUNING_TASKS)}"
+        )
 
 
 def task_of(setting: str) -> str | None:

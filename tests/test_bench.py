@@ -231,7 +231,7 @@ def test_resume_runs_nothing_twice_and_ends_like_a_complete_run(decoder_pair, tm
     assert {key(r): r["token_ids"] for r in lines} == {key(r): r["token_ids"] for r in complete_lines}
     assert [row["label"] for row in resumed["aggregates"]] == [row["label"] for row in complete["aggregates"]]
 
-    with pytest.raises(BigLittleError, match="max_new_tokens 10 -> 11"):
+    with pytest.raises(BigLittleError, match="max_new_tokens {.translation.: 10, .* -> {.translation.: 11"):
         run_benchmark(
             decoder_pair,
             examples,

@@ -28,7 +28,7 @@ def _add_tune_bild(commands) -> None:
         "--method bild --bild-thresholds auto` uses it. Every generation is saved as it ends: rerun the same "
         "command after an interruption to resume. See docs/bild.md.",
     )
-    p.add_argument("--task", required=True, help="translation or summarization")
+    p.add_argument("--task", required=True, help="translation or summarization (never code: HumanEval is a test set)")
     p.add_argument("--n", type=int, help=f"examples: the first N of the task's dev split (default {DEFAULTS['n']})")
     p.add_argument("--max-new-tokens", type=int, help=f"per generation (default {DEFAULTS['max_new_tokens']})")
     p.add_argument(
@@ -80,7 +80,7 @@ def _run_tune_bild(args) -> int:
 
 
 def _add_bench(commands) -> None:
-    from ..bench.options import DEFAULTS, FAMILIES
+    from ..bench.options import DEFAULTS, FAMILIES, describe_max_new_tokens
 
     p = commands.add_parser(
         "bench",
@@ -90,11 +90,13 @@ def _add_bench(commands) -> None:
         "example at a time (every setting, in an order rotated per example, so machine drift hits all alike):\n"
         "ar with the big model (the baseline) and with the little one, speculative decoding over a gamma sweep\n"
         "at temperature 0 and 1 and with --gamma auto, n-gram and hybrid drafting, BiLD over a threshold grid,\n"
-        "and transformers' assisted generation and prompt lookup. Writes into --out: records.jsonl (every\n"
-        "generation, appended as it ends: rerun the same command after an interruption and it resumes),\n"
-        "results.json, report.md and PNG plots. See docs/bench.md for how to read them.",
+        "and transformers' assisted generation and prompt lookup. The code task (HumanEval) runs each answer's\n"
+        "tests in a sandbox (a separate, isolated, resource-limited process) and scores pass@1. Quality and\n"
+        "speedups come with bootstrap intervals. Writes into --out: records.jsonl (every generation, appended\n"
+        "as it ends: rerun the same command after an interruption and it resumes), results.json, report.md and\n"
+        "PNG plots. See docs/bench.md for how to read them.",
     )
-    p.add_argument("--task", default="all", help="translation, summarization or all (default all)")
+    p.add_argument("--task", default="all", help="translation, summarization, code (HumanEval) or all (default all)")
     p.add_argument(
         "--n",
         type=int,
@@ -105,7 +107,8 @@ def _add_bench(commands) -> None:
     p.add_argument(
         "--max-new-tokens",
         type=int,
-        help=f"per generation (default {DEFAULTS['max_new_tokens'][0]}; --quick {DEFAULTS['max_new_tokens'][1]})",
+        help=f"per generation, for every task (default {describe_max_new_tokens(0)}; "
+        f"--quick {describe_max_new_tokens(1)})",
     )
     p.add_argument(
         "--gammas",
