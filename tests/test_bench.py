@@ -97,6 +97,7 @@ def test_quick_run_writes_valid_results(quick_run):
             "HF assisted" in greedy_exact
             and "exit-2: speculative γ=4 T=0" in greedy_exact
             and "ngram γ=2" in greedy_exact
+            and {"tree auto (little model)", "tree auto (lookup)", "tree auto (merged)"} <= set(greedy_exact)
         )
         for label in greedy_exact:  # speculative at T=0 (any drafter) and the greedy peers give the target's tokens
             assert rows[label]["agreement"]["exact_match"] == 1.0, label
@@ -104,6 +105,9 @@ def test_quick_run_writes_valid_results(quick_run):
         assert 0 < spec["alpha"] <= 1 and spec["tokens_per_target_call"] > 1 and spec["predicted_speedup"] > 0
         assert spec["c"] > 0 and spec["verify_cost_ratio"] > 0 and len(spec["acceptance_by_position"]) == 2
         assert rows["BiLD 0.6/5"]["mechanism"]["fallbacks_per_token"] > 0
+        tree = rows["tree auto (little model)"]["mechanism"]
+        assert tree["tokens_per_target_call"] >= 1 and tree["draft_calls_per_target_call"] > 0
+        assert all(first + others <= 1 for _, first, others in tree["accepted_by_depth"])
 
 
 def test_records_hold_what_cost_estimates_need(quick_run):
@@ -143,6 +147,9 @@ def test_report_and_plots(quick_run):
         "| draft | γ | temperature | α | tokens / target pass | measured speedup | predicted speedup |",
         "### Mechanism",
         "| exit-2: speculative (best) |",
+        "### Trees of proposals",
+        "| Tree (best) |",
+        "| Best exact (T=0) |",
         "| BiLD (exit-2) | exit-2: BiLD 0.6/5 |",
         "Command: `pytest`",
     ):

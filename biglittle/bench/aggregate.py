@@ -202,7 +202,15 @@ def pooled_stats(records: list[dict]) -> GenerationStats:
         total.update(
             {
                 name: record["stats"].get(name, 0)
-                for name in ("new_tokens", "target_calls", "proposed", "accepted", "fallbacks", "rollbacks")
+                for name in (
+                    "new_tokens",
+                    "target_calls",
+                    "draft_calls",
+                    "proposed",
+                    "accepted",
+                    "fallbacks",
+                    "rollbacks",
+                )
             }
         )
         proposed.update(dict(enumerate(record["positions"]["proposed"])))
@@ -216,6 +224,18 @@ def pooled_stats(records: list[dict]) -> GenerationStats:
     )
 
 
+def _accepted_by_depth(records: list[dict], target_calls: int) -> list[tuple[int, float, float]]:
+    """(depth, share of target passes accepting the drafter's first choice there, share accepting another)."""
+    first, others = Counter(), Counter()
+    for record in records:
+        for depth, rank, count in record["stats"].get("accepted_by_depth_rank", []):
+            (first if rank == 0 else others)[depth] += count
+    depths = sorted(set(first) | set(others))
+    return (
+        [(depth, first[depth] / target_calls, others[depth] / target_calls) for depth in depths] if target_calls else []
+    )
+
+
 def mechanism(setting: Setting, group: list[dict], ar_stats: GenerationStats) -> dict:
     stats = pooled_stats(group)
     summary = {
@@ -224,6 +244,9 @@ def mechanism(setting: Setting, group: list[dict], ar_stats: GenerationStats) ->
         "acceptance_by_position": stats.to_dict()["acceptance_by_position"],
         "fallbacks_per_token": _ratio(stats.fallbacks, stats.new_tokens),
         "rollbacks_per_token": _ratio(stats.rollbacks, stats.new_tokens),
+        "proposed_per_call": _ratio(stats.proposed, stats.target_calls),
+        "draft_calls_per_target_call": _ratio(stats.draft_calls, stats.target_calls),
+        "accepted_by_depth": _accepted_by_depth(group, stats.target_calls),
         "c": None,
         "verify_cost_ratio": None,
         "expected_tokens_per_iteration": None,

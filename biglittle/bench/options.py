@@ -12,7 +12,7 @@ from pathlib import Path
 from ..config import TASKS, parse_draft_spec, require_tuning_task
 from ..errors import BigLittleError
 
-FAMILIES = ("small", "speculative", "ngram", "bild", "peers")  # `ar` with the target always runs: the baseline
+FAMILIES = ("small", "speculative", "ngram", "trees", "bild", "peers")  # `ar` with the target always runs: the baseline
 
 # (full run, --quick): examples per task (at least 30, so that bootstrap intervals mean something), gamma
 # sweep, BiLD (fallback, rollback) grid.

@@ -27,6 +27,7 @@ def render(results: dict, plots: dict[str, list[str]]) -> str:
         lines += _summary_table(task_rows, metric)
         lines += _verdicts_table(task_rows)
         lines += _speculative_table(task_rows)
+        lines += _trees_table(task_rows)
         lines += _mechanism_table(task_rows)
         lines += _all_settings_table(task_rows, metric)
         lines += [f"![{name}]({name})" for name in plots.get(task, [])] + [""]
@@ -135,6 +136,11 @@ def summary_rows(task_rows: list[dict]) -> list[tuple[str, dict]]:
         ("Speculative (best)", _fastest(speculative)),
         ("N-gram (best)", _fastest(row for row in main if row["setting"]["drafter"] == "ngram")),
         ("Hybrid (best)", _fastest(row for row in main if row["setting"]["drafter"] == "hybrid")),
+        (
+            "Tree (best)",
+            _fastest(row for row in main if row["family"] == "trees" and row["setting"]["temperature"] == 0),
+        ),
+        ("Best exact (T=0)", _fastest(row for row in main if _exact_greedy(row))),
     ]
     for model in dict.fromkeys(row["setting"]["model"] for row in task_rows if row["family"] == "extra"):
         extra = [row for row in task_rows if row["setting"]["model"] == model]
@@ -152,6 +158,11 @@ def summary_rows(task_rows: list[dict]) -> list[tuple[str, dict]]:
             )
         )
     return [(name, row) for name, row in picks if row is not None]
+
+
+def _exact_greedy(row: dict) -> bool:
+    """A method whose greedy output is the big model's own: speculative decoding with any drafter, chain or tree."""
+    return row["setting"]["method"] == "speculative" and row["setting"]["temperature"] == 0
 
 
 def _spread(speedup: dict) -> str:
@@ -234,6 +245,32 @@ def _speculative_table(task_rows: list[dict]) -> list[str]:
             f"| {draft} | {setting['gamma']} | {setting['temperature']:g} | {_num(mech['alpha'])} | "
             f"{_num(mech['tokens_per_target_call'])} | {_num(row['speedup']['total'], suffix='×')} | "
             f"{_num(mech['predicted_speedup'], suffix='×')} |"
+        )
+    return lines + [""]
+
+
+def _trees_table(task_rows: list[dict]) -> list[str]:
+    """Trees: how many tokens a target pass yields, and which of the drafter's choices the big model took where."""
+    rows = [row for row in task_rows if row["setting"].get("tree") is not None]
+    if not rows:
+        return []
+    lines = [
+        "### Trees of proposals",
+        "",
+        "Accepted by depth and rank: the share of rounds whose accepted path reached each depth through the "
+        "drafter's first, second, ... choice there (ranks beyond the first are what a tree adds to a chain).",
+        "",
+        "| setting | tokens / target pass | proposed / pass | little-model passes / target pass | "
+        "accepted by depth: rank 1 + others | speedup |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+    for row in rows:
+        mech = row["mechanism"]
+        depths = " · ".join(f"d{depth} {first:.2f}+{others:.2f}" for depth, first, others in mech["accepted_by_depth"])
+        lines.append(
+            f"| {row['label']} | {_num(mech['tokens_per_target_call'])} | {_num(mech['proposed_per_call'], 1)} | "
+            f"{_num(mech['draft_calls_per_target_call'], 2)} | {depths or '–'} | "
+            f"{_num(row['speedup']['total'], suffix='×')} |"
         )
     return lines + [""]
 

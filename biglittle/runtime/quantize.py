@@ -24,7 +24,6 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -36,24 +35,21 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.pytorch_utils import Conv1D
 
 from ..errors import BigLittleError
+from .cpu import capabilities
 
 ROWWISE_ATTENTION = "biglittle_rowwise"
 
 
-def _has_vnni() -> bool:
-    """Whether the CPU has VNNI instructions (Linux's /proc/cpuinfo; elsewhere: assume not)."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
-    return bool(flags & {"avx512_vnni", "avx_vnni"})
+def activation_range() -> tuple[int, int]:
+    """(largest activation, zero point) of int8 activations on this CPU.
 
-
-# With VNNI, fbgemm sums u8 x s8 products exactly in 32 bits: 8-bit activations (-127..127 around
-# zero point 128). Without, it adds pairs of products in 16 bits, which saturates for 8-bit
-# activations: 7-bit ones (-63..63 around 64) fit. 8 bits halve the rounding error (measured on
-# Qwen2.5-0.5B: top-1 agreement with fp32 0.945 against 0.887 with 7 bits).
-ACTIVATION_MAX, ACTIVATION_ZERO_POINT = (127, 128) if _has_vnni() else (63, 64)
+    With VNNI, fbgemm sums u8 x s8 products exactly in 32 bits: 8-bit activations (-127..127 around
+    zero point 128). Without, it adds pairs of products in 16 bits, which saturates for 8-bit
+    activations: 7-bit ones (-63..63 around 64) fit. 8 bits halve the rounding error (measured on
+    Qwen2.5-0.5B: top-1 agreement with fp32 0.945 against 0.887 with 7 bits). Which holds is tried, not
+    read from the CPU's flags (cpu.py): a flag can be reported where the instruction does not run.
+    """
+    return (127, 128) if capabilities()["int8_8bit"] else (63, 64)
 
 
 class Int8Linear(nn.Module):
@@ -70,6 +66,7 @@ class Int8Linear(nn.Module):
                 weight, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8
             )
         self._packed = torch.ops.quantized.linear_prepack(quantized, None)  # fbgemm's layout; bias added below
+        self.activation_max, self.zero_point = activation_range()
         self.bias = None if bias is None else nn.Parameter(bias.detach().float().clone(), requires_grad=False)
 
     @classmethod
@@ -81,11 +78,11 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
         row_scale = torch.linalg.vector_norm(rows, float("inf"), dim=1, keepdim=True)  # max |x| per row: exact
-        row_scale = row_scale.clamp_min_(1e-12).div_(ACTIVATION_MAX)
+        row_scale = row_scale.clamp_min_(1e-12).div_(self.activation_max)
         # Rounded here, so that the kernel's own quantization (scale 1) only adds the zero point.
         integers = torch.round(rows / row_scale)
         out = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
-            integers, 1.0, ACTIVATION_ZERO_POINT, self._packed
+            integers, 1.0, self.zero_point, self._packed
         )
         out = out.mul_(row_scale) if self.bias is None else torch.addcmul(self.bias, out, row_scale)
         return out.reshape(*x.shape[:-1], self.out_features)
@@ -194,6 +191,8 @@ def int8_problem(model: PreTrainedModel) -> str | None:
         return "int8 needs torch's fbgemm kernels (an x86 CPU); choose fp32 or bf16"
     if model.device.type != "cpu":
         return f"int8 runs on the CPU only (the model is on {model.device}); on a GPU choose bf16 or fp16"
+    if not capabilities()["int8"]:
+        return "int8 kernels do not run correctly on this CPU (tried in a child process); choose fp32 or bf16"
     if not model._can_set_attn_implementation():
         return (
             f"int8 needs a model whose attention goes through transformers' AttentionInterface "
@@ -241,7 +240,9 @@ def fastest_precision(model: PreTrainedModel, repeats: int = 5) -> str:
         (module for _, module in _linear_layers(model) if module is not output_layer),
         key=lambda module: module.weight.numel(),
     )
-    candidates = {"fp32": (layer, torch.float32), "bf16": (copy.deepcopy(layer).to(torch.bfloat16), torch.bfloat16)}
+    candidates = {"fp32": (layer, torch.float32)}
+    if capabilities()["bf16"]:  # tried in a child process: a CPU may report instructions that fault here
+        candidates["bf16"] = (copy.deepcopy(layer).to(torch.bfloat16), torch.bfloat16)
     if int8_problem(model) is None:
         candidates["int8"] = (Int8Linear.from_module(layer), torch.float32)
     in_features = layer.weight.shape[0 if isinstance(layer, Conv1D) else 1]
