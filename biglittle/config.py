@@ -24,6 +24,9 @@ SPLITS = ("train", "dev", "test")
 EARLY_EXIT_PREFIX = "early-exit:"
 EXIT_HEAD_META = "exit.json"  # in a directory written by `align train --draft early-exit:L`: a trained exit
 AUTO = "auto"
+# torch.Generator.manual_seed takes 0 .. 2**64 - 1, and -2**63 .. -1 as other names of the upper half (-1 is
+# 2**64 - 1): the seeds accepted here are 0 .. MAX_SEED, one name per seed.
+MAX_SEED = 2**64 - 1
 
 
 def _setting(default, help: str, **extra):
@@ -124,6 +127,7 @@ class GenerationConfig:
             ),
             (self.top_k >= 0, f"top-k must be >= 0 (0 = off), got {self.top_k}"),
             (0 < self.top_p <= 1, f"top-p must be in (0, 1], got {self.top_p}"),
+            seed_check(self.seed),
             (self.max_new_tokens >= 1, f"max-new-tokens must be at least 1, got {self.max_new_tokens}"),
             (0 <= self.fallback_threshold <= 1, f"fallback-threshold must be in [0, 1], got {self.fallback_threshold}"),
             (self.rollback_threshold >= 0, f"rollback-threshold must be >= 0, got {self.rollback_threshold}"),
@@ -154,6 +158,11 @@ class GenerationConfig:
 
 
 SETTING_NAMES = tuple(f.name for f in fields(GenerationConfig))
+
+
+def seed_check(seed: int | None) -> tuple[bool, str]:
+    """(ok, message) for a random seed: None (a fresh one) or 0 .. MAX_SEED."""
+    return seed is None or 0 <= seed <= MAX_SEED, f"seed must be in 0 .. {MAX_SEED} (2**64 - 1), got {seed}"
 
 
 def needs_draft_model(method: str, drafter: str) -> bool:
