@@ -284,3 +284,9 @@ def test_align_train_reports_calibration_lines_that_are_not_records(capsys, tmp_
     argv = ["align", "train", "--draft", "/nonexistent/little", "--data", data, "--out", tmp_path / "o"]
     err = one_line_error(capsys, *argv)
     assert "calib.jsonl: 1 line(s) is not JSON records" in err and "first: line 3" in err
+
+
+@pytest.mark.parametrize("command", [["models", "fetch"], ["data", "fetch"]], ids=["models", "data"])
+def test_fetching_into_a_cache_below_a_file_says_so_before_downloading(capsys, a_file, command):
+    err = one_line_error(capsys, *command, "--cache-dir", a_file / "cache")
+    assert f"{a_file} is not a directory" in err and "give --cache-dir (or $BIGLITTLE_CACHE)" in err
