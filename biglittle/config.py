@@ -81,7 +81,7 @@ class GenerationConfig:
     temperature: float = _setting(0.0, "0 = greedy; > 0 samples")
     top_k: int = _setting(0, "sample from the k most likely tokens only (0 = off)")
     top_p: float = _setting(1.0, "nucleus sampling mass in (0, 1] (1 = off)")
-    seed: int | None = _setting(None, "random seed, for repeatable sampling")
+    seed: int | None = _setting(None, "random seed (0 .. 2**64 - 1), for repeatable sampling")
     max_new_tokens: int = _setting(128, "at most this many new tokens")
     fallback_threshold: float = _setting(
         0.6, "bild: hand over to the big model when the little model's top probability is below this"

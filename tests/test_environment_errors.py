@@ -257,10 +257,18 @@ def test_the_extreme_seeds_work(capsys, tiny_models):
         assert main([*argv, "--max-new-tokens", "3", "the cat"]) == 0, capsys.readouterr().err
 
 
-def test_align_train_refuses_an_out_of_range_seed(capsys, tmp_path, calib_dir):
-    argv = ["align", "train", "--draft", "/nonexistent/little", "--data", calib_dir, "--out", tmp_path / "o"]
-    err = one_line_error(capsys, *argv, "--seed", MAX_SEED + 1)
-    assert f"seed must be in 0 .. {MAX_SEED}" in err
+ALIGN_SEEDS = {
+    "calib": (["calib", "--task", "translation", "--n", 2, "--target", "/nonexistent/big"], -1),
+    "train": (["train", "--draft", "/nonexistent/little", "--data", "{calib}"], MAX_SEED + 1),
+}
+
+
+@pytest.mark.parametrize("command", list(ALIGN_SEEDS))
+def test_align_refuses_an_out_of_range_seed(capsys, tmp_path, calib_dir, command):
+    argv, seed = ALIGN_SEEDS[command]
+    argv = [str(arg).format(calib=calib_dir) for arg in argv]
+    err = one_line_error(capsys, "align", *argv, "--out", tmp_path / "o", "--seed", seed)
+    assert f"seed must be in 0 .. {MAX_SEED}" in err and f"got {seed}" in err
 
 
 # --------------------------------------------------------------------------- damaged record files
