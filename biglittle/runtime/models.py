@@ -54,9 +54,9 @@ def load_model(spec: str, dtype: str = "fp32", device: str | torch.device = "cpu
     """Load a model and its tokenizer from a hub id, a local directory, or a `.gguf` file."""
     if dtype not in PRECISIONS:
         raise BigLittleError(f"unknown precision {dtype!r}; choose one of {', '.join(PRECISIONS)}")
-    device = checked_device(device)
-    if dtype == "int8" and device.type != "cpu":
+    if dtype == "int8" and str(device).split(":")[0] != "cpu":  # before the device check: the more useful message
         raise BigLittleError(f"int8 runs on the CPU only, not {device}; on a GPU choose bf16 or fp16 (or auto)")
+    device = checked_device(device)
     location, extra = _resolve(spec)
     try:
         config = AutoConfig.from_pretrained(location, **extra)
