@@ -97,14 +97,13 @@ def translation_cache(root: Path) -> Path:
 
 # Models that do not exist: a command that loaded them before checking its output would say so instead.
 NO_MODELS = ["--target", "/nonexistent/big", "--draft", "/nonexistent/little"]
+ALIGN_TRAIN = ["align", "train", "--data", "{calib}"]
 OUT_COMMANDS = {
     "bench": ["bench", "--task", "translation", *NO_MODELS, "--out"],
     "tune-bild": ["tune-bild", "--task", "translation", "--data-path", DING, *NO_MODELS, "--out"],
     "align calib": ["align", "calib", "--task", "translation", "--n", 2, "--target", "/nonexistent/big", "--out"],
-    "align train": ["align", "train", "--draft", "/nonexistent/little", "--data", "{calib}", "--out"],
-    "align train early exit": [
-        *("align", "train", "--draft", "early-exit:2", "--target", "/nonexistent/big", "--data", "{calib}", "--out")
-    ],
+    "align train": [*ALIGN_TRAIN, "--draft", "/nonexistent/little", "--out"],
+    "align train early exit": [*ALIGN_TRAIN, "--draft", "early-exit:2", "--target", "/nonexistent/big", "--out"],
 }
 
 
@@ -238,10 +237,8 @@ def test_a_device_this_machine_lacks_is_refused_before_loading(capsys, device):
 
 def test_align_train_refuses_a_missing_device_too(capsys, tmp_path, calib_dir):
     name = missing_device()
-    err = one_line_error(
-        capsys, "align", "train", "--draft", "/nonexistent/little", "--data", calib_dir, "--out", tmp_path / "o",
-        "--device", name,
-    )  # fmt: skip
+    argv = [arg.format(calib=calib_dir) for arg in ALIGN_TRAIN]
+    err = one_line_error(capsys, *argv, "--draft", "/nonexistent/little", "--out", tmp_path / "o", "--device", name)
     assert f"device {name!r} is not available" in err
 
 
