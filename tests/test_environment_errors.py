@@ -143,6 +143,18 @@ def test_gamma_auto_refuses_an_unwritable_cache_before_measuring(capsys, tiny_mo
     assert not measured
 
 
+def test_draft_vocab_refuses_an_unwritable_cache_before_counting_tokens(capsys, tiny_models, unwritable, monkeypatch):
+    import biglittle.runtime.vocab_ranking
+
+    counted = []
+    monkeypatch.setattr(biglittle.runtime.vocab_ranking, "count_tokens", lambda *a, **k: counted.append(1))
+    cache, why = unwritable
+    models = ["--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"], "--draft-vocab", 20]
+    err = one_line_error(capsys, "generate", *models, "--cache-dir", cache, "the cat")
+    assert f"cannot write under {cache / 'vocab-ranking'}" in err and why in err and "--cache-dir" in err
+    assert not counted
+
+
 def test_a_stored_profile_in_a_read_only_cache_is_still_used(capsys, tiny_models, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     models = ["--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"], "--cache-dir", cache]
