@@ -26,7 +26,7 @@ from .decoding.loop import Commit, decode
 from .decoding.stats import GenerationStats
 from .decoding.stopping import cut_at_stop, stop_check
 from .errors import BigLittleError
-from .files import cache_dir, write_text_atomically
+from .files import CACHE_REMEDY, cache_dir, check_writable, write_text_atomically
 from .runtime import fetch
 from .runtime.early_exit import early_exit_model
 from .runtime.early_exit.head import final_norm, load_exit_head
@@ -166,6 +166,7 @@ class ModelPair:
         if path.is_file() and not refresh:
             self._profile = CostProfile.from_json(path.read_text())
             return self._profile
+        check_writable(path.parent, CACHE_REMEDY)  # before the measuring (minutes for real models), not after it
         profile = measure_profile(
             self.target_runner, self.draft_runner, progress=progress, shared_cache=self.shares_cache
         )

@@ -27,6 +27,9 @@ TUNING_TASKS = tuple(task for task in TASKS if task not in TEST_ONLY_TASKS)
 EARLY_EXIT_PREFIX = "early-exit:"
 EXIT_HEAD_META = "exit.json"  # in a directory written by `align train --draft early-exit:L`: a trained exit
 AUTO = "auto"
+# torch.Generator.manual_seed takes 0 .. 2**64 - 1, and -2**63 .. -1 as other names of the upper half (-1 is
+# 2**64 - 1): the seeds accepted here are 0 .. MAX_SEED, one name per seed.
+MAX_SEED = 2**64 - 1
 
 
 def _setting(default, help: str, **extra):
@@ -81,7 +84,7 @@ class GenerationConfig:
     temperature: float = _setting(0.0, "0 = greedy; > 0 samples")
     top_k: int = _setting(0, "sample from the k most likely tokens only (0 = off)")
     top_p: float = _setting(1.0, "nucleus sampling mass in (0, 1] (1 = off)")
-    seed: int | None = _setting(None, "random seed, for repeatable sampling")
+    seed: int | None = _setting(None, "random seed (0 .. 2**64 - 1), for repeatable sampling")
     max_new_tokens: int = _setting(128, "at most this many new tokens")
     fallback_threshold: float = _setting(
         0.6, "bild: hand over to the big model when the little model's top probability is below this"
@@ -127,6 +130,7 @@ class GenerationConfig:
             ),
             (self.top_k >= 0, f"top-k must be >= 0 (0 = off), got {self.top_k}"),
             (0 < self.top_p <= 1, f"top-p must be in (0, 1], got {self.top_p}"),
+            seed_check(self.seed),
             (self.max_new_tokens >= 1, f"max-new-tokens must be at least 1, got {self.max_new_tokens}"),
             (0 <= self.fallback_threshold <= 1, f"fallback-threshold must be in [0, 1], got {self.fallback_threshold}"),
             (self.rollback_threshold >= 0, f"rollback-threshold must be >= 0, got {self.rollback_threshold}"),
@@ -157,6 +161,11 @@ class GenerationConfig:
 
 
 SETTING_NAMES = tuple(f.name for f in fields(GenerationConfig))
+
+
+def seed_check(seed: int | None) -> tuple[bool, str]:
+    """(ok, message) for a random seed: None (a fresh one) or 0 .. MAX_SEED."""
+    return seed is None or 0 <= seed <= MAX_SEED, f"seed must be in 0 .. {MAX_SEED} (2**64 - 1), got {seed}"
 
 
 def needs_draft_model(method: str, drafter: str) -> bool:

@@ -36,7 +36,7 @@ class CalibSettings:
         require_tuning_task(self.task, "align calib")  # drafts are never trained on a test set (HumanEval)
         if self.top_k_logits < 0:
             raise BigLittleError(f"top-k-logits must be >= 0 (0 = off), got {self.top_k_logits}")
-        self.generation_config(0).validate()
+        self.generation_config(self.seed).validate()  # each example's seed derives from it; its range is every seed's
 
     def generation_config(self, seed: int) -> GenerationConfig:
         return GenerationConfig(

@@ -80,10 +80,12 @@ def code_judge(records) -> Callable[[str, Example, str], dict | None]:
 
 
 def model_pairs(pair: ModelPair, extra_drafts: dict[str, str], precision: str) -> dict[str, ModelPair]:
-    """The pair, the little model alone ("small"), and the target with each extra draft; no model is loaded twice."""
-    pairs = {"main": pair, "small": ModelPair(pair.draft)}
+    """The pair, the little model alone ("small"), and the target with each extra draft; no model is loaded twice.
+    All keep their measurements in the pair's cache."""
+    pairs = {"main": pair, "small": ModelPair(pair.draft, cache=pair.cache)}
     for label, spec in extra_drafts.items():
-        pairs[label] = load_pair(pair.target, spec, dtype=precision, device=str(pair.target_runner.device))
+        device = str(pair.target_runner.device)
+        pairs[label] = load_pair(pair.target, spec, dtype=precision, device=device, cache=pair.cache)
     return pairs
 
 

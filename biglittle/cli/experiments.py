@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import add_model_options, load_models, resolve, resumable
+from .options import add_model_options, check_measurements_writable, check_out, load_models, resolve, resumable
 
 
 def add_commands(commands) -> None:
@@ -71,6 +71,9 @@ def _run_tune_bild(args) -> int:
         precision=precision,
         allow_other_commit=args.allow_other_commit,
     )
+    if options.out_dir is not None:
+        check_out(options.out_dir)
+    check_measurements_writable(args)  # the choice is stored there, and by default the generations
     examples = load_task(options.task, "dev", path=args.data_path, limit=options.bench.n, cache=args.cache_dir)
     pair = load_models(args, spec, precision)
     with resumable(records_dir(pair, options)):
@@ -163,6 +166,7 @@ def _run_bench(args) -> int:
         precision=precision,
         allow_other_commit=args.allow_other_commit,
     )
+    check_out(options.out_dir)
     examples = {task: load_task(task, "test", limit=options.n, cache=args.cache_dir) for task in options.tasks}
     pair = load_models(args, spec, precision)
     with resumable(options.out_dir):

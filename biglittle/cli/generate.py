@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 
 from ..config import GenerationConfig, choose_method, generation_defaults
-from .options import add_model_options, add_setting, count_or_auto, load_models, resolve
+from .options import add_model_options, add_setting, check_measurements_writable, count_or_auto, load_models, resolve
 
 
 def add_commands(commands) -> None:
@@ -152,6 +152,7 @@ def _run_profile(args) -> int:
     from .format import format_profile
 
     spec, precision = resolve(args)
+    check_measurements_writable(args)
     pair = load_models(args, spec, precision)
     has_draft = spec.draft is not None
     with tqdm(total=profile_steps(16, has_draft, pair.shares_cache), desc="measuring T(k)", unit="pass") as bar:

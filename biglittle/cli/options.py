@@ -9,6 +9,7 @@ from dataclasses import MISSING, fields
 
 from ..config import AUTO, PRECISIONS, VOCAB_RANKINGS, GenerationConfig, default_precision
 from ..errors import BigLittleError
+from ..files import CACHE_REMEDY, check_writable, profiles_dir
 
 _SETTINGS = {f.name: f for f in fields(GenerationConfig)}
 CACHE_HELP = "the cache root: models, data, measurements (default $BIGLITTLE_CACHE or ~/.cache/biglittle)"
@@ -109,6 +110,16 @@ def load_models(args, spec, precision: str, with_draft: bool = True):
         cache=args.cache_dir,
         builtin=spec.builtin,
     )
+
+
+def check_out(path) -> None:
+    """Refuse an --out that cannot be written, before any model loads."""
+    check_writable(path, "give --out a directory you can write to")
+
+
+def check_measurements_writable(args) -> None:
+    """Refuse a cache that cannot keep this machine's measurements, before any model loads or is measured."""
+    check_writable(profiles_dir(args.cache_dir), CACHE_REMEDY)
 
 
 @contextmanager

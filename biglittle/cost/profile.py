@@ -16,6 +16,7 @@ from statistics import median
 
 import torch
 
+from ..files import profiles_dir
 from ..runtime.runner import Runner
 
 
@@ -110,10 +111,10 @@ def profile_steps(max_k: int, has_draft: bool, shared_cache: bool = False) -> in
 
 
 def profile_path(cache: Path, *identity: str) -> Path:
-    """Where the profile of these models on this machine is kept."""
+    """Where the profile of these models on this machine is kept, under the cache root `cache`."""
     machine = f"{platform.machine()}-{platform.processor()}-{torch.get_num_threads()}threads-torch{torch.__version__}"
     key = hashlib.sha256("|".join((machine, *identity)).encode()).hexdigest()[:16]
-    return cache / "profiles" / f"{key}.json"
+    return profiles_dir(cache) / f"{key}.json"
 
 
 def measure_overhead(generate, vocab_size: int, has_draft: bool, new_tokens: int = 24) -> dict[str, float]:

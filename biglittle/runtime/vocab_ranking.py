@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..files import cache_dir, read_json, write_text_atomically
+from ..files import CACHE_REMEDY, cache_dir, check_writable, read_json, write_text_atomically
 
 CODE_BYTES = 24_000_000  # of the standard library's source, sampled evenly over its files
 TEXT_EXAMPLES = 20_000  # per task, from its training split
@@ -73,6 +73,7 @@ def corpus_ranking(tokenizer, cache=None, progress: bool = True) -> list[int]:
     stored = read_json(path, "delete it to build it again")
     if stored is not None:
         return stored["ranking"]
+    check_writable(path.parent, CACHE_REMEDY)  # before the counting, not after it
     code = (p.read_text(encoding="utf-8", errors="replace") for p in stdlib_sources())
     counts = count_tokens(tokenizer, code, progress) + count_tokens(tokenizer, task_texts(cache), progress)
     ranking = ranking_from_counts(counts)
