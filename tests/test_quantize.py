@@ -205,3 +205,16 @@ def test_int8_on_a_gpu_is_refused_before_loading(tiny_models, capsys):
         == 2
     )
     assert "CPU only" in capsys.readouterr().err
+
+
+def test_projections_of_one_input_share_one_int8_product_and_give_the_same_logits(tiny_models, int8_pair, monkeypatch):
+    from biglittle.runtime import quantize
+
+    layer = int8_pair.target.model.model.layers[0]
+    assert isinstance(layer.self_attn.q_proj, quantize.FusedPart) and isinstance(layer.mlp.up_proj, quantize.FusedPart)
+    assert layer.self_attn.k_proj.fused is layer.self_attn.q_proj.fused
+    monkeypatch.setattr(quantize, "fuse_shared_inputs", lambda model: None)
+    unfused = quantize.quantize_model(load_model(tiny_models["llama_target"]).model)
+    ids = torch.tensor([random_ids(20, seed=3)])
+    with torch.no_grad():
+        assert torch.equal(int8_pair.target.model(ids).logits, unfused(ids).logits)
