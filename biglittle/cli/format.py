@@ -24,6 +24,14 @@ def format_stats(stats: GenerationStats, comparison: dict | None = None) -> str:
             f"tokens per target pass {per_call}"
         )
         lines.append(f"  accepted-length histogram: {d['accepted_length_histogram']}")
+    if d["accepted_by_depth_rank"]:  # a tree: which of the drafter's choices the big model took, by depth
+        by_depth: dict[int, list[str]] = {}
+        for depth, rank, count in d["accepted_by_depth_rank"]:
+            by_depth.setdefault(depth, []).append(f"choice {rank + 1}: {count}")
+        lines.append(
+            "  tree, accepted by depth: "
+            + "; ".join(f"{depth}: {', '.join(ranks)}" for depth, ranks in by_depth.items())
+        )
     if d["method"] == "bild":
         lines.append(
             f"  bild: fallbacks {d['fallbacks']}, rollbacks {d['rollbacks']}, "
