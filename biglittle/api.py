@@ -102,12 +102,14 @@ class ModelPair:
             raise BigLittleError("the prompt is empty")
         if not chat:
             return self.tokenizer(prompt).input_ids
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise BigLittleError(f"{self.target.name} has no chat template; drop --chat")
         return self.encode_messages([{"role": "user", "content": prompt}])
 
     def encode_messages(self, messages: list[dict[str, str]]) -> list[int]:
         """A conversation ({"role", "content"} dicts) in the tokenizer's chat template, ready for the reply."""
         if not getattr(self.tokenizer, "chat_template", None):
-            raise BigLittleError(f"{self.target.name} has no chat template; drop --chat")
+            raise BigLittleError(f"{self.target.name} has no chat template to put messages in")
         try:
             return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
         except TemplateError as error:  # the template refuses the conversation (say, roles out of order)
