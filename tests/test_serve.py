@@ -156,6 +156,9 @@ def test_compare_with_the_big_model_alone(client):
     comparison = response.model_extra["biglittle"]["compare_ar"]
     assert comparison["same_output"] is True and comparison["measured_speedup"] > 0
     assert comparison["predicted_speedup"] > 0
+    options = {"compare_ar": True, "tree": 6}  # a tree of drafted tokens, compared with ar (which has none)
+    _, _, response = complete(client, "the cat", chat=False, stream=False, extra_body={"biglittle": options})
+    assert response.model_extra["biglittle"]["compare_ar"]["same_output"] is True
 
 
 def metric(server_url: str, name: str, labels: str = "") -> float:
@@ -225,6 +228,14 @@ def test_bad_requests_get_400_and_the_server_keeps_serving(server_url, client, c
     assert complete(client, "the cat", chat=False, stream=False)[0]  # still serving
 
 
+def test_every_generation_setting_can_be_sent():
+    from biglittle.config import SETTING_NAMES
+    from biglittle.serve.protocol import BigLittleOptions
+
+    standard = {"temperature", "top_p", "seed", "max_new_tokens", "stop", "chat"}  # OpenAI's fields, the endpoint
+    assert set(SETTING_NAMES) - standard <= set(BigLittleOptions.model_fields)
+
+
 def test_the_openai_client_reads_the_error(client):
     with pytest.raises(openai.BadRequestError, match="unknown method 'beam'") as caught:
         client.completions.create(model=MODEL, prompt="the cat", extra_body={"biglittle": {"method": "beam"}})
@@ -282,6 +293,33 @@ def test_a_disconnect_mid_stream_frees_the_server(paced):
     assert pair.rounds[-2] < 100 and pair.rounds[-1] == 3  # the first stopped early
     cancelled = 'biglittle_requests_total{endpoint="completions",outcome="cancelled"}'
     assert metric(url, cancelled) == 1
+
+
+def test_a_request_whose_client_leaves_the_queue_is_not_run(paced):
+    pair, url = paced
+    body = {"model": MODEL, "prompt": "the cat", "max_tokens": 2}
+    pair.gate.clear()
+    pair.started.clear()
+    generations = len(pair.rounds)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(httpx.post, url + "/v1/completions", json=body, timeout=30)
+            assert pair.started.wait(10)
+            with pytest.raises(httpx.ReadTimeout):  # waits in the queue, then its client gives up
+                httpx.post(url + "/v1/completions", json=body, timeout=1)
+            time.sleep(0.5)  # the server notices within a quarter of a second
+            pair.gate.set()
+            assert running.result().status_code == 200
+        assert complete_raw(url, body)["usage"]["completion_tokens"] == 2
+        assert len(pair.rounds) == generations + 2  # the first and the last; the abandoned one never ran
+    finally:
+        pair.gate.set()
+
+
+def complete_raw(url: str, body: dict) -> dict:
+    response = httpx.post(url + "/v1/completions", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def test_a_full_queue_gets_503(paced):

@@ -18,8 +18,9 @@ Serve a model pair over HTTP with the OpenAI API, so that the `openai` client an
   GET  /health, GET /metrics   liveness; Prometheus metrics (requests, tokens, passes, acceptance, queue)
   GET  /                       a page: type a prompt, watch each token coloured by which model wrote it
 Request fields: max_tokens, temperature, top_p, seed, stop, n (1), stream, stream_options; biglittle's own
-settings go in a "biglittle" object (method, gamma, drafter, max_ngram, top_k, fallback_threshold,
-rollback_threshold, max_little_steps, bild_thresholds, and sources / compare_ar for the stream's extra fields).
+settings go in a "biglittle" object (method, gamma, drafter, max_ngram, tree, tree_depth, tree_width, top_k,
+fallback_threshold, rollback_threshold, max_little_steps, bild_thresholds; and sources: per-token sources in the
+stream, compare_ar: the speedup over the big model alone).
 Requests are served one at a time, in order; at most --max-queue wait (HTTP 503 past that).
 Without --target the built-in pair is served (`biglittle models fetch` installs it)."""
 

@@ -27,6 +27,9 @@ class BigLittleOptions(BaseModel):
     gamma: int | Literal["auto"] | None = None
     drafter: str | None = None
     max_ngram: int | None = None
+    tree: int | Literal["auto"] | None = None
+    tree_depth: int | None = None
+    tree_width: int | None = None
     top_k: int | None = None
     fallback_threshold: float | None = None
     rollback_threshold: float | None = None
