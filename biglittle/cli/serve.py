@@ -6,9 +6,9 @@ import argparse
 import socket
 import sys
 
-from ..config import AUTO
+from ..config import AUTO, generation_defaults
 from ..errors import BigLittleError
-from .options import add_model_options, load_models, resolve
+from .options import add_model_options, check_measurements_writable, load_models, resolve
 
 DESCRIPTION = """\
 Serve a model pair over HTTP with the OpenAI API, so that the `openai` client and other tools can call it:
@@ -60,8 +60,11 @@ def _run_serve(args) -> int:
         raise BigLittleError(f"--max-queue must be at least 1, got {args.max_queue}")
     listener = _listen(args.host, args.port)  # before the slow loading: a port in use is a one-line error
     spec, precision = resolve(args)
+    measures = generation_defaults(spec.builtin).gamma == AUTO  # --gamma auto needs this machine's cost profile
+    if measures:
+        check_measurements_writable(args)
     pair = load_models(args, spec, precision)
-    if pair.defaults.gamma == AUTO:  # measure this machine's costs now (once per machine), not in a first request
+    if measures:  # now (once per machine, then kept), not in the first request
         steps = profile_steps(16, spec.draft is not None, pair.shares_cache)
         with tqdm(total=steps, desc="measuring costs for --gamma auto", unit="pass", disable=None) as bar:
             pair.cost_profile(progress=bar.update)
