@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+from jinja2 import TemplateError
 
 from .config import (
     METHODS,
@@ -35,6 +36,7 @@ from .runtime.models import LoadedModel, load_model, logit_rows, shared_vocab_si
 from .runtime.quantize import precision_of
 from .runtime.restricted_vocab import restrict_vocabulary
 from .runtime.vocab_ranking import corpus_ranking
+from .streaming import ChunkMaker, StreamChunk, stream_generation
 
 __all__ = [
     "METHODS",
@@ -42,6 +44,7 @@ __all__ = [
     "GenerationResult",
     "ModelPair",
     "PairSpec",
+    "StreamChunk",
     "generate",
     "load_draft",
     "load_pair",
@@ -101,20 +104,23 @@ class ModelPair:
             return self.tokenizer(prompt).input_ids
         if not getattr(self.tokenizer, "chat_template", None):
             raise BigLittleError(f"{self.target.name} has no chat template; drop --chat")
-        messages = [{"role": "user", "content": prompt}]
-        return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+        return self.encode_messages([{"role": "user", "content": prompt}])
 
-    def generate(
-        self,
-        prompt: str | list[int],
-        config: GenerationConfig | None = None,
-        *,
-        on_commit: Callable[[Commit], None] | None = None,
-        **settings,
-    ) -> GenerationResult:
-        """Generate from a prompt (text, or token ids); `settings` override fields of `config` (default: `defaults`).
+    def encode_messages(self, messages: list[dict[str, str]]) -> list[int]:
+        """A conversation ({"role", "content"} dicts) in the tokenizer's chat template, ready for the reply."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise BigLittleError(f"{self.target.name} has no chat template to put messages in")
+        try:
+            return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+        except TemplateError as error:  # the template refuses the conversation (say, roles out of order)
+            raise BigLittleError(f"the chat template refused the messages: {error}") from error
 
-        `on_commit(commit)`, if given, is called after every round with the tokens it made final (a Commit).
+    def prepare(
+        self, prompt: str | list[int], config: GenerationConfig | None = None, **settings
+    ) -> tuple[list[int], GenerationConfig]:
+        """The prompt's token ids and the settings a generation of it runs with, checked (BigLittleError if bad).
+
+        `settings` override fields of `config` (default: `defaults`); tuned BiLD thresholds are looked up.
         """
         unknown = set(settings) - set(SETTING_NAMES)
         if unknown:
@@ -129,13 +135,32 @@ class ModelPair:
         prompt_ids = self.encode(prompt, config.chat) if isinstance(prompt, str) else list(prompt)
         if not prompt_ids:
             raise BigLittleError("the prompt is empty")
+        vocab_size = self.target_runner.vocab_size
+        if any(not 0 <= token < vocab_size for token in prompt_ids):
+            raise BigLittleError(f"the prompt has token ids outside the vocabulary (0 to {vocab_size - 1})")
         if config.bild_thresholds is not None:
             fallback, rollback = self.tuned_bild_thresholds(task_of(config.bild_thresholds))
-            config = replace(config, fallback_threshold=fallback, rollback_threshold=rollback)
+            config = replace(config, fallback_threshold=fallback, rollback_threshold=rollback, bild_thresholds=None)
         if len(prompt_ids) >= self.max_length:
             raise BigLittleError(
                 f"the prompt has {len(prompt_ids)} tokens but the models' context is {self.max_length}"
             )
+        return prompt_ids, config
+
+    def generate(
+        self,
+        prompt: str | list[int],
+        config: GenerationConfig | None = None,
+        *,
+        on_commit: Callable[[Commit], None] | None = None,
+        **settings,
+    ) -> GenerationResult:
+        """Generate from a prompt (text, or token ids); `settings` override fields of `config` (default: `defaults`).
+
+        `on_commit(commit)`, if given, is called after every round with the tokens it made final (a Commit); it may
+        raise (streaming.GenerationCancelled, say) to end the generation there.
+        """
+        prompt_ids, config = self.prepare(prompt, config, **settings)
         generator = torch.Generator(self.target_runner.device)
         generator.manual_seed(config.seed if config.seed is not None else torch.seed())
         eos = self.target.eos_token_ids
@@ -148,12 +173,23 @@ class ModelPair:
             max_length=self.max_length,
             eos_token_ids=eos,
             generator=generator,
-            stop_check=stop_check(self._decode, config.stop) if config.stop else None,
+            stop_check=stop_check(self.decode, config.stop) if config.stop else None,
             on_commit=on_commit,
         )
-        return GenerationResult(cut_at_stop(self._decode(token_ids), config.stop), token_ids, stats)
+        return GenerationResult(cut_at_stop(self.decode(token_ids), config.stop), token_ids, stats)
 
-    def _decode(self, token_ids: list[int]) -> str:
+    def stream(
+        self, prompt: str | list[int], config: GenerationConfig | None = None, **settings
+    ) -> Iterator[StreamChunk]:
+        """Generate as `generate` does, yielding each round's text as it becomes final (StreamChunk: the text, its
+        token ids and where each came from); the last chunk carries the GenerationResult. Bad settings raise here;
+        leaving the loop early stops the generation after its current round."""
+        prompt_ids, config = self.prepare(prompt, config, **settings)
+        chunks = ChunkMaker(self.decode, config.stop)
+        return stream_generation(lambda on_commit: self.generate(prompt_ids, config, on_commit=on_commit), chunks)
+
+    def decode(self, token_ids: list[int]) -> str:
+        """The text of `token_ids`, special tokens left out."""
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
 
     def cost_profile(self, refresh: bool = False, progress=None) -> CostProfile:

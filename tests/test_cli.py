@@ -1,5 +1,6 @@
 """The command line: output formats, and one-line errors with a non-zero exit for bad input."""
 
+import io
 import json
 import subprocess
 import sys
@@ -236,3 +237,38 @@ def test_without_the_default_pair_generate_says_how_to_get_it(capsys, tmp_path, 
     monkeypatch.setenv("BIGLITTLE_CACHE", str(tmp_path))
     code, _, err = run_cli(capsys, "generate", "hello")
     assert code == 2 and "biglittle models fetch" in err and len(err.strip().splitlines()) == 1
+
+
+class RecordingStdout(io.StringIO):
+    """Standard output that keeps each write apart and says it is (not) a terminal."""
+
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.writes: list[str] = []
+        self.tty = tty
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_stream_prints_the_text_as_it_is_written(capsys, monkeypatch, tiny_models, tty):
+    models = ["--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"], "--max-new-tokens", "20"]
+    assert main(["generate", *models, "--json", "the old man wants some bread . and"]) == 0
+    expected = json.loads(capsys.readouterr().out)["text"]
+    for flag, streams in (([], tty), (["--stream"], True), (["--no-stream"], False)):
+        stdout = RecordingStdout(tty)
+        monkeypatch.setattr(sys, "stdout", stdout)
+        assert main(["generate", *models, *flag, "the old man wants some bread . and"]) == 0
+        assert stdout.getvalue() == expected + "\n"
+        pieces = [text for text in stdout.writes if text.strip()]
+        assert (len(pieces) > 1) == streams, (flag, stdout.writes)  # one piece per round, or the whole text at once
+
+
+def test_stream_and_json_do_not_mix(capsys, tiny_models):
+    code, _, err = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "--json", "--stream", "the cat")
+    assert code == 2 and "cannot be combined with --stream" in err
