@@ -38,6 +38,8 @@ from .runtime.restricted_vocab import restrict_vocabulary
 from .runtime.vocab_ranking import corpus_ranking
 from .streaming import ChunkMaker, StreamChunk, stream_generation
 
+PROFILE_CONTEXT = 192  # tokens of text before the measured passes: a typical prompt and what follows it
+
 __all__ = [
     "METHODS",
     "GenerationConfig",
@@ -198,13 +200,17 @@ class ModelPair:
         if self._profile is not None and not refresh:
             return self._profile
         shared = ["shared-cache"] if self.shares_cache else []  # verification costs less: another profile
-        path = profile_path(cache_dir(self.cache), "profile-v2", *self.identity(), *shared)
+        path = profile_path(cache_dir(self.cache), "profile-v3", *self.identity(), *shared)
         if path.is_file() and not refresh:
             self._profile = CostProfile.from_json(path.read_text())
             return self._profile
         check_writable(path.parent, CACHE_REMEDY)  # before the measuring (minutes for real models), not after it
         profile = measure_profile(
-            self.target_runner, self.draft_runner, progress=progress, shared_cache=self.shares_cache
+            self.target_runner,
+            self.draft_runner,
+            progress=progress,
+            shared_cache=self.shares_cache,
+            context_tokens=min(PROFILE_CONTEXT, self.max_length // 2),  # a typical prompt, where the models allow
         )
         profile.overhead = measure_overhead(self.generate, self.target_runner.vocab_size, self.draft is not None)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -205,8 +205,11 @@ def test_profile_prints_both_cost_curves_and_the_overhead(capsys, tiny_models, t
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith("T(1) = ") and ", c = " in lines[0]
-    assert [line.split()[0] for line in lines[2:4]] == ["target", "draft"]
-    assert all(len(line.split()) == 17 for line in lines[2:4])  # name + k = 1..16
+    assert lines[1].startswith("  target step ") and lines[2].startswith("  draft step ")
+    assert all("x the floor" in line and "of weights at" in line for line in lines[1:3])
+    curves = lines.index(next(line for line in lines if line.startswith("T(k)/T(1)")))
+    assert [line.split()[0] for line in lines[curves + 1 : curves + 3]] == ["target", "draft"]
+    assert all(len(line.split()) == 17 for line in lines[curves + 1 : curves + 3])  # name + k = 1..16
     assert "time outside model forwards: ar " in out and "speculative " in out
     assert "lookups (ngram) cost none" in out and out.count("--tree auto: ") == 3  # a tree plan per acceptance
 

@@ -218,3 +218,17 @@ def test_projections_of_one_input_share_one_int8_product_and_give_the_same_logit
     ids = torch.tensor([random_ids(20, seed=3)])
     with torch.no_grad():
         assert torch.equal(int8_pair.target.model(ids).logits, unfused(ids).logits)
+
+
+def test_weight_bytes_count_what_a_pass_reads(tiny_models, int8_pair):
+    from torch import nn
+
+    from biglittle.cost.profile import measure_bandwidth
+    from biglittle.runtime.quantize import weight_bytes
+
+    assert weight_bytes(Int8Linear(torch.randn(32, 64), None)) == 32 * 64
+    assert weight_bytes(nn.Linear(64, 32)) == 32 * 64 * 4
+    fp32 = load_model(tiny_models["llama_target"]).model
+    linear = sum(m.weight.numel() for m in fp32.modules() if isinstance(m, nn.Linear))
+    assert weight_bytes(fp32) == 4 * linear and weight_bytes(int8_pair.target.model) == linear  # fused: the same
+    assert measure_bandwidth(size_bytes=1 << 24, repeats=2) > 1e8  # bytes per second: at least 0.1 GB/s

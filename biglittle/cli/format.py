@@ -56,8 +56,23 @@ def format_stats(stats: GenerationStats, comparison: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def _bytes(count: int) -> str:
+    return f"{count / 1e9:.2f} GB" if count >= 1e9 else f"{count / 1e6:.1f} MB"
+
+
 def format_profile(profile: CostProfile, has_draft: bool) -> str:
     lines = [f"T(1) = {profile.target_step_s * 1000:.1f} ms" + (f", c = {profile.draft_cost:.3f}" if has_draft else "")]
+    models = [("target", profile.target_step_s, profile.target_weight_bytes)]
+    if has_draft and profile.draft_step_s is not None:
+        models.append(("draft", profile.draft_step_s, profile.draft_weight_bytes))
+    for name, step, weights in models:
+        floor = profile.floor_s(weights)
+        if floor and weights and profile.memory_bandwidth:
+            lines.append(
+                f"  {name} step {step * 1000:.1f} ms against its memory floor {floor * 1000:.1f} ms "
+                f"({_bytes(weights)} of weights at {profile.memory_bandwidth / 1e9:.1f} GB/s): "
+                f"{step / floor:.2f}x the floor"
+            )
     curves = [("target", profile.verify_cost)] + ([("draft", profile.draft_verify_cost)] if has_draft else [])
     if profile.reuse_verify_cost:  # an early exit sharing the target's cache: verification after it costs less
         curves.append(("target reuse", profile.reuse_verify_cost))

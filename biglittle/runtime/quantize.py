@@ -320,6 +320,18 @@ def _time_rows(layer: nn.Module, in_features: int, dtype: torch.dtype, repeats: 
     return total
 
 
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of weights one forward pass reads whatever its number of tokens: every linear layer, the output layer
+    included (an embedding lookup reads a row per token: left out)."""
+    total = 0
+    for module in model.modules():
+        if isinstance(module, Int8Linear):
+            total += module.in_features * module.out_features  # int8; per-channel scales are negligible
+        elif isinstance(module, (nn.Linear, Conv1D)):
+            total += module.weight.numel() * module.weight.element_size()
+    return total
+
+
 def precision_of(model: nn.Module) -> str:
     """'int8' for a quantized model, else its parameters' dtype (what tells cost profiles apart)."""
     if any(isinstance(module, Int8Linear) for module in model.modules()):
