@@ -56,6 +56,15 @@ def residual_distribution(target_probs: torch.Tensor, draft_probs: torch.Tensor)
     return residual / total
 
 
+def rejected_drafts(target_p: torch.Tensor, draft_p: torch.Tensor, generator: torch.Generator | None) -> list[bool]:
+    """Algorithm 1's coin flips: draft i is rejected when u_i >= p_i / q_i for a fresh uniform u_i (written
+    without dividing by q), so it survives with probability min(1, p_i / q_i). target_p, draft_p: [num_draft],
+    p and q at each drafted token. The exact-enumeration tests (tests/exact.py) replace this function and
+    `sample` to follow every branch of a run."""
+    uniforms = torch.rand(len(target_p), generator=generator, device=target_p.device)
+    return (uniforms * draft_p >= target_p).tolist()
+
+
 def rejection_sample(
     draft_tokens: list[int],
     draft_probs: torch.Tensor | None,
@@ -74,9 +83,7 @@ def rejection_sample(
         index = torch.tensor(draft_tokens, device=target_probs.device)[:, None]
         target_p = target_probs[:-1].gather(1, index)[:, 0]  # [num_draft]
         draft_p = draft_probs.gather(1, index)[:, 0]  # [num_draft]
-        uniforms = torch.rand(num_draft, generator=generator, device=target_probs.device)
-        rejected = (uniforms * draft_p >= target_p).tolist()  # u >= p/q, without dividing by q
-        for position, is_rejected in enumerate(rejected):
+        for position, is_rejected in enumerate(rejected_drafts(target_p, draft_p, generator)):
             if is_rejected:
                 recovered = residual_distribution(target_probs[position], draft_probs[position])
                 return Verdict.prefix(position, sample(recovered, generator))
