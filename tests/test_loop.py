@@ -1,0 +1,146 @@
+"""The decoding loop's bookkeeping on toy models: what each target pass adds, what each model is fed, what
+each cache holds after every round. Model-free and fast, so `make mutate` runs them against every mutant."""
+
+from dataclasses import replace
+from types import SimpleNamespace
+
+import pytest
+import torch
+from scripted import ContextRunner, bigram
+
+from biglittle.decoding.drafters import ModelDrafter
+from biglittle.decoding.loop import DRAFTED, TARGET, decode
+from biglittle.decoding.methods import Bild, Speculative
+from biglittle.decoding.sampling import SamplingConfig
+from biglittle.runtime.runner import Runner
+
+VOCAB = 5
+PROMPT = [0, 3]
+# A target and a different draft over five tokens (none of them ends the text): rows are p(next | last).
+TARGET_TABLE = [
+    [0.10, 0.40, 0.20, 0.20, 0.10],
+    [0.50, 0.10, 0.20, 0.10, 0.10],
+    [0.20, 0.20, 0.20, 0.30, 0.10],
+    [0.05, 0.05, 0.60, 0.20, 0.10],
+    [0.30, 0.10, 0.10, 0.10, 0.40],
+]
+DRAFT_TABLE = [
+    [0.30, 0.30, 0.10, 0.20, 0.10],
+    [0.20, 0.20, 0.40, 0.10, 0.10],
+    [0.10, 0.50, 0.10, 0.20, 0.10],
+    [0.30, 0.10, 0.30, 0.20, 0.10],
+    [0.20, 0.20, 0.20, 0.20, 0.20],
+]
+GREEDY = SamplingConfig()
+SAMPLED = SamplingConfig(1.0)
+
+
+def run(target_table, draft_table, method, sampling, max_new_tokens, seed=0, check=None):
+    """decode() on two toy models; `check(text, target, draft, commit)` runs after every round."""
+    target, draft = ContextRunner(bigram(target_table), VOCAB), ContextRunner(bigram(draft_table), VOCAB)
+    text, commits = list(PROMPT), []
+
+    def on_commit(commit):
+        text.extend(commit.tokens)
+        commits.append(commit)
+        if check is not None:
+            check(text, target, draft, commit)
+
+    output, stats = decode(
+        PROMPT,
+        target,
+        ModelDrafter(draft, sampling, set()),
+        method,
+        max_new_tokens=max_new_tokens,
+        max_length=1000,
+        eos_token_ids=set(),
+        generator=torch.Generator().manual_seed(seed),
+        on_commit=on_commit,
+    )
+    assert output == text[len(PROMPT) :]
+    return output, stats, commits, draft
+
+
+def fed(timings):
+    return sum(tokens for tokens, _ in timings.call_log)
+
+
+@pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
+@pytest.mark.parametrize("gamma", [1, 3, 4])
+@pytest.mark.parametrize("max_new_tokens", [1, 7, 13])
+def test_identical_draft_each_target_pass_adds_one_token_and_wastes_no_draft(sampling, gamma, max_new_tokens):
+    """With the draft equal to the target every draft passes, so each round is gamma drafts and the bonus token
+    (fewer only where max_new_tokens leaves less room): nothing proposed is thrown away, nothing is drafted
+    past the end, and no position is fed to either model twice."""
+    output, stats, commits, draft = run(TARGET_TABLE, TARGET_TABLE, Speculative(gamma, sampling), sampling, max_new_tokens)
+    assert len(output) == max_new_tokens
+    written = 0
+    for commit in commits:
+        remaining = max_new_tokens - written
+        assert commit.sources == [DRAFTED] * min(gamma, remaining - 1) + [TARGET]  # the bonus token included
+        assert commit.discarded == []
+        written += len(commit.tokens)
+    rounds = len(commits)
+    assert stats.target_calls == rounds and stats.proposed == stats.accepted == max_new_tokens - rounds
+    assert fed(draft.timings) == draft_fed_without_rejections(stats, rounds)
+    assert sum(tokens for tokens, _ in stats.target_call_log) == len(PROMPT) + stats.proposed + rounds - 1
+
+
+def draft_fed_without_rejections(stats, rounds):
+    """The draft reads the prompt once, then per drafting round the two tokens it has not read (its own last
+    draft, never fed, and the bonus token after it) and one more per further draft: prompt + proposed + R - 2
+    for R drafting rounds. The last round drafts nothing when only the target's own token fits."""
+    drafting_rounds = stats.proposed_by_position[0]
+    assert drafting_rounds in (rounds, rounds - 1)
+    return len(PROMPT) + stats.proposed + drafting_rounds - 2 if drafting_rounds else 0
+
+
+@pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
+@pytest.mark.parametrize("gamma", [2, 4])
+def test_each_model_reads_every_position_once_unless_it_was_rejected(sampling, gamma):
+    """With a different draft (rejections), the target reads the prompt, then per round the one token it has
+    not read plus the proposal; the draft reads, per round, what was committed since it last read (one token,
+    or two after a round in which all drafts passed, the last of which it never read) and its own drafts but
+    the last. Refeeding a position that was kept, or skipping one, changes these counts."""
+    output, stats, commits, draft = run(TARGET_TABLE, DRAFT_TABLE, Speculative(gamma, sampling), sampling, 40, seed=3)
+    rounds = len(commits)
+    assert stats.target_calls == rounds
+    assert sum(tokens for tokens, _ in stats.target_call_log) == len(PROMPT) + stats.proposed + rounds - 1
+    drafted = [commit.sources.count(DRAFTED) + len(commit.discarded) for commit in commits]
+    full = [not commit.discarded for commit in commits]
+    expected = len(PROMPT) - 1 + stats.proposed
+    expected += sum(full[r] for r in range(rounds - 1) if drafted[r] and any(drafted[r + 1 :]))
+    assert 0 < sum(full) < rounds and stats.proposed > stats.accepted  # both kinds of round happened
+    assert fed(draft.timings) == expected
+
+
+def check_caches(text, target, draft, commit):
+    """After every round: the target holds exactly the text but its last token; the draft holds a prefix of it."""
+    assert target.held == text[:-1]
+    assert len(draft.held) <= len(text) - 1 and draft.held == text[: len(draft.held)]
+
+
+@pytest.mark.parametrize("sampling", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
+@pytest.mark.parametrize(
+    "method",
+    [Speculative(3, GREEDY), Bild(rollback_threshold=1.0, max_little_steps=3, sampling=GREEDY)],
+    ids=["speculative", "bild"],
+)
+def test_caches_hold_the_text_after_every_round(sampling, method):
+    method = replace(method, sampling=sampling)
+    output, stats, commits, _ = run(TARGET_TABLE, DRAFT_TABLE, method, sampling, 30, seed=1, check=check_caches)
+    assert any(commit.discarded for commit in commits)  # crops after rejections happened
+
+
+def test_a_runner_that_was_not_cropped_refuses_to_run():
+    """The runtime guard is an error, not an assert (which `python -O` removes)."""
+
+    class Unfed(Runner):
+        cache_len = 3
+
+        def _feed(self, tokens, num_logits, hidden):
+            raise AssertionError("the guard should have refused")
+
+    model = SimpleNamespace(config=SimpleNamespace(is_encoder_decoder=False), device=torch.device("cpu"))
+    with pytest.raises(RuntimeError, match="crop the cache first"):
+        Unfed(model, VOCAB).forward([0, 1, 2], 1)  # a cache of 3 tokens cannot give the logits after token 3 again
