@@ -65,6 +65,9 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:  # `-m "not models"`: the quick tests that need no trained tiny model (make mutate runs them)
+        if "tiny_models" in getattr(item, "fixturenames", ()):
+            item.add_marker("models")
     if config.getoption("--run-integration"):
         return
     skip = pytest.mark.skip(reason="needs the real model pair: pass --run-integration")

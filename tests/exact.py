@@ -14,6 +14,7 @@ distance above it fails.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
@@ -107,10 +108,8 @@ def enumerate_runs(run: Callable[[], Hashable], min_weight: float = 0.0) -> tupl
             replay = _Replay(pending.pop(), min_weight)
             for module, attr, method, _ in seams:
                 setattr(module, attr, getattr(replay, method))
-            try:
+            with contextlib.suppress(_Pruned):
                 distribution[run()] += replay.weight
-            except _Pruned:
-                pass
             pruned += replay.pruned
             pending += replay.branches
     finally:
@@ -136,7 +135,7 @@ def first_two(target, drafter, method, prompt_ids: list[int], eos_token_ids: set
             if len(written) >= 2:
                 raise _Done
 
-        try:
+        with contextlib.suppress(_Done):
             decode(
                 prompt_ids,
                 target,
@@ -148,8 +147,6 @@ def first_two(target, drafter, method, prompt_ids: list[int], eos_token_ids: set
                 generator=generator,
                 on_commit=stop_at_two,
             )
-        except _Done:
-            pass
         if not torch.equal(generator.get_state(), state):
             raise AssertionError("the run drew randomness that the enumeration does not follow")
         return (written[0], written[1] if len(written) > 1 else None)

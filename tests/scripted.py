@@ -81,14 +81,14 @@ def bigram(table: list[list[float]]):
     return next_logits
 
 
-def memoized(model):
+def memoized(model, vocab: int):
     """next_logits of a Hugging Face causal LM, one full forward per distinct prefix (no cache to go wrong)."""
     memo: dict = {}
 
     @torch.no_grad()
     def next_logits(prefix):
         if prefix not in memo:
-            memo[prefix] = model(torch.tensor([prefix])).logits[0, -1].float()
+            memo[prefix] = model(torch.tensor([prefix])).logits[0, -1, :vocab].float()
         return memo[prefix]
 
     return next_logits

@@ -7,8 +7,8 @@ import torch
 from exact import enumerate_runs
 from stats_checks import ALPHA, chi_square_pvalue, detectable_tv
 
-from biglittle.decoding.acceptance import bild_rollback, greedy_match, rejection_sample, residual_distribution
 from biglittle.decoding import sampling
+from biglittle.decoding.acceptance import bild_rollback, greedy_match, rejection_sample, residual_distribution
 from biglittle.decoding.sampling import SamplingConfig
 
 NEG = float("-inf")

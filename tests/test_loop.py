@@ -72,7 +72,9 @@ def test_identical_draft_each_target_pass_adds_one_token_and_wastes_no_draft(sam
     """With the draft equal to the target every draft passes, so each round is gamma drafts and the bonus token
     (fewer only where max_new_tokens leaves less room): nothing proposed is thrown away, nothing is drafted
     past the end, and no position is fed to either model twice."""
-    output, stats, commits, draft = run(TARGET_TABLE, TARGET_TABLE, Speculative(gamma, sampling), sampling, max_new_tokens)
+    output, stats, commits, draft = run(
+        TARGET_TABLE, TARGET_TABLE, Speculative(gamma, sampling), sampling, max_new_tokens
+    )
     assert len(output) == max_new_tokens
     written = 0
     for commit in commits:

@@ -90,3 +90,26 @@ def test_auto_gamma_keeps_greedy_identity(decoder_pair, drafter):
         assert gammas[0] > 0 and (drafter == "ngram" or max(gammas) >= 2)
     finally:
         decoder_pair._profile = None
+
+
+def test_chooser_uses_each_positions_own_acceptance():
+    """Acceptance 0.9 at draft position 0, 0.1 at position 1, 0.9 at position 2; verification costs the same
+    for any gamma and a draft step 0.2 of a target step. Expected tokens per unit of time, by hand:
+    gamma 0: 1 / 1 = 1;  gamma 1: (1 + 0.9) / 1.2 = 1.583;  gamma 2: (1.9 + 0.9 * 0.1) / 1.4 = 1.421;
+    gamma 3: (1.99 + 0.9 * 0.1 * 0.9) / 1.6 = 1.294. Best: gamma 1 (one position off, 0.1 would be read for
+    position 0 and plain decoding would win)."""
+    proposed = Counter({0: 1000, 1: 1000, 2: 1000})
+    accepted = Counter({0: 900, 1: 100, 2: 900})
+    chooser = GammaChooser(CostProfile(1.0, 0.2, [1.0] * 4), max_gamma=3, prior_weight=0)
+    assert chooser.rates(accepted, proposed) == pytest.approx([1.0, 1.9 / 1.2, 1.99 / 1.4, 2.071 / 1.6])
+    assert chooser.choose(accepted, proposed) == 1
+
+
+def test_chooser_goes_deep_when_only_the_first_position_is_poor():
+    """Acceptance 0.5 at position 0 and 0.95 after, flat verification, c = 0.1: by hand, gamma 1..3 give
+    1.5 / 1.1 = 1.364, 1.975 / 1.2 = 1.646, 2.426 / 1.3 = 1.866, so the chooser drafts three."""
+    proposed = Counter({0: 1000, 1: 1000, 2: 1000})
+    accepted = Counter({0: 500, 1: 950, 2: 950})
+    chooser = GammaChooser(CostProfile(1.0, 0.1, [1.0] * 4), max_gamma=3, prior_weight=0)
+    assert chooser.rates(accepted, proposed) == pytest.approx([1.0, 1.5 / 1.1, 1.975 / 1.2, 2.42625 / 1.3])
+    assert chooser.choose(accepted, proposed) == 3
