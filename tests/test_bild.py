@@ -167,3 +167,10 @@ def test_the_little_model_hands_over_where_it_is_unsure(fallback, rounds):
     assert output == SCRIPT[:10]
     assert [commit.sources for commit in commits] == rounds
     assert stats.fallbacks == stats.target_calls == len(rounds) and stats.rollbacks == 0
+
+
+def test_fallback_threshold_one_hands_over_even_when_the_little_model_is_certain():
+    certain = ContextRunner(lambda prefix: torch.tensor([0.0, 100.0, 0.0, 0.0]), 4)  # p = 1.0 in float32
+    drafter = ModelDrafter(certain, SamplingConfig(), set(), fallback_threshold=1.0)
+    drafter.start([0])
+    assert drafter.propose([0], 5, None).tokens == []

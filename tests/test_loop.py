@@ -8,7 +8,7 @@ import pytest
 import torch
 from scripted import ContextRunner, bigram
 
-from biglittle.decoding.drafters import ModelDrafter
+from biglittle.decoding.drafters import HybridDrafter, ModelDrafter, NgramDrafter
 from biglittle.decoding.loop import DRAFTED, TARGET, decode
 from biglittle.decoding.methods import Bild, Speculative
 from biglittle.decoding.sampling import SamplingConfig
@@ -146,3 +146,27 @@ def test_a_runner_that_was_not_cropped_refuses_to_run():
     model = SimpleNamespace(config=SimpleNamespace(is_encoder_decoder=False), device=torch.device("cpu"))
     with pytest.raises(RuntimeError, match="crop the cache first"):
         Unfed(model, VOCAB).forward([0, 1, 2], 1)  # a cache of 3 tokens cannot give the logits after token 3 again
+
+
+@pytest.mark.parametrize(
+    "method",
+    [Speculative(2, SAMPLED), Bild(rollback_threshold=0.5, max_little_steps=3, sampling=SAMPLED)],
+    ids=["speculative", "bild"],
+)
+def test_the_seed_alone_fixes_a_sampled_output(method):
+    """Every draw goes through the run's generator: torch's global random state makes no difference."""
+    outputs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        outputs.append(run(TARGET_TABLE, DRAFT_TABLE, method, SAMPLED, 30, seed=7)[0])
+    assert outputs[0] == outputs[1]
+
+
+def test_hybrid_drafter_looks_up_first_and_asks_the_model_otherwise():
+    model_runner = ContextRunner(bigram(DRAFT_TABLE), VOCAB)
+    hybrid = HybridDrafter(NgramDrafter(VOCAB, set()), ModelDrafter(model_runner, GREEDY, set()))
+    hybrid.start([0, 3])
+    assert hybrid.propose([0, 3, 1, 0, 3], 2, None).tokens == [1, 0]  # (0, 3) occurred: what followed it
+    assert hybrid.propose([0, 3, 2], 2, None).tokens == [1, 2]  # no match: the draft model's greedy tokens (2 -> 1 -> 2)
+    hybrid.crop(2)
+    assert model_runner.held == [0, 3]
