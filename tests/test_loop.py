@@ -167,6 +167,6 @@ def test_hybrid_drafter_looks_up_first_and_asks_the_model_otherwise():
     hybrid = HybridDrafter(NgramDrafter(VOCAB, set()), ModelDrafter(model_runner, GREEDY, set()))
     hybrid.start([0, 3])
     assert hybrid.propose([0, 3, 1, 0, 3], 2, None).tokens == [1, 0]  # (0, 3) occurred: what followed it
-    assert hybrid.propose([0, 3, 2], 2, None).tokens == [1, 2]  # no match: the draft model's greedy tokens (2 -> 1 -> 2)
+    assert hybrid.propose([0, 3, 2], 2, None).tokens == [1, 2]  # no match: the draft model's greedy 2 -> 1 -> 2
     hybrid.crop(2)
     assert model_runner.held == [0, 3]
