@@ -174,3 +174,12 @@ def test_fallback_threshold_one_hands_over_even_when_the_little_model_is_certain
     drafter = ModelDrafter(certain, SamplingConfig(), set(), fallback_threshold=1.0)
     drafter.start([0])
     assert drafter.propose([0], 5, None).tokens == []
+
+
+def test_the_little_model_hands_over_only_below_the_threshold():
+    """--fallback-threshold: hand over when the top probability is *below* it; exactly at it, keep writing."""
+    even = ContextRunner(lambda prefix: torch.tensor([0.0, 0.0]), 2)  # top probability exactly 0.5
+    for threshold, drafted in ((0.5, 3), (0.5001, 0)):
+        drafter = ModelDrafter(even, SamplingConfig(), set(), fallback_threshold=threshold)
+        drafter.start([0])
+        assert len(drafter.propose([0], 3, None).tokens) == drafted
