@@ -11,7 +11,9 @@ from scripted import ContextRunner, bigram
 from biglittle.decoding.drafters import HybridDrafter, ModelDrafter, NgramDrafter
 from biglittle.decoding.loop import DRAFTED, TARGET, decode
 from biglittle.decoding.methods import Bild, Speculative
+from biglittle.decoding.proposal import ROOT, Proposal
 from biglittle.decoding.sampling import SamplingConfig
+from biglittle.decoding.stats import GenerationStats
 from biglittle.runtime.runner import Runner
 
 VOCAB = 5
@@ -35,7 +37,7 @@ GREEDY = SamplingConfig()
 SAMPLED = SamplingConfig(1.0)
 
 
-def run(target_table, draft_table, method, sampling, max_new_tokens, seed=0, check=None):
+def run(target_table, draft_table, method, sampling, max_new_tokens, seed=0, check=None, **options):
     """decode() on two toy models; `check(text, target, draft, commit)` runs after every round."""
     target, draft = ContextRunner(bigram(target_table), VOCAB), ContextRunner(bigram(draft_table), VOCAB)
     text, commits = list(PROMPT), []
@@ -43,21 +45,25 @@ def run(target_table, draft_table, method, sampling, max_new_tokens, seed=0, che
     def on_commit(commit):
         text.extend(commit.tokens)
         commits.append(commit)
+        assert commit.total == len(text) - len(PROMPT)
         if check is not None:
             check(text, target, draft, commit)
 
     output, stats = decode(
         PROMPT,
         target,
-        ModelDrafter(draft, sampling, set()),
+        ModelDrafter(draft, sampling, set(), options.pop("fallback_threshold", 0.0)),
         method,
         max_new_tokens=max_new_tokens,
-        max_length=1000,
+        max_length=options.pop("max_length", 1000),
         eos_token_ids=set(),
         generator=torch.Generator().manual_seed(seed),
         on_commit=on_commit,
+        **options,
     )
     assert output == text[len(PROMPT) :]
+    assert (stats.method, stats.prompt_tokens, stats.new_tokens) == (method.name, len(PROMPT), len(output))
+    assert 0 <= stats.wall_time_s < 60
     return output, stats, commits, draft
 
 
@@ -170,3 +176,72 @@ def test_hybrid_drafter_looks_up_first_and_asks_the_model_otherwise():
     assert hybrid.propose([0, 3, 2], 2, None).tokens == [1, 2]  # no match: the draft model's greedy 2 -> 1 -> 2
     hybrid.crop(2)
     assert model_runner.held == [0, 3]
+
+
+def test_rollbacks_are_reported_in_their_commits():
+    bild = Bild(rollback_threshold=1.0, max_little_steps=3, sampling=GREEDY)
+    _, stats, commits, _ = run(TARGET_TABLE, DRAFT_TABLE, bild, GREEDY, 30, fallback_threshold=0.35)
+    assert 0 < sum(commit.rolled_back for commit in commits) == stats.rollbacks < len(commits)
+    for commit in commits:
+        assert commit.rolled_back == (commit.sources[-1] == TARGET and bool(commit.discarded))
+
+
+def test_a_little_model_writing_alone_is_counted_as_unverified():
+    alone = Bild(rollback_threshold=1.0, max_little_steps=3, sampling=GREEDY, fallback_enabled=False)
+    output, stats, commits, _ = run(TARGET_TABLE, DRAFT_TABLE, alone, GREEDY, 10)
+    assert len(commits) > 1 and stats.unverified == len(output) == 10 and stats.target_calls == 0
+
+
+def test_the_context_length_bounds_the_output():
+    output, *_ = run(TARGET_TABLE, DRAFT_TABLE, Speculative(3, GREEDY), GREEDY, 50, max_length=len(PROMPT) + 7)
+    assert len(output) == 7
+
+
+def test_a_stop_string_ends_the_text_after_it():
+    from biglittle.decoding.stopping import stop_check
+
+    def text_of(ids):
+        return " ".join(map(str, ids))
+
+    full, *_ = run(TARGET_TABLE, TARGET_TABLE, Speculative(4, GREEDY), GREEDY, 20)
+    stop = text_of(full[5:7])
+    first = next(i for i in range(len(full)) if stop in text_of(full[: i + 1]))
+    output, stats, commits, _ = run(
+        TARGET_TABLE, TARGET_TABLE, Speculative(4, GREEDY), GREEDY, 20, stop_check=stop_check(text_of, (stop,))
+    )
+    assert output == full[: first + 1] and stats.new_tokens == first + 1
+    assert sum(len(commit.tokens) for commit in commits) == first + 1
+
+
+def test_the_chooser_sets_gamma_each_round():
+    from biglittle.cost.gamma import GammaChooser
+    from biglittle.cost.profile import CostProfile
+
+    chooser = GammaChooser(CostProfile(1.0, 0.01, [1.0] * 6))  # drafting is nearly free: it speculates
+    method = Speculative(0, GREEDY, chooser=chooser)
+    output, stats, _, _ = run(TARGET_TABLE, TARGET_TABLE, method, GREEDY, 30)
+    plain, *_ = run(TARGET_TABLE, TARGET_TABLE, Speculative(0, GREEDY), GREEDY, 30)
+    assert output == plain and stats.proposed > 0 and max(stats.proposed_by_position) >= 2
+
+
+def test_a_tree_proposal_is_refused_by_the_chain_loop():
+    class TreeDrafter(NgramDrafter):
+        def propose(self, tokens, max_tokens, generator):
+            return Proposal([1, 2], parents=[ROOT, ROOT])
+
+    with pytest.raises(ValueError, match="tree needs tree verification"):
+        decode(
+            PROMPT, ContextRunner(bigram(TARGET_TABLE), VOCAB), TreeDrafter(VOCAB, set()), Speculative(2, GREEDY),
+            max_new_tokens=5, max_length=100, eos_token_ids=set(), generator=None,
+        )  # fmt: skip
+
+
+def test_round_statistics_count_each_draft_position():
+    stats = GenerationStats()
+    stats.record_round(3, 1)
+    stats.record_round(3, 1)
+    stats.record_round(2, 2)
+    assert stats.proposed_by_position == {0: 3, 1: 3, 2: 2}
+    assert stats.accepted_by_position == {0: 3, 1: 1}
+    assert stats.accepted_lengths == {1: 2, 2: 1}
+    assert (stats.proposed, stats.accepted, stats.discarded) == (8, 4, 4)
