@@ -201,3 +201,8 @@ def test_sampled_replacement_comes_from_the_big_distribution():
     # Every draw differs from token 0 except with p = 0.001, so nearly every trial rolls back.
     assert sum(replacements.values()) > 1980
     assert chi_square_pvalue(replacements, {1: 0.5 / 0.999, 2: 0.499 / 0.999}) > ALPHA
+
+
+def test_sampled_drafts_without_their_distributions_are_refused():
+    with pytest.raises(ValueError, match="need the distributions they were drawn from"):
+        rejection_sample([1], None, torch.full((2, 3), 1 / 3), None)
