@@ -78,6 +78,9 @@ OPT_INS = {
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:  # `-m "not models"`: the quick tests that need no trained tiny model (make mutate runs them)
+        if "tiny_models" in getattr(item, "fixturenames", ()):
+            item.add_marker("models")
     for marker, (option, reason) in OPT_INS.items():
         if config.getoption(option):
             continue
