@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+from jinja2 import TemplateError
 
 from .config import (
     METHODS,
     SETTING_NAMES,
+    VOCAB_RANKINGS,
     GenerationConfig,
     default_precision,
     generation_defaults,
@@ -25,7 +27,7 @@ from .decoding.loop import Commit, decode
 from .decoding.stats import GenerationStats
 from .decoding.stopping import cut_at_stop, stop_check
 from .errors import BigLittleError
-from .files import cache_dir, write_text_atomically
+from .files import CACHE_REMEDY, cache_dir, check_writable, write_text_atomically
 from .runtime import fetch
 from .runtime.early_exit import early_exit_model
 from .runtime.early_exit.head import final_norm, load_exit_head
@@ -33,6 +35,10 @@ from .runtime.early_exit.shared_cache import ExitTargetRunner, make_runners
 from .runtime.models import LoadedModel, load_model, logit_rows, shared_vocab_size
 from .runtime.quantize import precision_of
 from .runtime.restricted_vocab import restrict_vocabulary
+from .runtime.vocab_ranking import corpus_ranking
+from .streaming import ChunkMaker, StreamChunk, stream_generation
+
+PROFILE_CONTEXT = 192  # tokens of text before the measured passes: a typical prompt and what follows it
 
 __all__ = [
     "METHODS",
@@ -40,6 +46,7 @@ __all__ = [
     "GenerationResult",
     "ModelPair",
     "PairSpec",
+    "StreamChunk",
     "generate",
     "load_draft",
     "load_pair",
@@ -99,20 +106,23 @@ class ModelPair:
             return self.tokenizer(prompt).input_ids
         if not getattr(self.tokenizer, "chat_template", None):
             raise BigLittleError(f"{self.target.name} has no chat template; drop --chat")
-        messages = [{"role": "user", "content": prompt}]
-        return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+        return self.encode_messages([{"role": "user", "content": prompt}])
 
-    def generate(
-        self,
-        prompt: str | list[int],
-        config: GenerationConfig | None = None,
-        *,
-        on_commit: Callable[[Commit], None] | None = None,
-        **settings,
-    ) -> GenerationResult:
-        """Generate from a prompt (text, or token ids); `settings` override fields of `config` (default: `defaults`).
+    def encode_messages(self, messages: list[dict[str, str]]) -> list[int]:
+        """A conversation ({"role", "content"} dicts) in the tokenizer's chat template, ready for the reply."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise BigLittleError(f"{self.target.name} has no chat template to put messages in")
+        try:
+            return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+        except TemplateError as error:  # the template refuses the conversation (say, roles out of order)
+            raise BigLittleError(f"the chat template refused the messages: {error}") from error
 
-        `on_commit(commit)`, if given, is called after every round with the tokens it made final (a Commit).
+    def prepare(
+        self, prompt: str | list[int], config: GenerationConfig | None = None, **settings
+    ) -> tuple[list[int], GenerationConfig]:
+        """The prompt's token ids and the settings a generation of it runs with, checked (BigLittleError if bad).
+
+        `settings` override fields of `config` (default: `defaults`); tuned BiLD thresholds are looked up.
         """
         unknown = set(settings) - set(SETTING_NAMES)
         if unknown:
@@ -127,31 +137,61 @@ class ModelPair:
         prompt_ids = self.encode(prompt, config.chat) if isinstance(prompt, str) else list(prompt)
         if not prompt_ids:
             raise BigLittleError("the prompt is empty")
+        vocab_size = self.target_runner.vocab_size
+        if any(not 0 <= token < vocab_size for token in prompt_ids):
+            raise BigLittleError(f"the prompt has token ids outside the vocabulary (0 to {vocab_size - 1})")
         if config.bild_thresholds is not None:
             fallback, rollback = self.tuned_bild_thresholds(task_of(config.bild_thresholds))
-            config = replace(config, fallback_threshold=fallback, rollback_threshold=rollback)
+            config = replace(config, fallback_threshold=fallback, rollback_threshold=rollback, bild_thresholds=None)
         if len(prompt_ids) >= self.max_length:
             raise BigLittleError(
                 f"the prompt has {len(prompt_ids)} tokens but the models' context is {self.max_length}"
             )
+        return prompt_ids, config
+
+    def generate(
+        self,
+        prompt: str | list[int],
+        config: GenerationConfig | None = None,
+        *,
+        on_commit: Callable[[Commit], None] | None = None,
+        **settings,
+    ) -> GenerationResult:
+        """Generate from a prompt (text, or token ids); `settings` override fields of `config` (default: `defaults`).
+
+        `on_commit(commit)`, if given, is called after every round with the tokens it made final (a Commit); it may
+        raise (streaming.GenerationCancelled, say) to end the generation there.
+        """
+        prompt_ids, config = self.prepare(prompt, config, **settings)
         generator = torch.Generator(self.target_runner.device)
         generator.manual_seed(config.seed if config.seed is not None else torch.seed())
         eos = self.target.eos_token_ids
         token_ids, stats = decode(
             prompt_ids,
             self.target_runner,
-            build_drafter(config, self.target_runner, self.draft_runner, eos),
+            build_drafter(config, self.target_runner, self.draft_runner, eos, self.cost_profile),
             build_method(config, self.cost_profile),
             max_new_tokens=config.max_new_tokens,
             max_length=self.max_length,
             eos_token_ids=eos,
             generator=generator,
-            stop_check=stop_check(self._decode, config.stop) if config.stop else None,
+            stop_check=stop_check(self.decode, config.stop) if config.stop else None,
             on_commit=on_commit,
         )
-        return GenerationResult(cut_at_stop(self._decode(token_ids), config.stop), token_ids, stats)
+        return GenerationResult(cut_at_stop(self.decode(token_ids), config.stop), token_ids, stats)
 
-    def _decode(self, token_ids: list[int]) -> str:
+    def stream(
+        self, prompt: str | list[int], config: GenerationConfig | None = None, **settings
+    ) -> Iterator[StreamChunk]:
+        """Generate as `generate` does, yielding each round's text as it becomes final (StreamChunk: the text, its
+        token ids and where each came from); the last chunk carries the GenerationResult. Bad settings raise here;
+        leaving the loop early stops the generation after its current round."""
+        prompt_ids, config = self.prepare(prompt, config, **settings)
+        chunks = ChunkMaker(self.decode, config.stop)
+        return stream_generation(lambda on_commit: self.generate(prompt_ids, config, on_commit=on_commit), chunks)
+
+    def decode(self, token_ids: list[int]) -> str:
+        """The text of `token_ids`, special tokens left out."""
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
 
     def cost_profile(self, refresh: bool = False, progress=None) -> CostProfile:
@@ -160,12 +200,17 @@ class ModelPair:
         if self._profile is not None and not refresh:
             return self._profile
         shared = ["shared-cache"] if self.shares_cache else []  # verification costs less: another profile
-        path = profile_path(cache_dir(self.cache), "profile-v2", *self.identity(), *shared)
+        path = profile_path(cache_dir(self.cache), "profile-v3", *self.identity(), *shared)
         if path.is_file() and not refresh:
             self._profile = CostProfile.from_json(path.read_text())
             return self._profile
+        check_writable(path.parent, CACHE_REMEDY)  # before the measuring (minutes for real models), not after it
         profile = measure_profile(
-            self.target_runner, self.draft_runner, progress=progress, shared_cache=self.shares_cache
+            self.target_runner,
+            self.draft_runner,
+            progress=progress,
+            shared_cache=self.shares_cache,
+            context_tokens=min(PROFILE_CONTEXT, self.max_length // 2),  # a typical prompt, where the models allow
         )
         profile.overhead = measure_overhead(self.generate, self.target_runner.vocab_size, self.draft is not None)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -219,6 +264,7 @@ def load_pair(
     dtype: str | None = None,
     device: str = "cpu",
     draft_vocab: int | None = None,
+    draft_vocab_ranking: str | list[int] = "corpus",
     cache: str | os.PathLike | None = None,
     builtin: bool = False,
 ) -> ModelPair:
@@ -227,7 +273,9 @@ def load_pair(
     With no target, the built-in default pair (`biglittle models fetch`). A draft of "early-exit:L" is the
     target's own first L layers with its norm and output layer; a directory written by
     `align train --draft early-exit:L` is that exit with its trained head. `draft_vocab=K` lets the draft
-    score only the K most frequent tokens (a cheaper output layer). `dtype` defaults to the fastest measured
+    score only the K most frequent tokens (a cheaper output layer), by `draft_vocab_ranking`: "corpus", their
+    frequency in a broad corpus of code and text (runtime/vocab_ranking.py, built once and kept), "ids", the lowest
+    ids (merge order), or a list of token ids, most frequent first. `dtype` defaults to the fastest measured
     precision for the built-in pair and fp32 for named models.
     """
     if target is None:
@@ -240,8 +288,16 @@ def load_pair(
         draft = load_draft(draft, target, dtype, device)
     pair = ModelPair(target, draft, cache=cache, builtin=builtin)  # checks the vocabularies before the draft's is cut
     if draft_vocab is not None and draft is not None:
-        restrict_vocabulary(draft.model, draft.tokenizer, draft_vocab)
+        restrict_vocabulary(draft.model, draft.tokenizer, draft_vocab, _ranking(draft_vocab_ranking, draft, cache))
     return pair
+
+
+def _ranking(source: str | list[int], draft: LoadedModel, cache) -> list[int] | None:
+    if not isinstance(source, str):
+        return source
+    if source not in VOCAB_RANKINGS:
+        raise BigLittleError(f"unknown draft-vocab ranking {source!r}; choose one of {', '.join(VOCAB_RANKINGS)}")
+    return corpus_ranking(draft.tokenizer, cache) if source == "corpus" else None
 
 
 def load_draft(spec: str, target: LoadedModel, dtype: str = "fp32", device: str = "cpu") -> LoadedModel:

@@ -17,12 +17,19 @@ METHODS = ("ar", "speculative", "bild")
 DRAFTERS = ("model", "ngram", "hybrid")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")  # int8 and auto load fp32 weights first
 TRAINABLE_PRECISIONS = ("fp32", "bf16", "fp16")  # gradients do not flow through int8 layers
-TASKS = ("translation", "summarization")
+VOCAB_RANKINGS = ("corpus", "ids")  # which tokens a restricted draft vocabulary (--draft-vocab K) keeps
+TASKS = ("translation", "summarization", "code")
 SPLITS = ("train", "dev", "test")
+# Tasks whose data is a test set only (HumanEval): no split of it may train or tune anything.
+TEST_ONLY_TASKS = {"code": "HumanEval is a test set"}
+TUNING_TASKS = tuple(task for task in TASKS if task not in TEST_ONLY_TASKS)
 
 EARLY_EXIT_PREFIX = "early-exit:"
 EXIT_HEAD_META = "exit.json"  # in a directory written by `align train --draft early-exit:L`: a trained exit
 AUTO = "auto"
+# torch.Generator.manual_seed takes 0 .. 2**64 - 1, and -2**63 .. -1 as other names of the upper half (-1 is
+# 2**64 - 1): the seeds accepted here are 0 .. MAX_SEED, one name per seed.
+MAX_SEED = 2**64 - 1
 
 
 def _setting(default, help: str, **extra):
@@ -64,10 +71,20 @@ class GenerationConfig:
         choices=DRAFTERS,
     )
     max_ngram: int = _setting(3, "ngram / hybrid: longest suffix looked up")
+    tree: int | str | None = _setting(
+        None,
+        "speculative: propose a tree of up to this many tokens per target pass instead of a chain, all verified in "
+        "one pass (each proposed token attends to its ancestors only): the little model's top choices, grown one "
+        "level per little-model pass (--drafter model), the text's own continuations (ngram), or both (hybrid); "
+        "'auto' decides every round, from this machine's measured costs and the acceptance so far, whether to run "
+        "the little model, how deep to grow and how many tokens to propose (none: a plain step)",
+    )
+    tree_depth: int = _setting(4, "speculative --tree: at most this many levels (little-model passes)")
+    tree_width: int = _setting(4, "speculative --tree: children per expanded token, and tokens expanded per level")
     temperature: float = _setting(0.0, "0 = greedy; > 0 samples")
     top_k: int = _setting(0, "sample from the k most likely tokens only (0 = off)")
     top_p: float = _setting(1.0, "nucleus sampling mass in (0, 1] (1 = off)")
-    seed: int | None = _setting(None, "random seed, for repeatable sampling")
+    seed: int | None = _setting(None, "random seed (0 .. 2**64 - 1), for repeatable sampling")
     max_new_tokens: int = _setting(128, "at most this many new tokens")
     fallback_threshold: float = _setting(
         0.6, "bild: hand over to the big model when the little model's top probability is below this"
@@ -101,17 +118,25 @@ class GenerationConfig:
             ),
             (self.max_ngram >= 1, f"max-ngram must be at least 1, got {self.max_ngram}"),
             (
+                self.tree in (None, AUTO) or (isinstance(self.tree, int) and self.tree >= 1),
+                f"tree must be at least 1 token or 'auto', got {self.tree}",
+            ),
+            (self.tree is None or self.method == "speculative", "tree applies to --method speculative only"),
+            (self.tree_depth >= 1, f"tree-depth must be at least 1, got {self.tree_depth}"),
+            (self.tree_width >= 1, f"tree-width must be at least 1, got {self.tree_width}"),
+            (
                 self.temperature >= 0 and math.isfinite(self.temperature),
                 f"temperature must be >= 0, got {self.temperature}",
             ),
             (self.top_k >= 0, f"top-k must be >= 0 (0 = off), got {self.top_k}"),
             (0 < self.top_p <= 1, f"top-p must be in (0, 1], got {self.top_p}"),
+            seed_check(self.seed),
             (self.max_new_tokens >= 1, f"max-new-tokens must be at least 1, got {self.max_new_tokens}"),
             (0 <= self.fallback_threshold <= 1, f"fallback-threshold must be in [0, 1], got {self.fallback_threshold}"),
             (self.rollback_threshold >= 0, f"rollback-threshold must be >= 0, got {self.rollback_threshold}"),
             (
                 self.bild_thresholds is None or is_valid_thresholds_setting(self.bild_thresholds),
-                f"bild-thresholds must be auto or auto:TASK with TASK one of {', '.join(TASKS)}, "
+                f"bild-thresholds must be auto or auto:TASK with TASK one of {', '.join(TUNING_TASKS)}, "
                 f"got {self.bild_thresholds!r}",
             ),
             (self.bild_thresholds is None or self.method == "bild", "bild-thresholds applies to --method bild only"),
@@ -136,6 +161,11 @@ class GenerationConfig:
 
 
 SETTING_NAMES = tuple(f.name for f in fields(GenerationConfig))
+
+
+def seed_check(seed: int | None) -> tuple[bool, str]:
+    """(ok, message) for a random seed: None (a fresh one) or 0 .. MAX_SEED."""
+    return seed is None or 0 <= seed <= MAX_SEED, f"seed must be in 0 .. {MAX_SEED} (2**64 - 1), got {seed}"
 
 
 def needs_draft_model(method: str, drafter: str) -> bool:
@@ -170,7 +200,16 @@ def default_precision(is_builtin_pair: bool) -> str:
 def is_valid_thresholds_setting(setting: str) -> bool:
     """'auto' or 'auto:TASK' (bild_thresholds)."""
     head, colon, task = setting.partition(":")
-    return head == AUTO and (not colon or task in TASKS)
+    return head == AUTO and (not colon or task in TUNING_TASKS)
+
+
+def require_tuning_task(task: str, command: str) -> None:
+    """Refuses a test-only task for anything that trains or tunes on its data."""
+    if task in TEST_ONLY_TASKS:
+        raise BigLittleError(
+            f"{command} cannot use the {task} task: {TEST_ONLY_TASKS[task]}, and nothing is trained or tuned on "
+            f"a test set; use {' or '.join(TUNING_TASKS)}"
+        )
 
 
 def task_of(setting: str) -> str | None:

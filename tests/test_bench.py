@@ -101,6 +101,7 @@ def test_quick_run_writes_valid_results(quick_run):
             "HF assisted" in greedy_exact
             and "exit-2: speculative γ=4 T=0" in greedy_exact
             and "ngram γ=2" in greedy_exact
+            and {"tree auto (little model)", "tree auto (lookup)", "tree auto (merged)"} <= set(greedy_exact)
         )
         for label in greedy_exact:  # speculative at T=0 (any drafter) and the greedy peers give the target's tokens
             assert rows[label]["agreement"]["exact_match"] == 1.0, label
@@ -108,6 +109,9 @@ def test_quick_run_writes_valid_results(quick_run):
         assert 0 < spec["alpha"] <= 1 and spec["tokens_per_target_call"] > 1 and spec["predicted_speedup"] > 0
         assert spec["c"] > 0 and spec["verify_cost_ratio"] > 0 and len(spec["acceptance_by_position"]) == 2
         assert rows["BiLD 0.6/5"]["mechanism"]["fallbacks_per_token"] > 0
+        tree = rows["tree auto (little model)"]["mechanism"]
+        assert tree["tokens_per_target_call"] >= 1 and tree["draft_calls_per_target_call"] > 0
+        assert all(first + others <= 1 for _, first, others in tree["accepted_by_depth"])
 
 
 def test_records_hold_what_cost_estimates_need(quick_run):
@@ -147,6 +151,9 @@ def test_report_and_plots(quick_run):
         "| draft | γ | temperature | α | tokens / target pass | measured speedup | predicted speedup |",
         "### Mechanism",
         "| exit-2: speculative (best) |",
+        "### Trees of proposals",
+        "| Tree (best) |",
+        "| Best exact (T=0) |",
         "| BiLD (exit-2) | exit-2: BiLD 0.6/5 |",
         "Command: `pytest`",
         "- llama.cpp: runs the built-in pair only (its GGUF files); this bench's pair is another",
@@ -193,6 +200,8 @@ def test_llamacpp_rows_with_its_own_ratios_and_agreement(decoder_pair, tmp_path,
     tokens = sum(r["stats"]["llamacpp"]["predicted_n"] for r in ngram_records)
     assert ngram["decode_tokens_per_s"] == pytest.approx(tokens / (2 * PREDICTED_MS["ngram-simple"]) * 1000)
     assert rows["llama.cpp speculative γ=4"]["mechanism"]["alpha"] == 0.75  # its drafts: 3 of 4 accepted
+    wall = sum(r["wall_time_s"] for r in ngram_records)
+    assert rows["llama.cpp n-gram γ=4"]["lengths"]["prefill_share"] == pytest.approx(2 * PROMPT_MS / 1000 / wall)
     report = (tmp_path / "out" / "report.md").read_text()
     assert "### llama.cpp" in report and "| llama.cpp n-gram γ=4 |" in report
     assert results["metadata"]["peers"]["llama.cpp"]["status"].startswith("llama.cpp: llama.cpp version: 0 (fake)")
@@ -305,7 +314,7 @@ def test_resume_runs_nothing_twice_and_ends_like_a_complete_run(decoder_pair, tm
     assert {key(r): r["token_ids"] for r in lines} == {key(r): r["token_ids"] for r in complete_lines}
     assert [row["label"] for row in resumed["aggregates"]] == [row["label"] for row in complete["aggregates"]]
 
-    with pytest.raises(BigLittleError, match="max_new_tokens 10 -> 11"):
+    with pytest.raises(BigLittleError, match="max_new_tokens {.translation.: 10, .* -> {.translation.: 11"):
         run_benchmark(
             decoder_pair,
             examples,

@@ -88,10 +88,10 @@ def test_llamacpp_greedy_modes_on_the_bench_prompt_match_biglittle(real_pair, tm
     source = "Wenn man nichts dagegen machen kann, sollte man mitmachen."
     prompt_ids = real_pair.tokenizer(build_prompt("translation", source, real_pair.tokenizer)).input_ids
     ar = real_pair.generate(prompt_ids, method="ar", max_new_tokens=16)
-    executor = Executor({"main": real_pair}, 16, peer)
+    executor = Executor({"main": real_pair}, {"translation": 16}, peer)
     try:
         outcomes = {
-            label: executor.run(Setting(label, "llamacpp", engine=engine), prompt_ids, seed=0)
+            label: executor.run(Setting(label, "llamacpp", engine=engine), prompt_ids, seed=0, budget=16)
             for engine, (label, _mode) in LLAMACPP_ENGINES.items()
         }
     finally:

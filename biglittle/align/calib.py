@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..api import GenerationConfig, ModelPair
+from ..config import require_tuning_task
 from ..errors import BigLittleError
 from ..files import append_jsonl
 from .records import LINES, load_lines, read_meta, tokenizer_fingerprint, write_meta
@@ -32,9 +33,10 @@ class CalibSettings:
     max_new_tokens: int = 128
 
     def validate(self) -> None:
+        require_tuning_task(self.task, "align calib")  # drafts are never trained on a test set (HumanEval)
         if self.top_k_logits < 0:
             raise BigLittleError(f"top-k-logits must be >= 0 (0 = off), got {self.top_k_logits}")
-        self.generation_config(0).validate()
+        self.generation_config(self.seed).validate()  # each example's seed derives from it; its range is every seed's
 
     def generation_config(self, seed: int) -> GenerationConfig:
         return GenerationConfig(

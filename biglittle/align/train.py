@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers.pytorch_utils import Conv1D
 
+from ..config import seed_check
 from ..errors import BigLittleError
 from ..runtime.models import LoadedModel
 from .records import read_calibration, tokenizer_fingerprint
@@ -58,6 +59,7 @@ class TrainSettings:
             (self.max_steps is None or self.max_steps >= 1, f"max-steps must be at least 1, got {self.max_steps}"),
             (self.grad_accum >= 1, f"grad-accum must be at least 1, got {self.grad_accum}"),
             (self.save_every >= 1, f"save-every must be at least 1, got {self.save_every}"),
+            seed_check(self.seed),
         ]
         for ok, message in checks:
             if not ok:

@@ -1,7 +1,8 @@
-"""From generation records to one summary per (task, setting): quality, agreement, speed, mechanism.
+"""From generation records to one summary per (task, setting): quality, agreement, speed, mechanism, lengths.
 
 Speedups compare each setting with `ar` on the target ("Vanilla (large)") over the same examples
-and repeats; agreement compares its tokens with that baseline's greedy tokens. The predicted
+and repeats; agreement compares its tokens with that baseline's greedy tokens; bootstrap intervals
+(bootstrap.py) pair each setting with that baseline on the same resampled examples. The predicted
 speedup is report.predict_speedup's, fed with the pooled counts and call logs of the setting.
 """
 
@@ -14,11 +15,21 @@ from statistics import mean, median
 import numpy
 
 from ..cost.prediction import predict_speedup
-from ..data.metrics import METRIC_OF_TASK, score
+from ..data.metrics import METRIC_OF_TASK, from_statistics, statistics
 from ..decoding.stats import GenerationStats
+from ..sandbox import VERDICTS
+from .bootstrap import Sample, paired_intervals
 from .settings import LLAMACPP_PLAIN, Setting
 
 BASELINE = "Vanilla (large)"
+NO_INTERVALS = {
+    "examples": 0,
+    "quality": None,
+    "difference": None,
+    "difference_interval": None,
+    "speedup": None,
+    "distinguishable": None,
+}
 
 
 def aggregate(records: list[dict], settings: list[Setting]) -> list[dict]:
@@ -43,7 +54,7 @@ def aggregate(records: list[dict], settings: list[Setting]) -> list[dict]:
 
 def summarize(task: str, setting: Setting, group: list[dict], baseline: dict, ar_stats: GenerationStats) -> dict:
     metric = METRIC_OF_TASK[task]
-    return {
+    summary = {
         "task": task,
         "label": setting.label,
         "family": setting.family,
@@ -56,8 +67,13 @@ def summarize(task: str, setting: Setting, group: list[dict], baseline: dict, ar
         "median_wall_time_s": median(r["wall_time_s"] for r in group),
         "tokens_per_s": _ratio(sum(r["new_tokens"] for r in group), sum(r["wall_time_s"] for r in group)),
         "speedup": speedup(group, baseline),
+        "intervals": intervals(task, group, list(baseline.values())),
+        "lengths": lengths(group),
         "mechanism": mechanism(setting, group, ar_stats),
     }
+    if task == "code":
+        summary["verdicts"] = verdicts(group)
+    return summary
 
 
 def _example_key(record: dict) -> tuple[str, int]:
@@ -68,13 +84,81 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator else None
 
 
+def _passed(record: dict) -> bool:
+    return record.get("execution", {}).get("verdict") == "passed"
+
+
+def record_statistics(task: str, records: list[dict]) -> numpy.ndarray:
+    """[records, k] the sufficient statistics of the task's metric, one row per record."""
+    if not records:
+        return numpy.zeros((0, 1))
+    return statistics(
+        task, [r["text"] for r in records], [r["reference"] for r in records], [_passed(r) for r in records]
+    )
+
+
 def quality(task: str, group: list[dict]) -> float:
-    """The task's metric (BLEU or ROUGE-L, 0-100) against the references, averaged over repeats."""
-    metric = METRIC_OF_TASK[task]
+    """The task's metric (BLEU, ROUGE-L or pass@1, 0-100) against the references or tests, averaged over repeats."""
     by_repeat = defaultdict(list)
     for record in group:
         by_repeat[record["repeat"]].append(record)
-    return mean(score(task, [r["text"] for r in rs], [r["reference"] for r in rs])[metric] for rs in by_repeat.values())
+    return mean(
+        float(from_statistics(task, record_statistics(task, rs).sum(axis=0), len(rs))) for rs in by_repeat.values()
+    )
+
+
+def verdicts(group: list[dict]) -> dict[str, int]:
+    """How many of the answers' programs passed, failed, timed out or raised an error in the sandbox."""
+    counts = Counter(record.get("execution", {}).get("verdict", "error") for record in group)
+    return {verdict: counts[verdict] for verdict in VERDICTS}
+
+
+def _aligned(task: str, records: list[dict], keys: list[tuple[str, int]], repeats: list[int]) -> Sample:
+    by_key = {_example_key(r): r for r in records}
+    examples = list(dict.fromkeys(example for example, _ in keys))
+    rows = [[by_key[example, repeat] for example in examples] for repeat in repeats]
+    flat = [record for row in rows for record in row]
+    return Sample(
+        statistics=record_statistics(task, flat).reshape(len(repeats), len(examples), -1),
+        seconds=numpy.array([[r["wall_time_s"] for r in row] for row in rows], dtype=float).reshape(
+            len(repeats), len(examples)
+        ),
+    )
+
+
+def intervals(task: str, group: list[dict], baseline: list[dict]) -> dict:
+    """Bootstrap intervals of quality, of its difference to the baseline's and of the speedup, on the examples
+    that both have in every repeat."""
+    repeats = sorted({r["repeat"] for r in group})
+    present = {_example_key(r) for r in group} & {_example_key(r) for r in baseline}
+    complete = [e for e in dict.fromkeys(r["example_id"] for r in baseline) if all((e, k) in present for k in repeats)]
+    keys = [(example, repeat) for example in complete for repeat in repeats]
+    if not keys:
+        return NO_INTERVALS
+    return paired_intervals(task, _aligned(task, group, keys, repeats), _aligned(task, baseline, keys, repeats))
+
+
+def lengths(group: list[dict]) -> dict:
+    """Prompt and output lengths, and the share of the wall time spent reading the prompt (prefill). None for
+    the transformers peers, which log no forwards."""
+    new_tokens = [r["new_tokens"] for r in group]
+    prompts = [r["prompt_tokens"] for r in group if "prompt_tokens" in r]
+    prefills = [(seconds, r["wall_time_s"]) for r in group if (seconds := _prefill_s(r)) is not None]
+    return {
+        "prompt_tokens_mean": mean(prompts) if prompts else None,
+        "new_tokens_median": median(new_tokens),
+        "new_tokens_mean": mean(new_tokens),
+        "prefill_share": _ratio(sum(p for p, _ in prefills), sum(w for _, w in prefills)) if prefills else None,
+    }
+
+
+def _prefill_s(record: dict) -> float | None:
+    """The first forward of each model, which feeds the whole prompt; for llama.cpp its server's prompt time."""
+    logs = [log for log in (record.get("target_call_log"), record.get("draft_call_log")) if log]
+    if logs:
+        return sum(log[0][1] for log in logs)
+    own = record.get("stats", {}).get("llamacpp", {})
+    return own["prompt_ms"] / 1000 if "prompt_ms" in own else None
 
 
 def token_agreement(tokens: list[int], reference: list[int]) -> float:
@@ -151,7 +235,15 @@ def pooled_stats(records: list[dict]) -> GenerationStats:
         total.update(
             {
                 name: record["stats"].get(name, 0)
-                for name in ("new_tokens", "target_calls", "proposed", "accepted", "fallbacks", "rollbacks")
+                for name in (
+                    "new_tokens",
+                    "target_calls",
+                    "draft_calls",
+                    "proposed",
+                    "accepted",
+                    "fallbacks",
+                    "rollbacks",
+                )
             }
         )
         proposed.update(dict(enumerate(record["positions"]["proposed"])))
@@ -165,6 +257,18 @@ def pooled_stats(records: list[dict]) -> GenerationStats:
     )
 
 
+def _accepted_by_depth(records: list[dict], target_calls: int) -> list[tuple[int, float, float]]:
+    """(depth, share of target passes accepting the drafter's first choice there, share accepting another)."""
+    first, others = Counter(), Counter()
+    for record in records:
+        for depth, rank, count in record["stats"].get("accepted_by_depth_rank", []):
+            (first if rank == 0 else others)[depth] += count
+    depths = sorted(set(first) | set(others))
+    return (
+        [(depth, first[depth] / target_calls, others[depth] / target_calls) for depth in depths] if target_calls else []
+    )
+
+
 def mechanism(setting: Setting, group: list[dict], ar_stats: GenerationStats) -> dict:
     stats = pooled_stats(group)
     summary = {
@@ -173,6 +277,9 @@ def mechanism(setting: Setting, group: list[dict], ar_stats: GenerationStats) ->
         "acceptance_by_position": stats.to_dict()["acceptance_by_position"],
         "fallbacks_per_token": _ratio(stats.fallbacks, stats.new_tokens),
         "rollbacks_per_token": _ratio(stats.rollbacks, stats.new_tokens),
+        "proposed_per_call": _ratio(stats.proposed, stats.target_calls),
+        "draft_calls_per_target_call": _ratio(stats.draft_calls, stats.target_calls),
+        "accepted_by_depth": _accepted_by_depth(group, stats.target_calls),
         "c": None,
         "verify_cost_ratio": None,
         "expected_tokens_per_iteration": None,

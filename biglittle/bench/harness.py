@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import asdict
@@ -17,9 +18,11 @@ import transformers
 
 from ..api import ModelPair, load_pair
 from ..data import Example, build_prompt
+from ..data.code import CodeJudge
 from ..errors import BigLittleError
 from ..files import write_text_atomically
 from ..runtime.models import logit_rows
+from ..sandbox import guards as sandbox_guards
 from .aggregate import aggregate
 from .llamacpp import LlamaCppPeer
 from .options import BenchOptions
@@ -63,9 +66,10 @@ def run_benchmark(
     store = RecordStore(out_dir, fingerprint(pair, options, commit), options.allow_other_commit)
     jobs = plan_jobs(examples_by_task, settings, options.repeats)
     prompt_ids = prompt_encoder(pair, prompt_builder)
+    judge = code_judge(store.records.values()) if "code" in examples_by_task else None
     executor = Executor(pairs, options.max_new_tokens, llamacpp)
     try:
-        run_jobs(jobs, executor, store, prompt_ids, on_record, progress, commit=commit)
+        run_jobs(jobs, executor, store, prompt_ids, on_record, progress, commit=commit, judge=judge)
     finally:
         if llamacpp is not None:
             llamacpp.close()
@@ -90,11 +94,20 @@ def find_llamacpp(pair: ModelPair, log_dir: Path) -> LlamaCppPeer:
     return LlamaCppPeer.find(pair.cache, torch.get_num_threads(), log_dir)
 
 
+def code_judge(records) -> Callable[[str, Example, str], dict | None]:
+    """judge(task, example, text) for run_jobs: the code task's answers run in the sandbox, each distinct
+    program once, programs already judged in earlier records (a resumed run) not again."""
+    judge = CodeJudge(known=(record["execution"] for record in records if "execution" in record))
+    return lambda task, example, text: judge(example, text) if task == "code" else None
+
+
 def model_pairs(pair: ModelPair, extra_drafts: dict[str, str], precision: str) -> dict[str, ModelPair]:
-    """The pair, the little model alone ("small"), and the target with each extra draft; no model is loaded twice."""
-    pairs = {"main": pair, "small": ModelPair(pair.draft)}
+    """The pair, the little model alone ("small"), and the target with each extra draft; no model is loaded twice.
+    All keep their measurements in the pair's cache."""
+    pairs = {"main": pair, "small": ModelPair(pair.draft, cache=pair.cache)}
     for label, spec in extra_drafts.items():
-        pairs[label] = load_pair(pair.target, spec, dtype=precision, device=str(pair.target_runner.device))
+        device = str(pair.target_runner.device)
+        pairs[label] = load_pair(pair.target, spec, dtype=precision, device=device, cache=pair.cache)
     return pairs
 
 
@@ -111,6 +124,7 @@ def fingerprint(pair: ModelPair, options: BenchOptions, commit: str | None) -> d
         "draft": pair.draft.name,
         "precision": options.precision,
         "device": str(pair.target_runner.device),
+        "cpu": cpu(),  # timings of other machines never mix into one run's tables
         "max_new_tokens": options.max_new_tokens,
         "draft_vocab": logit_rows(pair.draft),
         "commit": commit,
@@ -129,10 +143,33 @@ def metadata(pair: ModelPair, options: BenchOptions, examples_by_task: dict, com
         "families": list(options.families),
         "extra_drafts": options.extra_drafts,
         "machine": machine(pair),
+        "sandbox": sandbox_guards() if "code" in examples_by_task else None,
         "commit": commit,
         "command": command,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+# The CPU flags that decide which kernels run (x86: AVX2, AVX-512, VNNI, AMX; Arm: NEON/ASIMD, SVE, dot products).
+ISA_FLAGS = re.compile(r"^(avx\w*|fma|f16c|amx\w*|\w*vnni\w*|asimd\w*|sve\w*|i8mm|bf16|neon)$")
+
+
+def cpu(cpuinfo: str | None = None) -> dict:
+    """{"model", "flags"}: the CPU's model name and its instruction-set flags that matter for kernels, from
+    /proc/cpuinfo (elsewhere: platform.processor() and no flags)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        name, colon, value = line.partition(":")
+        if colon:
+            fields.setdefault(name.strip().lower(), value.strip())  # the first processor's
+    model = fields.get("model name") or fields.get("hardware") or platform.processor() or platform.machine()
+    flags = (fields.get("flags") or fields.get("features") or "").split()
+    return {"model": model, "flags": sorted(flag for flag in set(flags) if ISA_FLAGS.match(flag))}
 
 
 def machine(pair: ModelPair) -> dict:
@@ -140,8 +177,10 @@ def machine(pair: ModelPair) -> dict:
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "python": platform.python_version(),

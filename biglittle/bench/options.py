@@ -9,26 +9,36 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import TASKS, parse_draft_spec
+from ..config import TASKS, parse_draft_spec, require_tuning_task
 from ..errors import BigLittleError
 
 # `ar` with the target always runs: the baseline. llamacpp runs only with the built-in pair and `make peers`.
-FAMILIES = ("small", "speculative", "ngram", "bild", "peers", "llamacpp")
+FAMILIES = ("small", "speculative", "ngram", "trees", "bild", "peers", "llamacpp")
 
-# (full run, --quick): examples per task, new tokens, gamma sweep, BiLD (fallback, rollback) grid.
+# (full run, --quick): examples per task (at least 30, so that bootstrap intervals mean something), gamma
+# sweep, BiLD (fallback, rollback) grid.
 DEFAULTS = {
     "n": (50, 3),
-    "max_new_tokens": (64, 32),
     "gammas": ("1,2,4,6", "2,4"),
     "bild_grid": ("0.4:3,0.6:3,0.8:3,0.4:5,0.6:5,0.8:5,0.6:8", "0.6:5,0.4:3"),
 }
+# (full run, --quick) new tokens per task: a translation or a synopsis is a sentence, a function is long.
+MAX_NEW_TOKENS = {"translation": (64, 32), "summarization": (64, 32), "code": (512, 128)}
+
+
+def describe_max_new_tokens(pick: int) -> str:
+    """'64 for translation and summarization, 512 for code' (pick 0: full run, 1: --quick)."""
+    by_budget: dict[int, list[str]] = {}
+    for task, budgets in MAX_NEW_TOKENS.items():
+        by_budget.setdefault(budgets[pick], []).append(task)
+    return ", ".join(f"{budget} for {' and '.join(tasks)}" for budget, tasks in by_budget.items())
 
 
 @dataclass(frozen=True)
 class BenchOptions:
     tasks: tuple[str, ...]
     n: int
-    max_new_tokens: int
+    max_new_tokens: dict[str, int]  # per task (every task, so that a run's fingerprint does not depend on --task)
     gammas: tuple[int, ...]
     bild_grid: tuple[tuple[float, float], ...]
     families: tuple[str, ...]
@@ -61,7 +71,10 @@ def resolve_options(
     options = BenchOptions(
         tasks=TASKS if task == "all" else (task,),
         n=n if n is not None else DEFAULTS["n"][pick],
-        max_new_tokens=max_new_tokens if max_new_tokens is not None else DEFAULTS["max_new_tokens"][pick],
+        max_new_tokens={
+            name: budgets[pick] if max_new_tokens is None else max_new_tokens
+            for name, budgets in MAX_NEW_TOKENS.items()
+        },
         gammas=parse_gammas(gammas or DEFAULTS["gammas"][pick]),
         bild_grid=parse_bild_grid(bild_grid or DEFAULTS["bild_grid"][pick]),
         families=parse_families(families) if families else FAMILIES,
@@ -71,7 +84,8 @@ def resolve_options(
         precision=precision,
         allow_other_commit=allow_other_commit,
     )
-    for name, value in (("n", options.n), ("max-new-tokens", options.max_new_tokens), ("repeats", options.repeats)):
+    budget = min(options.max_new_tokens.values())
+    for name, value in (("n", options.n), ("max-new-tokens", budget), ("repeats", options.repeats)):
         if value < 1:
             raise BigLittleError(f"--{name} must be at least 1, got {value}")
     return options
@@ -111,6 +125,7 @@ def tune_options(
     """Options from the command line's strings, checked before any model is loaded."""
     if task == "all":
         raise BigLittleError("tune-bild tunes one task at a time: --task translation or --task summarization")
+    require_tuning_task(task, "tune-bild")
     tolerance = TUNE_DEFAULTS["tolerance"] if tolerance is None else tolerance
     if not (math.isfinite(tolerance) and tolerance >= 0):
         raise BigLittleError(f"--tolerance must be >= 0 (points of the task's metric), got {tolerance}")

@@ -6,7 +6,13 @@ from .aggregate import BASELINE
 from .options import QUALITY_TOLERANCE
 from .settings import DEFAULT_THRESHOLDS, LLAMACPP_ENGINES, bild_label
 
-METRIC_NAMES = {"bleu": "BLEU", "rouge_l": "ROUGE-L"}
+METRIC_NAMES = {"bleu": "BLEU", "rouge_l": "ROUGE-L", "pass_at_1": "pass@1"}
+NOT_DISTINGUISHABLE = "≈"
+INTERVALS_NOTE = (
+    "Brackets after a quality or a speedup: its 95% bootstrap interval (1,000 resamples of the examples, "
+    "paired with Vanilla (large)). Δ: the quality minus Vanilla (large)'s on the same examples; "
+    f"{NOT_DISTINGUISHABLE}: not distinguishable from it (the interval of the paired difference contains 0)."
+)
 
 
 def render(results: dict, plots: dict[str, list[str]]) -> str:
@@ -17,8 +23,11 @@ def render(results: dict, plots: dict[str, list[str]]) -> str:
         task_rows = [row for row in rows if row["task"] == task]
         metric = METRIC_NAMES[task_rows[0]["metric"]]
         lines += [f"## {task} ({metric})", ""]
+        lines += _lengths_line(task_rows)
         lines += _summary_table(task_rows, metric)
+        lines += _verdicts_table(task_rows)
         lines += _speculative_table(task_rows)
+        lines += _trees_table(task_rows)
         lines += _mechanism_table(task_rows)
         lines += _llamacpp_table(task_rows)
         lines += _all_settings_table(task_rows, metric)
@@ -30,18 +39,43 @@ def _num(value, digits: int = 2, suffix: str = "") -> str:
     return "–" if value is None else f"{value:.{digits}f}{suffix}"
 
 
+def _percent(value) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
+
+
+def _machine_line(machine: dict) -> str:
+    cpu = machine.get("cpu") or {}
+    flags = " ".join(cpu.get("flags", [])) or "none reported"
+    return (
+        f"- Machine: {cpu.get('model', machine['processor'])} (ISA flags: {flags}; torch kernels: "
+        f"{machine.get('torch_cpu_capability', '?')}), {machine['cpu_count']} CPUs, {machine['torch_threads']} "
+        f"torch threads; {machine['platform']}; torch {machine['torch']}, transformers {machine['transformers']}"
+    )
+
+
+def _sandbox_line(guards: dict | None) -> list[str]:
+    if not guards:
+        return []
+    held = [name.replace("_", " ") for name in ("pid_namespace", "net_namespace", "mount_namespace") if guards[name]]
+    return [
+        f"- Code ran in the sandbox (biglittle.sandbox) as user {guards['user']}, with rlimits and an audit hook"
+        + (f", in its own {', '.join(held)}" if held else ", without namespaces (not permitted here)")
+    ]
+
+
 def _header(results: dict) -> list[str]:
     meta = results["metadata"]
     machine = meta["machine"]
+    budgets = ", ".join(f"{meta['max_new_tokens'][task]} ({task})" for task in meta["tasks"])
     lines = [
         "# biglittle bench",
         "",
         f"- Pair: target `{meta['target']}`, draft `{meta['draft']}`, precision {meta['precision']}, "
         f"device {machine['device']}" + (f" ({machine['device_name']})" if machine.get("device_name") else ""),
         f"- Examples: first {meta['examples_per_task']} of each task's test split, {meta['repeats']} repeat(s), "
-        f"at most {meta['max_new_tokens']} new tokens, greedy unless T > 0",
-        f"- Machine: {machine['platform']}, {machine['cpu_count']} CPUs, {machine['torch_threads']} torch threads; "
-        f"torch {machine['torch']}, transformers {machine['transformers']}",
+        f"at most {budgets} new tokens, greedy unless T > 0",
+        _machine_line(machine),
+        *_sandbox_line(meta.get("sandbox")),
         f"- Commit {meta['commit'] or 'unknown'}, {meta['date']}"
         + (
             f"; generations made by commits {', '.join(meta['record_commits'])}"
@@ -63,7 +97,22 @@ def _header(results: dict) -> list[str]:
             f"- Costs ({name} draft): T(1) = {profile['target_step_s'] * 1000:.1f} ms, "
             f"c = {_num(profile.get('draft_cost'), 3)}, T(k)/T(1) for k = 1..{len(profile['verify_cost'])}: {ratios}"
         )
-    return lines + [""]
+    return lines + ["", INTERVALS_NOTE, ""]
+
+
+def _lengths_line(task_rows: list[dict]) -> list[str]:
+    """How long prompts and answers are, and how much of the big model's time goes into reading the prompt."""
+    baseline = next((row for row in task_rows if row["label"] == BASELINE), None)
+    if baseline is None:
+        return []
+    lengths = baseline["lengths"]
+    return [
+        f"Prompts average {_num(lengths['prompt_tokens_mean'], 0)} tokens; Vanilla (large)'s answers have "
+        f"{lengths['new_tokens_median']:g} new tokens (median; mean {lengths['new_tokens_mean']:.1f}), and reading "
+        f"the prompt (prefill) takes {_percent(lengths['prefill_share'])} of its time: the share no decoding "
+        "method can shorten.",
+        "",
+    ]
 
 
 def _fastest(rows) -> dict | None:
@@ -94,6 +143,11 @@ def summary_rows(task_rows: list[dict]) -> list[tuple[str, dict]]:
         ("Speculative (best)", _fastest(speculative)),
         ("N-gram (best)", _fastest(row for row in main if row["setting"]["drafter"] == "ngram")),
         ("Hybrid (best)", _fastest(row for row in main if row["setting"]["drafter"] == "hybrid")),
+        (
+            "Tree (best)",
+            _fastest(row for row in main if row["family"] == "trees" and row["setting"]["temperature"] == 0),
+        ),
+        ("Best exact (T=0)", _fastest(row for row in main if _exact_greedy(row))),
         *((label, by_label.get(label)) for label, _mode in LLAMACPP_ENGINES.values()),
     ]
     for model in dict.fromkeys(row["setting"]["model"] for row in task_rows if row["family"] == "extra"):
@@ -114,6 +168,11 @@ def summary_rows(task_rows: list[dict]) -> list[tuple[str, dict]]:
     return [(name, row) for name, row in picks if row is not None]
 
 
+def _exact_greedy(row: dict) -> bool:
+    """A method whose greedy output is the big model's own: speculative decoding with any drafter, chain or tree."""
+    return row["setting"]["method"] == "speculative" and row["setting"]["temperature"] == 0
+
+
 def _spread(speedup: dict) -> str:
     if speedup["median"] is None:
         return "–"
@@ -121,17 +180,58 @@ def _spread(speedup: dict) -> str:
     return f"{speedup['median']:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def _quality(row: dict) -> str:
+    bounds = row["intervals"]["quality"]
+    return f"{row['quality']:.1f}" + (f" [{bounds[0]:.1f}, {bounds[1]:.1f}]" if bounds else "")
+
+
+def _difference(row: dict) -> str:
+    """Quality minus the big model's, its interval, and ≈ where the two are not distinguishable."""
+    intervals = row["intervals"]
+    if row["label"] == BASELINE or intervals["difference"] is None:
+        return "–"
+    low, high = intervals["difference_interval"]
+    mark = f" {NOT_DISTINGUISHABLE}" if not intervals["distinguishable"] else ""
+    return f"{intervals['difference']:+.1f} [{low:+.1f}, {high:+.1f}]{mark}"
+
+
+def _speedup(row: dict) -> str:
+    total, bounds = row["speedup"]["total"], row["intervals"]["speedup"]
+    if total is None:
+        return "–"
+    return f"{total:.2f}×" + (f" [{bounds[0]:.2f}, {bounds[1]:.2f}]" if bounds and row["label"] != BASELINE else "")
+
+
 def _summary_table(task_rows: list[dict], metric: str) -> list[str]:
     lines = [
-        f"| | setting | {metric} | exact match | token agreement | speedup | per example: median [IQR] |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        f"| | setting | {metric} [95% CI] | Δ vs large [95% CI] | exact match | token agreement | "
+        "speedup [95% CI] | per example: median [IQR] |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in summary_rows(task_rows):
         agreement = row["agreement"]
         lines.append(
-            f"| {name} | {row['label']} | {row['quality']:.1f} | {_num(agreement['exact_match'])} | "
-            f"{_num(agreement['token_agreement'])} | {_num(row['speedup']['total'], suffix='×')} | "
-            f"{_spread(row['speedup'])} |"
+            f"| {name} | {row['label']} | {_quality(row)} | {_difference(row)} | {_num(agreement['exact_match'])} | "
+            f"{_num(agreement['token_agreement'])} | {_speedup(row)} | {_spread(row['speedup'])} |"
+        )
+    return lines + [""]
+
+
+def _verdicts_table(task_rows: list[dict]) -> list[str]:
+    """The code task: what the sandbox said about each setting's programs."""
+    if "verdicts" not in task_rows[0]:
+        return []
+    lines = [
+        "### Tests (each answer's program run once in the sandbox)",
+        "",
+        "| setting | passed | failed (a test) | timeout | error (exception, syntax, exit) | pass@1 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in task_rows:
+        counts = row["verdicts"]
+        lines.append(
+            f"| {row['label']} | {counts['passed']} | {counts['failed']} | {counts['timeout']} | {counts['error']} | "
+            f"{row['quality']:.1f} |"
         )
     return lines + [""]
 
@@ -153,6 +253,32 @@ def _speculative_table(task_rows: list[dict]) -> list[str]:
             f"| {draft} | {setting['gamma']} | {setting['temperature']:g} | {_num(mech['alpha'])} | "
             f"{_num(mech['tokens_per_target_call'])} | {_num(row['speedup']['total'], suffix='×')} | "
             f"{_num(mech['predicted_speedup'], suffix='×')} |"
+        )
+    return lines + [""]
+
+
+def _trees_table(task_rows: list[dict]) -> list[str]:
+    """Trees: how many tokens a target pass yields, and which of the drafter's choices the big model took where."""
+    rows = [row for row in task_rows if row["setting"].get("tree") is not None]
+    if not rows:
+        return []
+    lines = [
+        "### Trees of proposals",
+        "",
+        "Accepted by depth and rank: the share of rounds whose accepted path reached each depth through the "
+        "drafter's first, second, ... choice there (ranks beyond the first are what a tree adds to a chain).",
+        "",
+        "| setting | tokens / target pass | proposed / pass | little-model passes / target pass | "
+        "accepted by depth: rank 1 + others | speedup |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+    for row in rows:
+        mech = row["mechanism"]
+        depths = " · ".join(f"d{depth} {first:.2f}+{others:.2f}" for depth, first, others in mech["accepted_by_depth"])
+        lines.append(
+            f"| {row['label']} | {_num(mech['tokens_per_target_call'])} | {_num(mech['proposed_per_call'], 1)} | "
+            f"{_num(mech['draft_calls_per_target_call'], 2)} | {depths or '–'} | "
+            f"{_num(row['speedup']['total'], suffix='×')} |"
         )
     return lines + [""]
 
@@ -209,19 +335,21 @@ def _all_settings_table(task_rows: list[dict], metric: str) -> list[str]:
     lines = [
         "### All settings",
         "",
-        f"| setting | {metric} | exact match | token agreement | median s / example | tokens/s | speedup | "
-        "per example: median [IQR] | per repeat |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| setting | {metric} [95% CI] | Δ vs large [95% CI] | exact match | token agreement | median s / example | "
+        "tokens/s | speedup [95% CI] | per example: median [IQR] | per repeat | new tokens: median / mean | "
+        "prefill share |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for row in task_rows:
-        agreement, speedup = row["agreement"], row["speedup"]
+        agreement, speedup, lengths = row["agreement"], row["speedup"], row["lengths"]
         per_repeat = (
             " ".join(f"{value:.2f}" for value in speedup["per_repeat"]) if len(speedup["per_repeat"]) > 1 else "–"
         )
         lines.append(
-            f"| {row['label']} | {row['quality']:.1f} | {_num(agreement['exact_match'])} | "
+            f"| {row['label']} | {_quality(row)} | {_difference(row)} | {_num(agreement['exact_match'])} | "
             f"{_num(agreement['token_agreement'])} | {row['median_wall_time_s']:.2f} | "
-            f"{_num(row['tokens_per_s'], 1)} | {_num(speedup['total'], suffix='×')} | {_spread(speedup)} | "
-            f"{per_repeat} |"
+            f"{_num(row['tokens_per_s'], 1)} | {_speedup(row)} | {_spread(speedup)} | {per_repeat} | "
+            f"{lengths['new_tokens_median']:g} / {lengths['new_tokens_mean']:.1f} | "
+            f"{_percent(lengths['prefill_share'])} |"
         )
     return lines + [""]

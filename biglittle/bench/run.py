@@ -59,13 +59,14 @@ def plan_jobs(examples_by_task: dict[str, list[Example]], settings: list[Setting
 class Executor:
     """Runs one setting on one prompt with the pair it names, timed the same way for every engine."""
 
-    def __init__(self, pairs: dict[str, ModelPair], max_new_tokens: int, llamacpp: LlamaCppPeer | None = None):
-        self.pairs, self.max_new_tokens, self.llamacpp = pairs, max_new_tokens, llamacpp
+    def __init__(
+        self, pairs: dict[str, ModelPair], max_new_tokens: dict[str, int], llamacpp: LlamaCppPeer | None = None
+    ):
+        self.pairs, self.max_new_tokens, self.llamacpp = pairs, max_new_tokens, llamacpp  # new tokens per task
 
-    def run(self, setting: Setting, prompt_ids: list[int], seed: int, max_new_tokens: int | None = None) -> dict:
+    def run(self, setting: Setting, prompt_ids: list[int], seed: int, budget: int) -> dict:
         """The generation's part of a record; PeerUnavailable when a llama.cpp setting cannot run."""
         pair = self.pairs[setting.model]
-        budget = max_new_tokens or self.max_new_tokens
         engine_stats = {}
         self._synchronize(pair)
         started = time.perf_counter()
@@ -80,7 +81,8 @@ class Executor:
             text, stats = pair.tokenizer.decode(token_ids, skip_special_tokens=True), None
         self._synchronize(pair)
         seconds = time.perf_counter() - started
-        return _outcome(text, token_ids, seconds, stats, setting.engine, engine_stats)
+        outcome = _outcome(text, token_ids, seconds, stats, setting.engine, engine_stats)
+        return {"prompt_tokens": len(prompt_ids), **outcome}
 
     def _llamacpp(
         self, engine: str, pair: ModelPair, prompt_ids: list[int], budget: int
@@ -155,8 +157,13 @@ def run_jobs(
     progress: bool = True,
     desc: str = "bench",
     commit: str | None = None,
+    judge: Callable[[str, Example, str], dict | None] | None = None,
 ) -> None:
-    """Runs the jobs not yet in `store`, appending each record, with the `commit` of the code, as soon as it is done."""
+    """Runs the jobs not yet in `store`, appending each record, with the `commit` of the code, as soon as it is done.
+
+    `judge(task, example, text)`, where given, scores an answer by running it (the code task's tests): its
+    verdict goes into the record as "execution", measured after the generation's timing has stopped.
+    """
     pending = [job for job in jobs if job.key not in store]
     if pending:
         _warm_up(pending, executor, prompt_ids)
@@ -170,20 +177,23 @@ def run_jobs(
     ) as bar:
         for job in pending:
             bar.set_postfix_str(f"{job.task}: {job.setting.label}", refresh=False)
+            budget = executor.max_new_tokens[job.task]
             try:
-                outcome = executor.run(job.setting, prompt_ids(job.task, job.example), job.seed)
+                outcome = executor.run(job.setting, prompt_ids(job.task, job.example), job.seed, budget)
             except PeerUnavailable:  # the peer says why in the report; a rerun tries again
                 bar.update()
                 continue
+            execution = judge(job.task, job.example, outcome["text"]) if judge is not None else None
             record = {
                 "task": job.task,
                 "example_id": job.example.id,
                 "reference": job.example.reference,
                 "repeat": job.repeat,
                 "setting": job.setting.params(),
-                "max_new_tokens": executor.max_new_tokens,
+                "max_new_tokens": budget,
                 "commit": commit,
                 **outcome,
+                **({"execution": execution} if execution is not None else {}),
             }
             store.add(record)
             bar.update()
@@ -202,4 +212,4 @@ def _warm_up(pending: list[Job], executor: Executor, prompt_ids) -> None:
         kinds.setdefault((setting.engine, setting.model, setting.method, setting.drafter), setting)
     for setting in kinds.values():
         with contextlib.suppress(PeerUnavailable):  # its jobs are skipped below, for the same reason
-            executor.run(setting, ids, seed=0, max_new_tokens=WARMUP_TOKENS)
+            executor.run(setting, ids, seed=0, budget=WARMUP_TOKENS)

@@ -13,6 +13,7 @@ from ..peers.llamacpp_server import DRAFT_MAX
 from .options import BenchOptions
 
 DEFAULT_THRESHOLDS = (GenerationConfig.fallback_threshold, GenerationConfig.rollback_threshold)
+TREE_DRAFTERS = {"model": "little model", "ngram": "lookup", "hybrid": "merged"}  # drafter -> what the tree holds
 LLAMACPP_PLAIN = "llama.cpp plain"
 LLAMACPP_ENGINES = {  # engine -> (label, llama.cpp mode: bench/llamacpp.py)
     "llamacpp-plain": (LLAMACPP_PLAIN, "plain"),
@@ -24,13 +25,14 @@ LLAMACPP_ENGINES = {  # engine -> (label, llama.cpp mode: bench/llamacpp.py)
 @dataclass(frozen=True)
 class Setting:
     label: str  # unique within a run
-    family: str  # ar | small | speculative | ngram | bild | peers | llamacpp | extra
+    family: str  # ar | small | speculative | ngram | trees | bild | peers | llamacpp | extra
     engine: str = "biglittle"
     model: str = "main"  # the pair that runs it: main, small, or an --extra-draft label
     model_spec: str = ""  # an extra draft's path or early-exit:L (so a changed spec is a new setting)
     method: str = "ar"
     drafter: str = "model"
     gamma: int | str | None = None
+    tree: int | str | None = None
     temperature: float = 0.0
     fallback_threshold: float | None = None
     rollback_threshold: float | None = None
@@ -39,6 +41,7 @@ class Setting:
         """The GenerationConfig of a biglittle setting; unset fields keep GenerationConfig's defaults."""
         chosen = {
             "gamma": self.gamma,
+            "tree": self.tree,
             "fallback_threshold": self.fallback_threshold,
             "rollback_threshold": self.rollback_threshold,
         }
@@ -88,6 +91,18 @@ def build_settings(options: BenchOptions) -> list[Setting]:
                 Setting(f"{drafter} γ={gamma}", "ngram", method="speculative", drafter=drafter, gamma=gamma)
                 for gamma in options.gammas
             ]
+    if "trees" in families:
+        settings += [
+            Setting(
+                f"tree auto ({TREE_DRAFTERS[drafter]})", "trees", method="speculative", drafter=drafter, tree="auto"
+            )
+            for drafter in TREE_DRAFTERS
+        ]
+        settings.append(
+            Setting(
+                "tree auto (merged) T=1", "trees", method="speculative", drafter="hybrid", tree="auto", temperature=1.0
+            )
+        )
     grid = dict.fromkeys((DEFAULT_THRESHOLDS, *options.bild_grid))  # the default is the report's "BiLD" row
     if "bild" in families:
         settings += [

@@ -39,7 +39,7 @@ def records_dir(pair: ModelPair, options: TuneOptions) -> Path:
     if options.out_dir is not None:
         return options.out_dir
     path = pair.thresholds_path()
-    return path.with_name(f"{path.stem}-{options.task}-{options.bench.max_new_tokens}tok")
+    return path.with_name(f"{path.stem}-{options.task}-{options.bench.max_new_tokens[options.task]}tok")
 
 
 def tune_bild(
@@ -96,7 +96,7 @@ def stored_entry(result: dict, options: TuneOptions) -> dict:
         "baseline_quality": result["baseline_quality"],
         "tolerance": options.tolerance,
         "examples": result["examples"],
-        "max_new_tokens": options.bench.max_new_tokens,
+        "max_new_tokens": options.bench.max_new_tokens[options.task],
         "max_little_steps": GenerationConfig.max_little_steps,
         "records": result["records"],
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -6,7 +6,7 @@ import json
 
 from ..config import SPLITS, TASKS, TRAINABLE_PRECISIONS, parse_draft_spec
 from ..errors import BigLittleError
-from .options import add_loading_options
+from .options import add_loading_options, check_out
 
 
 def add_commands(commands) -> None:
@@ -143,6 +143,7 @@ def _run_align_calib(args) -> int:
         max_new_tokens=args.max_new_tokens,
     )
     settings.validate()  # before the slow model loading
+    check_out(args.out)
     examples = load_task(args.task, args.split, path=args.data_path, limit=args.n, cache=args.cache_dir)
     pair = load_pair(resolve_pair(args.target, None, args.cache_dir).target, dtype=args.precision, device=args.device)
     prompts = [(e.id, build_prompt(args.task, e.source, pair.tokenizer)) for e in examples]
@@ -169,6 +170,7 @@ def _run_align_train(args) -> int:
     )
     settings.validate()
     read_calibration(args.data)  # a missing or empty data directory fails before the slow loading
+    check_out(args.out)
     draft = parse_draft_spec(args.draft) if args.draft else None
     if draft is not None and draft.kind == "early-exit":
         return _train_exit(args, settings, draft.layers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import add_model_options, resolve, resumable
+from .options import add_model_options, check_measurements_writable, check_out, load_models, resolve, resumable
 
 
 def add_commands(commands) -> None:
@@ -28,7 +28,7 @@ def _add_tune_bild(commands) -> None:
         "--method bild --bild-thresholds auto` uses it. Every generation is saved as it ends: rerun the same "
         "command after an interruption to resume. See docs/bild.md.",
     )
-    p.add_argument("--task", required=True, help="translation or summarization")
+    p.add_argument("--task", required=True, help="translation or summarization (never code: HumanEval is a test set)")
     p.add_argument("--n", type=int, help=f"examples: the first N of the task's dev split (default {DEFAULTS['n']})")
     p.add_argument("--max-new-tokens", type=int, help=f"per generation (default {DEFAULTS['max_new_tokens']})")
     p.add_argument(
@@ -56,7 +56,6 @@ def _add_tune_bild(commands) -> None:
 
 
 def _run_tune_bild(args) -> int:
-    from ..api import load_pair
     from ..bench.options import tune_options
     from ..bench.threshold_search import format_tuning, records_dir, tune_bild
     from ..data import load_task
@@ -72,16 +71,11 @@ def _run_tune_bild(args) -> int:
         precision=precision,
         allow_other_commit=args.allow_other_commit,
     )
+    if options.out_dir is not None:
+        check_out(options.out_dir)
+    check_measurements_writable(args)  # the choice is stored there, and by default the generations
     examples = load_task(options.task, "dev", path=args.data_path, limit=options.bench.n, cache=args.cache_dir)
-    pair = load_pair(
-        spec.target,
-        spec.draft,
-        dtype=precision,
-        device=args.device,
-        draft_vocab=args.draft_vocab,
-        cache=args.cache_dir,
-        builtin=spec.builtin,
-    )
+    pair = load_models(args, spec, precision)
     with resumable(records_dir(pair, options)):
         result = tune_bild(pair, examples, options)
     print(format_tuning(result))
@@ -89,7 +83,7 @@ def _run_tune_bild(args) -> int:
 
 
 def _add_bench(commands) -> None:
-    from ..bench.options import DEFAULTS, FAMILIES
+    from ..bench.options import DEFAULTS, FAMILIES, describe_max_new_tokens
 
     p = commands.add_parser(
         "bench",
@@ -100,11 +94,13 @@ def _add_bench(commands) -> None:
         "ar with the big model (the baseline) and with the little one, speculative decoding over a gamma sweep\n"
         "at temperature 0 and 1 and with --gamma auto, n-gram and hybrid drafting, BiLD over a threshold grid,\n"
         "transformers' assisted generation and prompt lookup, and, with the built-in pair and `make peers`,\n"
-        "llama.cpp's plain, speculative and n-gram decoding. Writes into --out: records.jsonl (every\n"
-        "generation, appended as it ends: rerun the same command after an interruption and it resumes),\n"
-        "results.json, report.md and PNG plots. See docs/bench.md for how to read them.",
+        "llama.cpp's plain, speculative and n-gram decoding. The code task (HumanEval) runs each answer's\n"
+        "tests in a sandbox (a separate, isolated, resource-limited process) and scores pass@1. Quality and\n"
+        "speedups come with bootstrap intervals. Writes into --out: records.jsonl (every generation, appended\n"
+        "as it ends: rerun the same command after an interruption and it resumes), results.json, report.md and\n"
+        "PNG plots. See docs/bench.md for how to read them.",
     )
-    p.add_argument("--task", default="all", help="translation, summarization or all (default all)")
+    p.add_argument("--task", default="all", help="translation, summarization, code (HumanEval) or all (default all)")
     p.add_argument(
         "--n",
         type=int,
@@ -115,7 +111,8 @@ def _add_bench(commands) -> None:
     p.add_argument(
         "--max-new-tokens",
         type=int,
-        help=f"per generation (default {DEFAULTS['max_new_tokens'][0]}; --quick {DEFAULTS['max_new_tokens'][1]})",
+        help=f"per generation, for every task (default {describe_max_new_tokens(0)}; "
+        f"--quick {describe_max_new_tokens(1)})",
     )
     p.add_argument(
         "--gammas",
@@ -152,7 +149,6 @@ def _add_bench(commands) -> None:
 def _run_bench(args) -> int:
     import shlex
 
-    from ..api import load_pair
     from ..bench import resolve_options, run_benchmark
     from ..data import load_task
 
@@ -171,16 +167,9 @@ def _run_bench(args) -> int:
         precision=precision,
         allow_other_commit=args.allow_other_commit,
     )
+    check_out(options.out_dir)
     examples = {task: load_task(task, "test", limit=options.n, cache=args.cache_dir) for task in options.tasks}
-    pair = load_pair(
-        spec.target,
-        spec.draft,
-        dtype=precision,
-        device=args.device,
-        draft_vocab=args.draft_vocab,
-        cache=args.cache_dir,
-        builtin=spec.builtin,
-    )
+    pair = load_models(args, spec, precision)
     with resumable(options.out_dir):
         run_benchmark(pair, examples, options, command=shlex.join(["biglittle", *sys.argv[1:]]))
     print(f"report: {options.out_dir / 'report.md'}\nresults: {options.out_dir / 'results.json'}")

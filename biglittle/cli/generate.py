@@ -8,7 +8,8 @@ import sys
 from dataclasses import replace
 
 from ..config import GenerationConfig, choose_method, generation_defaults
-from .options import add_model_options, add_setting, gamma_value, resolve
+from ..errors import BigLittleError
+from .options import add_model_options, add_setting, check_measurements_writable, count_or_auto, load_models, resolve
 
 
 def add_commands(commands) -> None:
@@ -28,8 +29,11 @@ def _add_generate(commands) -> None:
     add_model_options(p.add_argument_group("models"))
     method = p.add_argument_group("method")
     add_setting(method, "method", default=None, help=_SETTING_HELP["method"])
-    add_setting(method, "gamma", type=gamma_value, default=None, help=_SETTING_HELP["gamma"])
-    for name in ("drafter", "max_ngram", "fallback_threshold", "rollback_threshold"):
+    add_setting(method, "gamma", type=count_or_auto, default=None, help=_SETTING_HELP["gamma"])
+    for name in ("drafter", "max_ngram"):
+        add_setting(method, name)
+    add_setting(method, "tree", type=count_or_auto, metavar="N|auto")
+    for name in ("tree_depth", "tree_width", "fallback_threshold", "rollback_threshold"):
         add_setting(method, name)
     add_setting(method, "max_little_steps", help="bild: hand over after this many little tokens in a row; 0 = never")
     add_setting(method, "bild_thresholds", metavar="auto[:TASK]", help=_SETTING_HELP["bild_thresholds"])
@@ -50,6 +54,13 @@ def _add_generate(commands) -> None:
     output = p.add_argument_group("output")
     output.add_argument("--json", action="store_true", help='print one JSON object {"text", "token_ids", "stats"}')
     output.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="print the text as each round writes it (default: on when standard output is a terminal; "
+        "never with --json, which prints one object at the end)",
+    )
+    output.add_argument(
         "--compare-ar",
         action="store_true",
         help="also run ar on the same prompt and print the measured and the predicted speedup",
@@ -68,25 +79,29 @@ _SETTING_HELP = {
 }
 
 
+# Settings the command line passes on unchanged (the others have command-line defaults of their own).
+GIVEN_AS_IS = (
+    "drafter",
+    "max_ngram",
+    "tree",
+    "tree_depth",
+    "tree_width",
+    "temperature",
+    "top_k",
+    "top_p",
+    "seed",
+    "max_new_tokens",
+    "fallback_threshold",
+    "rollback_threshold",
+    "bild_thresholds",
+)
+
+
 def generation_config(args, builtin: bool, has_draft: bool) -> GenerationConfig:
     """The command line's settings over the pair's defaults (the built-in pair's: chat template, gamma auto)."""
     defaults = generation_defaults(builtin)
     method = choose_method(args.method, has_draft=has_draft, drafter=args.drafter, bild_thresholds=args.bild_thresholds)
-    given = {
-        name: getattr(args, name)
-        for name in (
-            "drafter",
-            "max_ngram",
-            "temperature",
-            "top_k",
-            "top_p",
-            "seed",
-            "max_new_tokens",
-            "fallback_threshold",
-            "rollback_threshold",
-            "bild_thresholds",
-        )
-    }
+    given = {name: getattr(args, name) for name in GIVEN_AS_IS}
     return replace(
         defaults,
         method=method,
@@ -101,26 +116,22 @@ def generation_config(args, builtin: bool, has_draft: bool) -> GenerationConfig:
 def _run_generate(args) -> int:
     from tqdm.auto import tqdm
 
-    from ..api import load_pair
     from ..cost.prediction import compare_with_ar
     from .format import format_stats
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if args.json and args.stream:
+        raise BigLittleError("--json prints one object at the end; it cannot be combined with --stream")
+    stream = not args.json and (args.stream if args.stream is not None else sys.stdout.isatty())
     spec, precision = resolve(args)
     config = generation_config(args, spec.builtin, has_draft=spec.draft is not None)
     config.validate()  # before the slow model loading
-    pair = load_pair(
-        spec.target,
-        spec.draft if config.needs_draft_model else None,
-        dtype=precision,
-        device=args.device,
-        draft_vocab=args.draft_vocab,
-        cache=args.cache_dir,
-        builtin=spec.builtin,
-    )
-    # A token counter on a terminal's stderr (tqdm stays silent when stderr is not a terminal).
-    with tqdm(total=config.max_new_tokens, desc=config.method, unit="tok", leave=False, disable=None) as bar:
-        result = pair.generate(prompt, config, on_commit=lambda commit: bar.update(commit.total - bar.n))
+    pair = load_models(args, spec, precision, with_draft=config.needs_draft_model)
+    if stream:
+        result = _print_as_written(pair.stream(prompt, config))
+    else:  # a token counter on a terminal's stderr (tqdm stays silent when stderr is not a terminal)
+        with tqdm(total=config.max_new_tokens, desc=config.method, unit="tok", leave=False, disable=None) as bar:
+            result = pair.generate(prompt, config, on_commit=lambda commit: bar.update(commit.total - bar.n))
     comparison = compare_with_ar(pair, prompt, config, result) if args.compare_ar else None
     if args.json:
         record = result.to_dict()
@@ -128,9 +139,19 @@ def _run_generate(args) -> int:
             record["compare_ar"] = comparison
         print(json.dumps(record))
         return 0
-    print(result.text)
+    if not stream:
+        print(result.text)
     print(format_stats(result.stats, comparison), file=sys.stderr)
     return 0
+
+
+def _print_as_written(chunks):
+    """Print each chunk's text as it comes, then a newline; the generation's result."""
+    for chunk in chunks:
+        print(chunk.text, end="", flush=True)
+        result = chunk.result
+    print()
+    return result
 
 
 def _add_profile(commands) -> None:
@@ -150,20 +171,12 @@ def _add_profile(commands) -> None:
 def _run_profile(args) -> int:
     from tqdm.auto import tqdm
 
-    from ..api import load_pair
     from ..cost.profile import profile_steps
     from .format import format_profile
 
     spec, precision = resolve(args)
-    pair = load_pair(
-        spec.target,
-        spec.draft,
-        dtype=precision,
-        device=args.device,
-        draft_vocab=args.draft_vocab,
-        cache=args.cache_dir,
-        builtin=spec.builtin,
-    )
+    check_measurements_writable(args)
+    pair = load_models(args, spec, precision)
     has_draft = spec.draft is not None
     with tqdm(total=profile_steps(16, has_draft, pair.shares_cache), desc="measuring T(k)", unit="pass") as bar:
         profile = pair.cost_profile(refresh=True, progress=bar.update)

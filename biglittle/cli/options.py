@@ -7,8 +7,9 @@ import sys
 from contextlib import contextmanager
 from dataclasses import MISSING, fields
 
-from ..config import AUTO, PRECISIONS, GenerationConfig, default_precision
+from ..config import AUTO, PRECISIONS, VOCAB_RANKINGS, GenerationConfig, default_precision
 from ..errors import BigLittleError
+from ..files import CACHE_REMEDY, check_writable, profiles_dir
 
 _SETTINGS = {f.name: f for f in fields(GenerationConfig)}
 CACHE_HELP = "the cache root: models, data, measurements (default $BIGLITTLE_CACHE or ~/.cache/biglittle)"
@@ -47,6 +48,13 @@ def add_model_options(parser, *, precisions=PRECISIONS, precision_default: str |
         help="let the little model score only the K most frequent tokens (a cheaper output layer; "
         "speculative decoding stays exact); default: the full vocabulary",
     )
+    parser.add_argument(
+        "--draft-vocab-ranking",
+        choices=VOCAB_RANKINGS,
+        default="corpus",
+        help="--draft-vocab: corpus = the most frequent tokens in Python's standard library and the task data "
+        "(counted once per tokenizer and kept); ids = the lowest ids, the tokenizer's merge order (default corpus)",
+    )
     add_loading_options(parser, precisions=precisions, precision_default=precision_default)
 
 
@@ -69,7 +77,7 @@ def add_loading_options(parser, *, precisions=PRECISIONS, precision_default: str
     parser.add_argument("--cache-dir", help=CACHE_HELP)
 
 
-def gamma_value(text: str):
+def count_or_auto(text: str):
     if text == AUTO:
         return text
     try:
@@ -86,6 +94,32 @@ def resolve(args, *, needs_draft: bool = False, command: str = ""):
     if needs_draft and spec.draft is None:
         raise BigLittleError(f"{command} runs a big and a little model: pass --draft as well as --target")
     return spec, args.precision or default_precision(spec.builtin)
+
+
+def load_models(args, spec, precision: str, with_draft: bool = True):
+    """The pair the model options name (`spec`, `precision`: `resolve`'s); the target alone without `with_draft`."""
+    from ..api import load_pair
+
+    return load_pair(
+        spec.target,
+        spec.draft if with_draft else None,
+        dtype=precision,
+        device=args.device,
+        draft_vocab=args.draft_vocab,
+        draft_vocab_ranking=args.draft_vocab_ranking,
+        cache=args.cache_dir,
+        builtin=spec.builtin,
+    )
+
+
+def check_out(path) -> None:
+    """Refuse an --out that cannot be written, before any model loads."""
+    check_writable(path, "give --out a directory you can write to")
+
+
+def check_measurements_writable(args) -> None:
+    """Refuse a cache that cannot keep this machine's measurements, before any model loads or is measured."""
+    check_writable(profiles_dir(args.cache_dir), CACHE_REMEDY)
 
 
 @contextmanager

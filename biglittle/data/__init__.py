@@ -4,12 +4,14 @@
     examples = load_task("translation", "test", limit=50)   # list[Example(id, source, reference)]
     prompt = build_prompt("translation", examples[0].source, tokenizer)
 
-Tasks: ``translation`` (German→English example sentences of the Ding dictionary) and
-``summarization`` (Debian package description → its one-line synopsis). Each task is split
-deterministically: every example's place is decided by a hash of its id and a fixed seed, so
+Tasks: ``translation`` (German→English example sentences of the Ding dictionary),
+``summarization`` (Debian package description → its one-line synopsis) and ``code`` (HumanEval's
+164 Python problems, scored by running their tests: code.py). Translation and summarization are
+split deterministically: every example's place is decided by a hash of its id and a fixed seed, so
 the split does not depend on file order; ``test`` and ``dev`` hold 300 examples each (a fifth of
-the data each for tiny files) and ``train`` the rest. The examples of a split come in that
-hashed order, so ``limit=N`` takes a fixed pseudo-random sample of N.
+the data each for tiny files) and ``train`` the rest. HumanEval is a test set: all of it is
+``test``, and asking for another split is an error. The examples of a split come in that hashed
+order, so ``limit=N`` takes a fixed pseudo-random sample of N.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from ..config import SPLITS, TASKS
+from ..config import SPLITS, TASKS, TEST_ONLY_TASKS
 from ..errors import BigLittleError
+from .code import CodeExample, read_problems
 from .prompts import build_prompt
 from .sources import data_dir, data_status, description_files, fetch_data, translation_file
 from .summarization import parse_descriptions, read_index
@@ -32,6 +35,7 @@ SEED = 20230601
 EVAL_SIZE = 300
 
 __all__ = [
+    "CodeExample",
     "EVAL_SIZE",
     "Example",
     "SEED",
@@ -46,11 +50,16 @@ __all__ = [
 ]
 
 
+def hashed_order(examples: Sequence[Example], seed: int = SEED) -> list[Example]:
+    """The examples ordered by sha256(seed:id): a fixed shuffle that does not depend on file order."""
+    return sorted(examples, key=lambda e: hashlib.sha256(f"{seed}:{e.id}".encode()).digest())
+
+
 def split_examples(
     examples: Sequence[Example], seed: int = SEED, eval_size: int = EVAL_SIZE
 ) -> dict[str, list[Example]]:
-    """{'test', 'dev', 'train'}: order by sha256(seed:id); the first k are test, the next k dev."""
-    ordered = sorted(examples, key=lambda e: hashlib.sha256(f"{seed}:{e.id}".encode()).digest())
+    """{'test', 'dev', 'train'}: in hashed order, the first k are test, the next k dev."""
+    ordered = hashed_order(examples, seed)
     k = min(eval_size, len(ordered) // 5)
     return {"test": ordered[:k], "dev": ordered[k : 2 * k], "train": ordered[2 * k :]}
 
@@ -87,15 +96,21 @@ def load_task(
     *,
     cache: str | os.PathLike | None = None,
 ) -> list[Example]:
-    """Examples of task `name` ("translation" | "summarization") in `split` ("train" | "dev" |
-    "test"). `path` points at a copy of the raw source instead of the cache; `limit` keeps the
-    first N. Raises BigLittleError (with what to do) when the data is missing or unreadable."""
+    """Examples of task `name` ("translation" | "summarization" | "code") in `split` ("train" | "dev" |
+    "test"; code: "test" only). `path` points at a copy of the raw source instead of the cache (code: a
+    HumanEval .jsonl(.gz) instead of the installed package's); `limit` keeps the first N. Raises
+    BigLittleError (with what to do) when the data is missing or unreadable."""
     if name not in TASKS:
         raise BigLittleError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
     if split not in SPLITS:
         raise BigLittleError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     if limit is not None and limit < 0:
         raise BigLittleError(f"limit must be at least 0, got {limit}")
+    if name in TEST_ONLY_TASKS:
+        if split != "test":
+            raise BigLittleError(f"the {name} task has only a test split ({TEST_ONLY_TASKS[name]}), not {split!r}")
+        problems: list[Example] = hashed_order(read_problems(path))
+        return problems if limit is None else problems[:limit]
     files = tuple(p.resolve() for p in _files(name, path, cache))
     try:
         stamps = tuple((p.stat().st_size, p.stat().st_mtime_ns) for p in files)

@@ -18,12 +18,18 @@ INSTRUCTIONS = {
         'synopsis (for example "GNU Bourne Again SHell" or "Perl module for reading CSV files"). '
         "Reply with the summary only.\n\nDescription:\n{source}"
     ),
+    "code": (
+        "Complete the following Python function. Reply with the complete function, its imports included, "
+        "in one Python code block, without tests or usage examples.\n\n```python\n{source}\n```"
+    ),
 }
 
 PLAIN = {
     "translation": "Translate German to English:\nGerman: {source}\nEnglish:",
     "summarization": "Summarize in one sentence: {source}\nSummary:",
+    "code": "{source}",  # HumanEval's prompt as it is: a base model continues the function's body
 }
+VERBATIM = {"code"}  # tasks whose plain prompt must end exactly as the source does (a code prompt ends in a newline)
 
 
 def has_chat_template(tokenizer) -> bool:
@@ -40,13 +46,12 @@ def build_prompt(task: str, source: str, tokenizer=None) -> str:
     """
     if task not in INSTRUCTIONS:
         raise BigLittleError(f"unknown task {task!r}; choose one of: {', '.join(sorted(INSTRUCTIONS))}")
-    source = source.strip()
     if tokenizer is not None and has_chat_template(tokenizer):
-        user = INSTRUCTIONS[task].format(source=source)
+        user = INSTRUCTIONS[task].format(source=source.strip())
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
         try:
             return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         except Exception:  # some templates (e.g. Gemma's) reject a system turn: fold it in
             merged = [{"role": "user", "content": SYSTEM + "\n\n" + user}]
             return tokenizer.apply_chat_template(merged, add_generation_prompt=True, tokenize=False)
-    return PLAIN[task].format(source=source)
+    return PLAIN[task].format(source=source if task in VERBATIM else source.strip())

@@ -8,15 +8,26 @@ from dataclasses import replace
 from ..config import GenerationConfig
 from ..cost.gamma import GammaChooser
 from ..cost.profile import CostProfile
+from ..cost.tree_policy import TreeCosts, TreePolicy
 from ..errors import BigLittleError
 from ..runtime.runner import Runner
 from .drafters import Drafter, HybridDrafter, ModelDrafter, NgramDrafter, NoDrafter
 from .methods import Bild, Method, Speculative, autoregressive
+from .trees import TreeDrafter, TreeShape
 
 
-def build_drafter(config: GenerationConfig, target: Runner, draft: Runner | None, eos_token_ids: set[int]) -> Drafter:
+def build_drafter(
+    config: GenerationConfig,
+    target: Runner,
+    draft: Runner | None,
+    eos_token_ids: set[int],
+    cost_profile: Callable[[], CostProfile],
+) -> Drafter:
+    """`cost_profile()` gives the pair's measured costs (measured on first use): only --tree auto asks for them."""
     if config.method == "ar":
         return NoDrafter()
+    if config.tree is not None:
+        return _tree_drafter(config, draft, eos_token_ids, cost_profile)
     ngram = NgramDrafter(target.vocab_size, eos_token_ids, config.max_ngram, target.is_encoder_decoder)
     if config.drafter == "ngram":
         return ngram
@@ -27,11 +38,29 @@ def build_drafter(config: GenerationConfig, target: Runner, draft: Runner | None
     return HybridDrafter(ngram, model) if config.drafter == "hybrid" else model
 
 
+def _tree_drafter(
+    config: GenerationConfig, draft: Runner | None, eos_token_ids: set[int], cost_profile: Callable[[], CostProfile]
+) -> TreeDrafter:
+    little = draft if config.drafter != "ngram" else None
+    lookup = config.drafter != "model"
+    if isinstance(config.tree, int):
+        shape = TreeShape(config.tree, config.tree_depth, config.tree_width)
+        return TreeDrafter(little, shape, eos_token_ids, lookup=lookup, max_ngram=config.max_ngram)
+    profile = cost_profile()
+    costs = TreeCosts(profile.verify_cost, profile.draft_cost, profile.draft_verify_cost or profile.verify_cost)
+    max_nodes = len(profile.verify_cost) - 1  # as far as T(k) was measured
+    policy = TreePolicy(costs, config.tree_width, config.tree_depth, max_nodes)
+    shape = TreeShape(max_nodes, config.tree_depth, config.tree_width)
+    return TreeDrafter(little, shape, eos_token_ids, lookup=lookup, max_ngram=config.max_ngram, policy=policy)
+
+
 def build_method(config: GenerationConfig, cost_profile: Callable[[], CostProfile]) -> Method:
     """`cost_profile()` gives the pair's measured costs (measured on first use): only --gamma auto asks for them."""
     if config.method == "ar":
         return autoregressive(config.sampling)
     if config.method == "speculative":
+        if config.tree is not None:
+            return Speculative(config.tree_depth, config.sampling)  # the tree's depth bounds it like gamma a chain
         if isinstance(config.gamma, int):
             return Speculative(config.gamma, config.sampling)
         profile = cost_profile()

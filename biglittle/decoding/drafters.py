@@ -14,11 +14,14 @@ from .sampling import SamplingConfig, sample, warp_probs
 
 class Drafter(Protocol):
     """Anything that proposes tokens: the loop starts it on a prompt, asks for a proposal before every target
-    pass, and crops it to the committed length after; `timings` are its models' forward passes (none: empty)."""
+    pass, tells it which path of its proposal was accepted (`retain`, as runners are told), and crops it to the
+    committed length; `timings` are its models' forward passes (none: empty)."""
 
     def start(self, prompt_ids: list[int]) -> None: ...
 
     def propose(self, tokens: list[int], max_tokens: int, generator: torch.Generator | None) -> Proposal: ...
+
+    def retain(self, start: int, path: tuple[int, ...]) -> None: ...
 
     def crop(self, length: int) -> None: ...
 
@@ -32,6 +35,9 @@ class _ModelFree:
     @property
     def timings(self) -> Timings:
         return Timings()
+
+    def retain(self, start: int, path: tuple[int, ...]) -> None:
+        pass
 
     def crop(self, length: int) -> None:
         pass
@@ -88,6 +94,9 @@ class ModelDrafter:
             if token in self.eos_token_ids:
                 return Proposal(drafted, probs=_stack(draft_probs), ended=True)
         return Proposal(drafted, probs=_stack(draft_probs))
+
+    def retain(self, start: int, path: tuple[int, ...]) -> None:
+        self.runner.retain(start, path)
 
     def crop(self, length: int) -> None:
         self.runner.crop(length)
@@ -151,6 +160,9 @@ class HybridDrafter:
     def propose(self, tokens: list[int], max_tokens: int, generator: torch.Generator | None) -> Proposal:
         proposal = self.ngram.propose(tokens, max_tokens, generator)
         return proposal if proposal.tokens else self.model.propose(tokens, max_tokens, generator)
+
+    def retain(self, start: int, path: tuple[int, ...]) -> None:
+        self.model.retain(start, path)
 
     def crop(self, length: int) -> None:
         self.model.crop(length)

@@ -60,13 +60,14 @@ def decode(
         if remaining <= 0:
             break
         proposal = drafter.propose(tokens, method.draft_budget(remaining, stats), generator)
-        if not proposal.is_chain:
-            raise ValueError("this loop scores chains of drafted tokens; a tree needs tree verification")
         rolled_back = False
         if method.verifies:
-            target_logits = target.forward(tokens + proposal.tokens, len(proposal) + 1)
+            parents = None if proposal.is_chain else proposal.parents
+            target_logits = target.score(tokens, proposal.tokens, parents)  # one pass over the whole proposal
             verdict = method.decide(proposal, target_logits, generator)
-            stats.record_verdict(len(proposal), verdict)
+            stats.record_verdict(proposal, verdict)
+            target.retain(len(tokens), verdict.path)  # the caches keep the accepted path (a tree: only that branch)
+            drafter.retain(len(tokens), verdict.path)
             new_tokens = proposal.path_tokens(verdict.path) + [verdict.next_token]
             sources = [DRAFTED] * verdict.num_accepted + [TARGET]
             discarded = [token for node, token in enumerate(proposal.tokens) if node not in verdict.path]

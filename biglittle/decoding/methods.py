@@ -17,7 +17,7 @@ from typing import Protocol
 import torch
 
 from ..cost.gamma import GammaChooser
-from .acceptance import Verdict, bild_rollback, greedy_match, rejection_sample
+from .acceptance import Verdict, bild_rollback, tree_greedy, tree_rejection_sample
 from .proposal import Proposal
 from .sampling import SamplingConfig, warp_probs
 from .stats import GenerationStats
@@ -56,9 +56,8 @@ class Speculative:
 
     def decide(self, proposal: Proposal, target_logits: torch.Tensor, generator) -> Verdict:
         if self.sampling.greedy:
-            return greedy_match(proposal.tokens, target_logits)
-        target_probs = warp_probs(target_logits, self.sampling)
-        return rejection_sample(proposal.tokens, proposal.probs, target_probs, generator)
+            return tree_greedy(proposal, target_logits)
+        return tree_rejection_sample(proposal, warp_probs(target_logits, self.sampling), generator)
 
 
 def autoregressive(sampling: SamplingConfig) -> Speculative:

@@ -33,7 +33,14 @@ class Proposal:
 
     def children(self, node: int) -> list[int]:
         """The nodes whose parent is `node` (ROOT: the first level), in proposal order."""
-        return [child for child in range(len(self.tokens)) if self.parent(child) == node]
+        return self.children_by_node()[node]
+
+    def children_by_node(self) -> dict[int, list[int]]:
+        """node (ROOT included) -> its children in proposal order; a leaf maps to []."""
+        children: dict[int, list[int]] = {node: [] for node in range(ROOT, len(self.tokens))}
+        for node in range(len(self.tokens)):
+            children[self.parent(node)].append(node)
+        return children
 
     def depths(self) -> list[int]:
         """Depth of every node: 1 for the first level."""

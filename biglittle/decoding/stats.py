@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..runtime.runner import Timings
     from .acceptance import Verdict
+    from .proposal import Proposal
 
 
 @dataclass
@@ -24,17 +25,26 @@ class GenerationStats:
     rollbacks: int = 0  # BiLD: little tokens replaced by the big model
     unverified: int = 0  # BiLD: little tokens emitted without the big model (end of text reached)
     accepted_lengths: Counter = field(default_factory=Counter)  # accepted drafts per target call
-    accepted_by_position: Counter = field(default_factory=Counter)  # draft position -> times accepted
-    proposed_by_position: Counter = field(default_factory=Counter)  # draft position -> times proposed
+    accepted_by_position: Counter = field(default_factory=Counter)  # draft position (depth - 1) -> times accepted
+    proposed_by_position: Counter = field(default_factory=Counter)  # draft position (depth - 1) -> times proposed
+    # Trees: (depth, rank among its siblings) of each accepted node; rank 0 is the drafter's first choice.
+    accepted_by_depth_rank: Counter = field(default_factory=Counter)
     wall_time_s: float = 0.0
     draft_time_s: float = 0.0
     target_time_s: float = 0.0
     target_call_log: list = field(default_factory=list, repr=False)  # (tokens fed, seconds) per forward
     draft_call_log: list = field(default_factory=list, repr=False)
 
-    def record_verdict(self, num_proposed: int, verdict: Verdict) -> None:
-        """One target pass over `num_proposed` drafted tokens and what it decided."""
-        self.record_round(num_proposed, verdict.num_accepted)
+    def record_verdict(self, proposal: Proposal, verdict: Verdict) -> None:
+        """One target pass over a proposal and what it decided. A tree counts as proposed at a depth when it has a
+        node there, and as accepted there when the accepted path reaches it, as a chain does."""
+        depth = max(proposal.depths(), default=0)
+        self.record_round(len(proposal), verdict.num_accepted, depth)
+        children = proposal.children_by_node()
+        parent = -1
+        for level, node in enumerate(verdict.path, start=1):
+            self.accepted_by_depth_rank[level, children[parent].index(node)] += 1
+            parent = node
         self.rollbacks += verdict.rolled_back
         self.fallbacks += verdict.fell_back
 
@@ -42,11 +52,12 @@ class GenerationStats:
         self.target_calls, self.target_time_s, self.target_call_log = target.calls, target.seconds, target.call_log
         self.draft_calls, self.draft_time_s, self.draft_call_log = draft.calls, draft.seconds, draft.call_log
 
-    def record_round(self, num_proposed: int, num_accepted: int) -> None:
+    def record_round(self, num_proposed: int, num_accepted: int, depth: int | None = None) -> None:
+        """`depth`: how deep the proposal reaches (a chain: its length, the default)."""
         self.proposed += num_proposed
         self.accepted += num_accepted
         self.accepted_lengths[num_accepted] += 1
-        for position in range(num_proposed):
+        for position in range(num_proposed if depth is None else depth):
             self.proposed_by_position[position] += 1
             if position < num_accepted:
                 self.accepted_by_position[position] += 1
@@ -84,6 +95,7 @@ class GenerationStats:
             "discarded": self.discarded,
             "acceptance_rate": self.acceptance_rate,
             "acceptance_by_position": [self.accepted_by_position[p] / self.proposed_by_position[p] for p in positions],
+            "accepted_by_depth_rank": [[d, r, n] for (d, r), n in sorted(self.accepted_by_depth_rank.items())],
             "tokens_per_target_call": self.tokens_per_target_call,
             "accepted_length_histogram": [
                 self.accepted_lengths[n] for n in range(max(self.accepted_lengths, default=-1) + 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -9,6 +10,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
+from safetensors import SafetensorError, safe_open
+from tokenizers import Tokenizer
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -20,6 +23,7 @@ from transformers import (
 
 from ..config import PRECISIONS
 from ..errors import BigLittleError
+from .fetch import FETCH_HINT, MARKER
 from .quantize import fastest_precision, quantize_model
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # the PRECISIONS that are dtypes
@@ -46,21 +50,22 @@ class LoadedModel:
         return set(eos) if isinstance(eos, (list, tuple)) else {int(eos)}
 
 
-def load_model(spec: str, dtype: str = "fp32", device: str = "cpu") -> LoadedModel:
+def load_model(spec: str, dtype: str = "fp32", device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model and its tokenizer from a hub id, a local directory, or a `.gguf` file."""
     if dtype not in PRECISIONS:
         raise BigLittleError(f"unknown precision {dtype!r}; choose one of {', '.join(PRECISIONS)}")
-    if dtype == "int8" and str(device).split(":")[0] != "cpu":
+    if dtype == "int8" and str(device).split(":")[0] != "cpu":  # before the device check: the more useful message
         raise BigLittleError(f"int8 runs on the CPU only, not {device}; on a GPU choose bf16 or fp16 (or auto)")
+    device = checked_device(device)
     location, extra = _resolve(spec)
     try:
         config = AutoConfig.from_pretrained(location, **extra)
         model_class = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
         model = model_class.from_pretrained(location, dtype=DTYPES.get(dtype, torch.float32), **extra)
         tokenizer = _load_tokenizer(location, extra, config)
-    except (OSError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BigLittleError(f"could not load model {spec!r}: {first_line}") from error
+    # A damaged tokenizer.json sends transformers to a slow-tokenizer fallback that asks for protobuf: ImportError.
+    except (OSError, ValueError, ImportError, SafetensorError) as error:
+        raise BigLittleError(f"could not load model {spec!r}: {_why_not_loaded(location, extra, error)}") from error
     model.to(device).eval()
     precision = fastest_precision(model) if dtype == "auto" else dtype
     if precision == "int8":
@@ -68,6 +73,82 @@ def load_model(spec: str, dtype: str = "fp32", device: str = "cpu") -> LoadedMod
     else:
         model.to(DTYPES[precision])
     return LoadedModel(spec, model, tokenizer)
+
+
+def checked_device(name: str | torch.device) -> torch.device:
+    """The torch device `name` names, if this machine has it; else a one-line error (before any model loads)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise BigLittleError(f"unknown device {str(name)!r}: {_first_line(error)}; use cpu, or cuda / cuda:N") from None
+    if device.type == "cpu":
+        return device
+    accelerator = torch.accelerator.current_accelerator()
+    count = torch.accelerator.device_count() if accelerator is not None and accelerator.type == device.type else 0
+    if count == 0 or (device.index or 0) >= count:
+        found = f"{count} {device.type} device(s)" if count else f"no {device.type} device"
+        raise BigLittleError(
+            f"device {str(name)!r} is not available: torch {torch.__version__} finds {found} here; "
+            "use --device cpu" + (f" or one of {device.type}:0..{count - 1}" if count else "")
+        )
+    return device
+
+
+def _why_not_loaded(location: str, extra: dict, error: Exception) -> str:
+    """Why a model failed to load, in one line: the corrupt file if one is, and what to do about it."""
+    local = Path(location)
+    damage = _damaged_file(local, extra.get("gguf_file")) if local.is_dir() else None
+    if damage is None:
+        return _first_line(error)
+    path, detail = damage
+    if (local / MARKER).is_file():  # the built-in pair: `models fetch` skips a model it finds installed
+        remedy = f"delete {local} and {FETCH_HINT} to install it again"
+    else:
+        remedy = "replace it with a good copy (download or save the model again)"
+    return f"{path} is corrupt ({detail}); {remedy}"
+
+
+def _damaged_file(directory: Path, gguf_file: str | None) -> tuple[Path, str] | None:
+    """(file, what is wrong) for the first file of a model directory that its library cannot read, or None."""
+    if gguf_file is not None:
+        return _unreadable(directory / gguf_file, _read_gguf)
+    checks = [(directory / name, _read_json) for name in ("config.json", "tokenizer_config.json")]
+    checks.append((directory / "tokenizer.json", Tokenizer.from_file))
+    checks += [(path, _read_safetensors_header) for path in sorted(directory.glob("*.safetensors"))]
+    for path, read in checks:
+        damage = _unreadable(path, read) if path.is_file() else None
+        if damage is not None:
+            return damage
+    return None
+
+
+def _unreadable(path: Path, read) -> tuple[Path, str] | None:
+    try:
+        read(str(path))
+    except Exception as error:  # each library has its own error types; any of them means "cannot read this file"
+        return path, _first_line(error)
+    return None
+
+
+def _read_json(path: str) -> None:
+    with open(path, encoding="utf-8") as fh:
+        json.load(fh)
+
+
+def _read_safetensors_header(path: str) -> None:
+    with safe_open(path, "pt"):  # reads the header and checks that it covers the whole file
+        pass
+
+
+def _read_gguf(path: str) -> None:
+    from gguf import GGUFReader
+
+    GGUFReader(path)
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 # transformers 4.57.3-4.x warns of "an incorrect regex pattern" (a Mistral tokenizer bug) for every local model

@@ -18,12 +18,15 @@ Norms, rotary embeddings and activations are elementwise or reduce within one ro
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import time
 import warnings
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
@@ -32,24 +35,21 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.pytorch_utils import Conv1D
 
 from ..errors import BigLittleError
+from .cpu import capabilities
 
 ROWWISE_ATTENTION = "biglittle_rowwise"
 
 
-def _has_vnni() -> bool:
-    """Whether the CPU has VNNI instructions (Linux's /proc/cpuinfo; elsewhere: assume not)."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return False
-    return bool(flags & {"avx512_vnni", "avx_vnni"})
+def activation_range() -> tuple[int, int]:
+    """(largest activation, zero point) of int8 activations on this CPU.
 
-
-# With VNNI, fbgemm sums u8 x s8 products exactly in 32 bits: 8-bit activations (-127..127 around
-# zero point 128). Without, it adds pairs of products in 16 bits, which saturates for 8-bit
-# activations: 7-bit ones (-63..63 around 64) fit. 8 bits halve the rounding error (measured on
-# Qwen2.5-0.5B: top-1 agreement with fp32 0.945 against 0.887 with 7 bits).
-ACTIVATION_MAX, ACTIVATION_ZERO_POINT = (127, 128) if _has_vnni() else (63, 64)
+    With VNNI, fbgemm sums u8 x s8 products exactly in 32 bits: 8-bit activations (-127..127 around
+    zero point 128). Without, it adds pairs of products in 16 bits, which saturates for 8-bit
+    activations: 7-bit ones (-63..63 around 64) fit. 8 bits halve the rounding error (measured on
+    Qwen2.5-0.5B: top-1 agreement with fp32 0.945 against 0.887 with 7 bits). Which holds is tried, not
+    read from the CPU's flags (cpu.py): a flag can be reported where the instruction does not run.
+    """
+    return (127, 128) if capabilities()["int8_8bit"] else (63, 64)
 
 
 class Int8Linear(nn.Module):
@@ -66,6 +66,7 @@ class Int8Linear(nn.Module):
                 weight, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8
             )
         self._packed = torch.ops.quantized.linear_prepack(quantized, None)  # fbgemm's layout; bias added below
+        self.activation_max, self.zero_point = activation_range()
         self.bias = None if bias is None else nn.Parameter(bias.detach().float().clone(), requires_grad=False)
 
     @classmethod
@@ -77,11 +78,11 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
         row_scale = torch.linalg.vector_norm(rows, float("inf"), dim=1, keepdim=True)  # max |x| per row: exact
-        row_scale = row_scale.clamp_min_(1e-12).div_(ACTIVATION_MAX)
+        row_scale = row_scale.clamp_min_(1e-12).div_(self.activation_max)
         # Rounded here, so that the kernel's own quantization (scale 1) only adds the zero point.
         integers = torch.round(rows / row_scale)
         out = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
-            integers, 1.0, ACTIVATION_ZERO_POINT, self._packed
+            integers, 1.0, self.zero_point, self._packed
         )
         out = out.mul_(row_scale) if self.bias is None else torch.addcmul(self.bias, out, row_scale)
         return out.reshape(*x.shape[:-1], self.out_features)
@@ -96,6 +97,20 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
+_PREFILL_UNTIL: contextvars.ContextVar[int] = contextvars.ContextVar("biglittle_prefill_until", default=0)
+
+
+@contextmanager
+def prefilling(positions: int) -> Iterator[None]:
+    """While a runner reads a prompt into an empty cache: its first `positions` tokens get no logits, and every
+    method reads them alike, in one pass over the same tokens, so their attention may batch them (rowwise_attention)."""
+    token = _PREFILL_UNTIL.set(positions)
+    try:
+        yield
+    finally:
+        _PREFILL_UNTIL.reset(token)
+
+
 def rowwise_attention(
     module: nn.Module,
     query: torch.Tensor,
@@ -108,32 +123,59 @@ def rowwise_attention(
     """Attention computed one query row at a time over the keys that row may see.
 
     A row scored together with later rows would otherwise reduce over extra masked keys, and
-    sums over a longer vector can round differently even when the extra terms are zeros.
+    sums over a longer vector can round differently even when the extra terms are zeros. A row of
+    a tree of proposals sees the text, its ancestors and itself, with other branches in between:
+    those keys are gathered, so the row reduces over the very keys, in the same order, that it
+    would see as the last token of a chain. Each row is one fused call (scaled_dot_product_attention
+    over its keys, grouped query heads included), the same call whether it is scored alone or not.
+
+    The exception: the prompt's first positions read into an empty cache (`prefilling`), which every
+    method reads in one pass of the same shape over the same tokens, are attended in one batched
+    causal call; the rows after them, whose logits are used, are still scored one by one.
     query [batch, heads, rows, dim]; key and value [batch, kv_heads, keys, dim].
     Returns ([batch, rows, heads, dim], None) as transformers' attention functions do.
     """
-    batch, heads, rows, dim = query.shape
-    kv_heads = key.shape[1]
-    scaling = dim**-0.5 if scaling is None else scaling
+    rows, grouped = query.shape[2], key.shape[1] != query.shape[1]
+    batched = min(rows, _PREFILL_UNTIL.get()) if key.shape[2] == rows else 0  # a prompt read into an empty cache
     outputs = []
-    for row, visible in enumerate(_visible_keys(module, attention_mask, rows, key.shape[2])):
-        q = query[:, :, row].reshape(batch, kv_heads, heads // kv_heads, dim)  # query heads grouped by kv head
-        scores = torch.matmul(q, key[:, :, :visible].transpose(-1, -2)) * scaling
-        if attention_mask is not None:
-            scores = scores + attention_mask[:, :, row, None, :visible]
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
-        outputs.append(torch.matmul(probs, value[:, :, :visible]).reshape(batch, heads, dim))
-    return torch.stack(outputs, dim=1), None
+    if batched:
+        outputs.append(
+            F.scaled_dot_product_attention(
+                query[:, :, :batched],
+                key[:, :, :batched],
+                value[:, :, :batched],
+                is_causal=True,
+                scale=scaling,
+                enable_gqa=grouped,
+            )
+        )
+    visible_keys = _visible_keys(module, attention_mask, rows, key.shape[2])
+    for row in range(batched, rows):
+        visible = visible_keys[row]
+        if isinstance(visible, int):
+            row_keys, row_values = key[:, :, :visible], value[:, :, :visible]
+        else:
+            row_keys, row_values = key.index_select(2, visible), value.index_select(2, visible)
+        outputs.append(
+            F.scaled_dot_product_attention(
+                query[:, :, row : row + 1], row_keys, row_values, scale=scaling, enable_gqa=grouped
+            )
+        )  # [batch, heads, 1, dim]
+    return torch.cat(outputs, dim=2).transpose(1, 2), None
 
 
-def _visible_keys(module: nn.Module, attention_mask: torch.Tensor | None, rows: int, keys: int) -> list[int]:
-    """For each query row, how many leading keys it may see: up to its last unmasked key."""
+def _visible_keys(
+    module: nn.Module, attention_mask: torch.Tensor | None, rows: int, keys: int
+) -> list[int | torch.Tensor]:
+    """For each query row, the keys it may see: how many leading keys (up to its last unmasked one), or, where
+    masked keys come before its last unmasked one (a tree of proposals), the indices of the unmasked keys."""
     if attention_mask is None:
         causal = getattr(module, "is_causal", True)
         return [keys - rows + row + 1 if causal else keys for row in range(rows)]
     allowed = (attention_mask[..., :keys] > torch.finfo(attention_mask.dtype).min).flatten(0, 1).any(dim=0)
-    last = keys - 1 - allowed.flip(-1).int().argmax(dim=-1)
-    return (last + 1).tolist()
+    ends = (keys - allowed.flip(-1).int().argmax(dim=-1)).tolist()  # one past each row's last unmasked key
+    leading = allowed.int().cumprod(dim=-1).sum(dim=-1).tolist()  # the unbroken run of unmasked keys from the first
+    return [end if end == run else allowed[row].nonzero()[:, 0] for row, (end, run) in enumerate(zip(ends, leading))]
 
 
 def use_rowwise_attention(model: PreTrainedModel) -> None:
@@ -149,6 +191,8 @@ def int8_problem(model: PreTrainedModel) -> str | None:
         return "int8 needs torch's fbgemm kernels (an x86 CPU); choose fp32 or bf16"
     if model.device.type != "cpu":
         return f"int8 runs on the CPU only (the model is on {model.device}); on a GPU choose bf16 or fp16"
+    if not capabilities()["int8"]:
+        return "int8 kernels do not run correctly on this CPU (tried in a child process); choose fp32 or bf16"
     if not model._can_set_attn_implementation():
         return (
             f"int8 needs a model whose attention goes through transformers' AttentionInterface "
@@ -172,8 +216,62 @@ def quantize_model(model: PreTrainedModel) -> PreTrainedModel:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
         setattr(parent, child, Int8Linear.from_module(getattr(parent, child)))
+    fuse_shared_inputs(model)
     use_rowwise_attention(model)
     return model
+
+
+# Projections that read the same input in Llama / Qwen2 / Mistral layers: one int8 product serves each group.
+SHARED_INPUTS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+
+
+class FusedInt8(nn.Module):
+    """One Int8Linear for several projections of the same input (q, k, v; gate, up): the input is quantized once
+    and multiplied once. Each projection's output is bit for bit what its own Int8Linear gave (the same row scales,
+    the same integers, exact int32 sums), so fusing changes no logit."""
+
+    def __init__(self, layers: list[Int8Linear]):
+        super().__init__()
+        biases = [layer.bias if layer.bias is not None else torch.zeros(layer.out_features) for layer in layers]
+        has_bias = any(layer.bias is not None for layer in layers)
+        self.product = Int8Linear(
+            torch.cat([layer.weight for layer in layers]), torch.cat(biases) if has_bias else None
+        )
+        self.sizes = [layer.out_features for layer in layers]
+        self._last: tuple[torch.Tensor | None, tuple[torch.Tensor, ...]] = (None, ())
+
+    def output(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        if self._last[0] is not x:  # the first projection of this input computes all of them
+            self._last = (x, self.product(x).split(self.sizes, dim=-1))
+        return self._last[1][index]
+
+
+class FusedPart(nn.Module):
+    """One projection of a FusedInt8, where the model calls it."""
+
+    def __init__(self, fused: FusedInt8, index: int):
+        super().__init__()
+        self.fused, self.index = fused, index
+        self.in_features, self.out_features = fused.product.in_features, fused.sizes[index]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fused.output(self.index, x)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        start = sum(self.fused.sizes[: self.index])
+        return self.fused.product.weight[start : start + self.out_features]
+
+
+def fuse_shared_inputs(model: nn.Module) -> None:
+    """Replace every group of SHARED_INPUTS int8 projections of one module by parts of one FusedInt8."""
+    for module in list(model.modules()):
+        for names in SHARED_INPUTS:
+            layers = [getattr(module, name, None) for name in names]
+            if all(isinstance(layer, Int8Linear) for layer in layers):
+                fused = FusedInt8(layers)  # type: ignore[arg-type]
+                for index, name in enumerate(names):
+                    setattr(module, name, FusedPart(fused, index))
 
 
 def _linear_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -196,7 +294,9 @@ def fastest_precision(model: PreTrainedModel, repeats: int = 5) -> str:
         (module for _, module in _linear_layers(model) if module is not output_layer),
         key=lambda module: module.weight.numel(),
     )
-    candidates = {"fp32": (layer, torch.float32), "bf16": (copy.deepcopy(layer).to(torch.bfloat16), torch.bfloat16)}
+    candidates = {"fp32": (layer, torch.float32)}
+    if capabilities()["bf16"]:  # tried in a child process: a CPU may report instructions that fault here
+        candidates["bf16"] = (copy.deepcopy(layer).to(torch.bfloat16), torch.bfloat16)
     if int8_problem(model) is None:
         candidates["int8"] = (Int8Linear.from_module(layer), torch.float32)
     in_features = layer.weight.shape[0 if isinstance(layer, Conv1D) else 1]
@@ -217,6 +317,18 @@ def _time_rows(layer: nn.Module, in_features: int, dtype: torch.dtype, repeats: 
             layer(x)
             times.append(time.perf_counter() - started)
         total += min(times)
+    return total
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of weights one forward pass reads whatever its number of tokens: every linear layer, the output layer
+    included (an embedding lookup reads a row per token: left out)."""
+    total = 0
+    for module in model.modules():
+        if isinstance(module, Int8Linear):
+            total += module.in_features * module.out_features  # int8; per-channel scales are negligible
+        elif isinstance(module, (nn.Linear, Conv1D)):
+            total += module.weight.numel() * module.weight.element_size()
     return total
 
 

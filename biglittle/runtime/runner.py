@@ -5,6 +5,11 @@ and (encoder-decoder) the encoder output computed once per prompt, and `forward(
 feeds only the tokens its cache has not seen. The decoding loop keeps every runner's cache at
 most `len(tokens) - 1` long, so a bonus token, BiLD's catch-up over the little model's tokens
 and recovery after a rollback are all the same call: crop, then forward.
+
+A decoder-only model also scores trees of proposed tokens (`forward_tree`): each node attends to
+the committed text, its ancestors and itself, at the position its depth gives, so its logits are
+those of the chain from the root to it; the cache then holds every fed node until `retain` keeps
+the accepted path's entries, in order, as if that path alone had been fed.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache, EncoderDecoderCache, PreTrainedModel
+
+from ..errors import BigLittleError
+from .quantize import prefilling
 
 
 @dataclass
@@ -75,12 +83,40 @@ class Runner:
                 f"{type(self).__name__}: {num_new} unseen tokens for {num_logits} logits "
                 f"(cache {self.cache_len}, tokens {len(tokens)}): crop the cache first"
             )
+        with prefilling(len(tokens) - num_logits if self.cache_len == 0 else 0):
+            logits, states = self._timed(num_new, lambda: self._feed(tokens, num_logits, hidden))
+        return logits[:, : self.vocab_size], states
+
+    def forward_tree(
+        self, tokens: list[int], node_tokens: list[int], parents: list[int], feed: list[int]
+    ) -> torch.Tensor:
+        """Logits [rows, vocab]: after the last committed token when this pass feeds it, then after each node in `feed`.
+
+        `node_tokens` and `parents` describe the tree proposed so far (parent -1: the last committed token; parents
+        listed before their children). The pass feeds the committed tokens the cache has not seen, then the nodes in
+        `feed`, whose ancestors are fed in this pass (earlier in `feed`) or were in an earlier pass of this round.
+        """
+        raise BigLittleError(f"{type(self).__name__} scores chains only; trees need a decoder-only model runner")
+
+    def score(self, tokens: list[int], node_tokens: list[int], parents: list[int] | None) -> torch.Tensor:
+        """The target's logits [1 + nodes, vocab] over a proposal: after the last committed token, then after each node.
+        A chain (parents None) is fed as plain tokens; a tree with tree attention."""
+        if parents is None:
+            return self.forward(tokens + node_tokens, len(node_tokens) + 1)
+        return self.forward_tree(tokens, node_tokens, parents, list(range(len(node_tokens))))
+
+    def retain(self, start: int, path: tuple[int, ...] | list[int]) -> None:
+        """After a round that began with `start` committed tokens: keep the cache of those and of the proposal's
+        accepted `path` (node indices, root first), as far as this runner has fed them."""
+        self.crop(start + len(path))  # a chain's nodes sit at start, start + 1, ...
+
+    def _timed(self, num_new: int, run):
         started = time.perf_counter()
-        logits, states = self._feed(tokens, num_logits, hidden)
+        result = run()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # so that time is charged to the model that spent it
         self.timings.record(num_new, time.perf_counter() - started)
-        return logits[:, : self.vocab_size], states
+        return result
 
 
 class ModelRunner(Runner):
@@ -92,11 +128,13 @@ class ModelRunner(Runner):
         self._cache = None
         self._encoder_outputs = None
         self.cache_len = 0
+        self._slots: dict[int, int] = {}  # proposal node -> its cache entry, for the tree nodes fed this round
 
     @torch.inference_mode()
     def start(self, prompt_ids: list[int]) -> list[int]:
         """Forget the previous prompt; returns the token sequence the decoding loop extends."""
         self.cache_len = 0
+        self._slots = {}
         self.timings = Timings()
         if not self.is_encoder_decoder:
             self._cache = DynamicCache()
@@ -125,6 +163,101 @@ class ModelRunner(Runner):
 
     def crop(self, length: int) -> None:
         """Keep the cache of the first `length` tokens only (a no-op when it holds no more)."""
+        if self._slots:
+            if length > self.cache_len - len(self._slots):
+                raise RuntimeError("the cache holds tree nodes: retain the accepted path before cropping into them")
+            self._slots = {}
         if length < self.cache_len:
             self._cache.crop(length)
             self.cache_len = length
+
+    @torch.inference_mode()
+    def forward_tree(
+        self, tokens: list[int], node_tokens: list[int], parents: list[int], feed: list[int]
+    ) -> torch.Tensor:
+        if self.is_encoder_decoder:
+            raise BigLittleError("trees of proposals need a decoder-only target and draft")
+        committed = self.cache_len - len(self._slots)
+        catch_up = tokens[committed:]
+        if catch_up and self._slots:
+            raise RuntimeError("the cache holds tree nodes of an earlier round: retain the accepted path first")
+        depths = _depths(parents)
+        first_slot = self.cache_len + len(catch_up)
+        for index, node in enumerate(feed):
+            self._slots[node] = first_slot + index
+        mask = _tree_mask(
+            self,
+            len(tokens),
+            committed,
+            len(catch_up),
+            [self._visible(node, parents) for node in feed],
+            self.model.dtype,
+        )
+        positions = list(range(committed, len(tokens))) + [len(tokens) - 1 + depths[node] for node in feed]
+        input_ids = catch_up + [node_tokens[node] for node in feed]
+        num_logits = (1 if catch_up else 0) + len(feed)
+
+        def run():
+            out = self.model(
+                input_ids=torch.tensor([input_ids], device=self.device),
+                attention_mask=mask,
+                position_ids=torch.tensor([positions], device=self.device),
+                past_key_values=self._cache,
+                use_cache=True,
+                **({"logits_to_keep": num_logits} if self._keeps_logits else {}),
+            )
+            return out.logits[0, -num_logits:]
+
+        with prefilling(len(tokens) - 1 if self.cache_len == 0 else 0):
+            logits = self._timed(len(input_ids), run)
+        self.cache_len += len(input_ids)
+        return logits[:, : self.vocab_size]
+
+    def retain(self, start: int, path: tuple[int, ...] | list[int]) -> None:
+        if not self._slots:
+            return super().retain(start, path)
+        kept = list(range(start))
+        for node in path:  # the path's nodes this runner fed, up to the first it did not
+            if node not in self._slots:
+                break
+            kept.append(self._slots[node])
+        index = torch.tensor(kept, device=self.device)
+        for layer in self._cache.layers:
+            layer.keys, layer.values = layer.keys.index_select(-2, index), layer.values.index_select(-2, index)
+        self.cache_len, self._slots = len(kept), {}
+
+    def _visible(self, node: int, parents: list[int]) -> list[int]:
+        """The cache entries of `node`'s ancestors and of itself, root side first."""
+        entries = []
+        while node != -1:
+            entries.append(self._slots[node])
+            node = parents[node]
+        return entries[::-1]
+
+
+def _depths(parents: list[int]) -> list[int]:
+    depths: list[int] = []
+    for parent in parents:
+        depths.append(1 if parent == -1 else depths[parent] + 1)
+    return depths
+
+
+def _tree_mask(
+    runner: ModelRunner,
+    committed_total: int,
+    committed_cached: int,
+    catch_up: int,
+    visible: list[list[int]],
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """Additive attention mask [1, 1, rows, keys]: catch-up rows see the text up to themselves, node rows the
+    committed text plus their `visible` entries (ancestors and themselves); 0 where seen, else the dtype's minimum."""
+    rows = catch_up + len(visible)
+    keys = runner.cache_len + rows
+    mask = torch.full((rows, keys), torch.finfo(dtype).min, dtype=dtype)
+    for row in range(catch_up):
+        mask[row, : committed_cached + row + 1] = 0
+    for row, entries in enumerate(visible, start=catch_up):
+        mask[row, :committed_total] = 0
+        mask[row, entries] = 0
+    return mask[None, None].to(runner.device)

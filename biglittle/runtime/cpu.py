@@ -1,0 +1,108 @@
+"""What this CPU can really run, found by trying it in a child process once per machine.
+
+These machines differ between sessions (an AMD EPYC with AVX-512 VNNI one day, an Intel Xeon reporting AMX the
+next), and a flag in /proc/cpuinfo is a claim, not a guarantee: in a virtual machine an instruction can be
+reported and still fault. So each kernel whose speed or exactness depends on the instruction set is tried in a
+child process (a crash costs the child, never the caller) on inputs whose exact answer is known, and the verdict
+is kept under the cache, per CPU model, flags and torch version.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from ..errors import BigLittleError
+from ..files import cache_dir, read_json, write_text_atomically
+
+# The child's checks. With VNNI, fbgemm sums u8 x s8 products exactly in 32 bits, so 8-bit activations are exact;
+# without, it adds pairs of products in 16 bits, which saturates: extreme activations and weights show which.
+PROBE = r"""
+import json, warnings, torch
+warnings.simplefilter("ignore")
+result = {"int8": False, "int8_8bit": False, "bf16": False}
+try:
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randint(-127, 128, (64, 256), generator=g).float()
+    weight[:, :8] = 127.0
+    q = torch.quantize_per_channel(weight, torch.ones(64, dtype=torch.double), torch.zeros(64, dtype=torch.long),
+                                   0, torch.qint8)
+    packed = torch.ops.quantized.linear_prepack(q, None)
+    for activation_max, key in ((63, "int8"), (127, "int8_8bit")):
+        x = torch.randint(-activation_max, activation_max + 1, (4, 256), generator=g).float()
+        x[:, :8] = activation_max
+        out = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(x, 1.0, activation_max + 1, packed)
+        result[key] = bool(torch.equal(out, (x.double() @ weight.double().t()).float()))
+except Exception:
+    pass
+try:
+    a = torch.randn(8, 256).bfloat16()
+    result["bf16"] = bool(torch.isfinite(torch.nn.functional.linear(a, torch.randn(128, 256).bfloat16())).all())
+except Exception:
+    pass
+print(json.dumps(result))
+"""
+
+
+def cpu_flags() -> set[str]:
+    """The flags /proc/cpuinfo reports (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _machine_key() -> str:
+    identity = "|".join([cpu_model(), " ".join(sorted(cpu_flags())), torch.__version__, sys.version])
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def capabilities() -> dict[str, bool]:
+    """{"int8": fbgemm's int8 kernel runs exactly with 7-bit activations, "int8_8bit": with 8-bit ones (VNNI),
+    "bf16": a bf16 matrix product runs}, tried in a child process on first use and kept per machine."""
+    path = cache_dir() / "cpu" / f"{_machine_key()}.json"
+    try:
+        stored = read_json(path)
+    except BigLittleError:  # a damaged record: try again
+        stored = None
+    if stored is not None:
+        return stored
+    found = _probe()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(path, json.dumps(found))
+    except OSError:
+        pass  # an unwritable cache: try again next time
+    return found
+
+
+def _probe() -> dict[str, bool]:
+    try:
+        done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300)
+        if done.returncode == 0:
+            return {key: bool(value) for key, value in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        pass
+    return {"int8": False, "int8_8bit": False, "bf16": False}  # the child crashed: nothing is known to run
