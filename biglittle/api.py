@@ -12,6 +12,7 @@ import torch
 from .config import (
     METHODS,
     SETTING_NAMES,
+    TRIVIAL_DRAFTERS,
     GenerationConfig,
     default_precision,
     generation_defaults,
@@ -21,9 +22,12 @@ from .config import (
 from .cost.bild_thresholds import thresholds_path, tuned_thresholds
 from .cost.profile import CostProfile, measure_overhead, measure_profile, profile_path
 from .decoding.assemble import build_drafter, build_method
+from .decoding.cross_tokenizer import TextBridge, bridge_between
 from .decoding.loop import Commit, decode
 from .decoding.stats import GenerationStats
 from .decoding.stopping import cut_at_stop, stop_check
+from .decoding.trivial_drafts import NgramTable
+from .draft_text import ngram_table
 from .errors import BigLittleError
 from .files import cache_dir, write_text_atomically
 from .runtime import fetch
@@ -33,6 +37,7 @@ from .runtime.early_exit.shared_cache import ExitTargetRunner, make_runners
 from .runtime.models import LoadedModel, load_model, logit_rows, shared_vocab_size
 from .runtime.quantize import precision_of
 from .runtime.restricted_vocab import restrict_vocabulary
+from .runtime.runner import ModelRunner, Runner
 
 __all__ = [
     "METHODS",
@@ -58,7 +63,9 @@ class GenerationResult:
 
 
 class ModelPair:
-    """A target (big) model and an optional draft (little) model sharing one vocabulary.
+    """A target (big) model and an optional draft (little) model sharing one vocabulary, or with
+    `cross_tokenizer` a draft with its own tokenizer whose tokens reach the target through text
+    (speculative decoding only; decoding/cross_tokenizer.py).
 
     `cache` is where the pair's measurements (cost profile, tuned BiLD thresholds) are kept: the cache root
     (default $BIGLITTLE_CACHE or ~/.cache/biglittle). `builtin` marks the built-in default pair, whose
@@ -72,16 +79,26 @@ class ModelPair:
         *,
         cache: str | os.PathLike | None = None,
         builtin: bool = False,
+        cross_tokenizer: bool = False,
     ):
         self.target, self.draft = target, draft
         self.cache, self.builtin = cache, builtin
-        vocab_size = shared_vocab_size(target, draft) if draft is not None else logit_rows(target)
-        # An early-exit draft shares the target's KV cache and hands it its layer-L states (early_exit/shared_cache.py).
-        self.target_runner, self.draft_runner = make_runners(target.model, draft.model if draft else None, vocab_size)
+        self.bridge: TextBridge | None = None
+        if draft is not None and cross_tokenizer and target.tokenizer.get_vocab() != draft.tokenizer.get_vocab():
+            self.bridge = bridge_between(target, draft)
+            self.target_runner: Runner = ModelRunner(target.model, logit_rows(target))
+            self.draft_runner: Runner | None = ModelRunner(draft.model, logit_rows(draft))
+        else:
+            vocab_size = shared_vocab_size(target, draft) if draft is not None else logit_rows(target)
+            # An early-exit draft shares the target's KV cache and hands it its layer-L states (shared_cache.py).
+            self.target_runner, self.draft_runner = make_runners(
+                target.model, draft.model if draft else None, vocab_size
+            )
         self.shares_cache = isinstance(self.target_runner, ExitTargetRunner)
         lengths = [m.context_length for m in (target, draft) if m is not None and m.context_length]
         self.max_length = min(lengths) if lengths else 1 << 30
         self._profile: CostProfile | None = None
+        self._ngram_tables: dict[str, NgramTable] = {}
 
     @property
     def tokenizer(self):
@@ -124,6 +141,8 @@ class ModelPair:
                 f"method {config.method!r} needs a draft (little) model; pass --draft, "
                 "or use --drafter ngram or --method ar"
             )
+        if config.needs_draft_model and self.bridge is not None:
+            _check_cross_tokenizer_config(config)
         prompt_ids = self.encode(prompt, config.chat) if isinstance(prompt, str) else list(prompt)
         if not prompt_ids:
             raise BigLittleError("the prompt is empty")
@@ -137,10 +156,13 @@ class ModelPair:
         generator = torch.Generator(self.target_runner.device)
         generator.manual_seed(config.seed if config.seed is not None else torch.seed())
         eos = self.target.eos_token_ids
+        table = (
+            self.ngram_table(config.draft_text) if config.drafter in TRIVIAL_DRAFTERS and config.draft_text else None
+        )
         token_ids, stats = decode(
             prompt_ids,
             self.target_runner,
-            build_drafter(config, self.target_runner, self.draft_runner, eos),
+            build_drafter(config, self.target_runner, self.draft_runner, eos, ngram_table=table, bridge=self.bridge),
             build_method(config, self.cost_profile),
             max_new_tokens=config.max_new_tokens,
             max_length=self.max_length,
@@ -153,6 +175,14 @@ class ModelPair:
 
     def _decode(self, token_ids: list[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def ngram_table(self, source: str, progress: bool = True) -> NgramTable:
+        """The token counts of `source` (a task's train split or a text file) that unigram and bigram drafts use:
+        counted once per tokenizer and text, kept under the cache."""
+        if source not in self._ngram_tables:
+            vocab_size, end = self.target_runner.vocab_size, self.target.end_token_id
+            self._ngram_tables[source] = ngram_table(self.tokenizer, vocab_size, end, source, self.cache, progress)
+        return self._ngram_tables[source]
 
     def cost_profile(self, refresh: bool = False, progress=None) -> CostProfile:
         """The pair's measured costs on this machine (T(k)/T(1) of both models, c, loop overhead),
@@ -190,6 +220,22 @@ class ModelPair:
         return tuned_thresholds(self.thresholds_path(), task)
 
 
+def _check_cross_tokenizer_config(config: GenerationConfig) -> None:
+    """What a draft with another tokenizer cannot do, in one line each."""
+    if config.method != "speculative":
+        raise BigLittleError(
+            f"--method {config.method} needs a little model sharing the target's tokenizer; "
+            "a draft with another tokenizer drafts for --method speculative only"
+        )
+    if config.tree is not None:
+        raise BigLittleError("--tree needs a little model sharing the target's tokenizer; drop --tree")
+    if config.gamma == "auto":
+        raise BigLittleError(
+            "--gamma auto counts one little-model step per proposed token, which a draft with another "
+            "tokenizer does not take; give --gamma N"
+        )
+
+
 @dataclass(frozen=True)
 class PairSpec:
     """Which models a command runs: the user's, or the built-in pair when no target is named."""
@@ -221,13 +267,15 @@ def load_pair(
     draft_vocab: int | None = None,
     cache: str | os.PathLike | None = None,
     builtin: bool = False,
+    cross_tokenizer: bool = False,
 ) -> ModelPair:
     """Load a target and (optionally) a draft model from hub ids, directories or GGUF files.
 
     With no target, the built-in default pair (`biglittle models fetch`). A draft of "early-exit:L" is the
     target's own first L layers with its norm and output layer; a directory written by
     `align train --draft early-exit:L` is that exit with its trained head. `draft_vocab=K` lets the draft
-    score only the K most frequent tokens (a cheaper output layer). `dtype` defaults to the fastest measured
+    score only the K most frequent tokens (a cheaper output layer). `cross_tokenizer=True` accepts a draft
+    with another tokenizer (speculative decoding through text). `dtype` defaults to the fastest measured
     precision for the built-in pair and fp32 for named models.
     """
     if target is None:
@@ -238,7 +286,8 @@ def load_pair(
         target = load_model(target, dtype, device)
     if isinstance(draft, str):
         draft = load_draft(draft, target, dtype, device)
-    pair = ModelPair(target, draft, cache=cache, builtin=builtin)  # checks the vocabularies before the draft's is cut
+    # Checks the vocabularies before the draft's is cut.
+    pair = ModelPair(target, draft, cache=cache, builtin=builtin, cross_tokenizer=cross_tokenizer)
     if draft_vocab is not None and draft is not None:
         restrict_vocabulary(draft.model, draft.tokenizer, draft_vocab)
     return pair

@@ -25,16 +25,27 @@ def _add_generate(commands) -> None:
         "(`biglittle models fetch` installs it).",
     )
     p.add_argument("prompt", metavar="PROMPT", help="the prompt text; '-' reads it from standard input")
-    add_model_options(p.add_argument_group("models"))
+    models = p.add_argument_group("models")
+    add_model_options(models)
+    models.add_argument(
+        "--cross-tokenizer",
+        action="store_true",
+        help="accept a --draft with another tokenizer: its tokens reach the target through text "
+        "(speculative decoding only, still exact)",
+    )
     method = p.add_argument_group("method")
     add_setting(method, "method", default=None, help=_SETTING_HELP["method"])
     add_setting(method, "gamma", type=gamma_value, default=None, help=_SETTING_HELP["gamma"])
     for name in ("drafter", "max_ngram"):
         add_setting(method, name)
+    add_setting(method, "draft_text", metavar="TASK|FILE")
+    add_setting(method, "draft_smoothing", metavar="K")
     add_setting(method, "tree", type=int, metavar="N")
     for name in ("tree_depth", "tree_width", "fallback_threshold", "rollback_threshold"):
         add_setting(method, name)
     add_setting(method, "max_little_steps", help="bild: hand over after this many little tokens in a row; 0 = never")
+    for name in ("fallback", "rollback"):
+        add_setting(method, name, action=argparse.BooleanOptionalAction)
     add_setting(method, "bild_thresholds", metavar="auto[:TASK]", help=_SETTING_HELP["bild_thresholds"])
     sampling = p.add_argument_group("sampling and stopping")
     for name in ("temperature", "top_k", "top_p", "max_new_tokens"):
@@ -75,6 +86,8 @@ _SETTING_HELP = {
 GIVEN_AS_IS = (
     "drafter",
     "max_ngram",
+    "draft_text",
+    "draft_smoothing",
     "tree",
     "tree_depth",
     "tree_width",
@@ -85,6 +98,8 @@ GIVEN_AS_IS = (
     "max_new_tokens",
     "fallback_threshold",
     "rollback_threshold",
+    "fallback",
+    "rollback",
     "bild_thresholds",
 )
 
@@ -124,6 +139,7 @@ def _run_generate(args) -> int:
         draft_vocab=args.draft_vocab,
         cache=args.cache_dir,
         builtin=spec.builtin,
+        cross_tokenizer=args.cross_tokenizer,
     )
     # A token counter on a terminal's stderr (tqdm stays silent when stderr is not a terminal).
     with tqdm(total=config.max_new_tokens, desc=config.method, unit="tok", leave=False, disable=None) as bar:
