@@ -58,13 +58,16 @@ class Executor:
     def __init__(self, pairs: dict[str, ModelPair], max_new_tokens: int):
         self.pairs, self.max_new_tokens = pairs, max_new_tokens
 
-    def run(self, setting: Setting, prompt_ids: list[int], seed: int, max_new_tokens: int | None = None) -> dict:
+    def run(
+        self, setting: Setting, prompt_ids: list[int], seed: int, max_new_tokens: int | None = None, task: str = ""
+    ) -> dict:
+        """`task`: whose train split a unigram or bigram draft is estimated from (unless the setting names a text)."""
         pair = self.pairs[setting.model]
         budget = max_new_tokens or self.max_new_tokens
         self._synchronize(pair)
         started = time.perf_counter()
         if setting.engine == "biglittle":
-            result = pair.generate(prompt_ids, setting.config(budget, seed))
+            result = pair.generate(prompt_ids, setting.config(budget, seed, task))
             token_ids, text, stats = result.token_ids, result.text, result.stats
         else:
             token_ids = peer_generate(pair, prompt_ids, setting.engine, budget)
@@ -140,7 +143,7 @@ def run_jobs(
     ) as bar:
         for job in pending:
             bar.set_postfix_str(f"{job.task}: {job.setting.label}", refresh=False)
-            outcome = executor.run(job.setting, prompt_ids(job.task, job.example), job.seed)
+            outcome = executor.run(job.setting, prompt_ids(job.task, job.example), job.seed, task=job.task)
             record = {
                 "task": job.task,
                 "example_id": job.example.id,
@@ -167,4 +170,4 @@ def _warm_up(pending: list[Job], executor: Executor, prompt_ids) -> None:
         setting = job.setting
         kinds.setdefault((setting.engine, setting.model, setting.method, setting.drafter), setting)
     for setting in kinds.values():
-        executor.run(setting, ids, seed=0, max_new_tokens=WARMUP_TOKENS)
+        executor.run(setting, ids, seed=0, max_new_tokens=WARMUP_TOKENS, task=first.task)
