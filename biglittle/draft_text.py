@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -40,7 +41,7 @@ def ngram_table(
     if path.is_file():
         try:
             return NgramTable.load(path)
-        except (OSError, RuntimeError, EOFError, ValueError, TypeError, KeyError):
+        except (OSError, RuntimeError, EOFError, ValueError, TypeError, KeyError, pickle.UnpicklingError):
             pass  # damaged (the file is written atomically, so by something else): count again
     bar = tqdm(total=len(texts), desc=f"counting tokens of {source}", unit="text", disable=not progress or None)
     with bar:

@@ -32,9 +32,10 @@ def test_new_text_is_tokenized_with_the_committed_tokens_before_it():
     target = bpe_tokenizer()
     bridge = TextBridge(target, target, {1}, {1})
     assert bridge.target_continuation([7], "cat") == [7]  # not "c", "a", "t", as the characters alone would be
-    assert bridge.target_continuation([6], "ts") == []  # "ca" + "ts" is "cat" "s": no token fits after "ca"
     assert bridge.target_continuation([2, 3, 7], "s") == [5]  # "cacat" + "s" is "ca" "cat" "s": the text decides
-    assert bridge.target_continuation([7], "") == []
+    # "ca" + "ts" would be "cat" "s", but "ca" is written: its own tokens, whose text follows "ca" exactly.
+    assert bridge.target_continuation([6], "ts") == [4, 5]
+    assert bridge.target_continuation([7], "x") == [] and bridge.target_continuation([7], "") == []  # no "x" token
 
 
 def test_new_text_keeps_the_space_before_a_word(cross_pair):

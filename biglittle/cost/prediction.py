@@ -26,7 +26,8 @@ def compare_with_ar(pair, prompt, config, result) -> dict:
         "predicted_speedup": None,
     }
     if config.method == "speculative" and config.gamma != "auto":  # auto varies gamma per round
-        comparison.update(predict_speedup(result.stats, baseline.stats, config.gamma))
+        cross_tokenizer = getattr(pair, "bridge", None) is not None  # c per proposed token, not per draft step
+        comparison.update(predict_speedup(result.stats, baseline.stats, config.gamma, cross_tokenizer))
     return comparison
 
 

@@ -46,9 +46,11 @@ def build_drafter(
     if draft is None:
         raise BigLittleError(f"method {config.method!r} needs a draft (little) model")
     fallback = config.fallback_threshold if config.method == "bild" and config.fallback else 0.0
-    model: Drafter = ModelDrafter(draft, config.sampling, eos_token_ids, fallback)
-    if bridge is not None:
-        model = CrossTokenizerDrafter(draft, bridge, config.sampling, target.vocab_size)
+    model: Drafter = (
+        CrossTokenizerDrafter(draft, bridge, config.sampling, target.vocab_size)
+        if bridge is not None
+        else ModelDrafter(draft, config.sampling, eos_token_ids, fallback)
+    )
     return HybridDrafter(ngram, model) if config.drafter == "hybrid" else model
 
 

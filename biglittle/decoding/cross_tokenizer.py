@@ -23,6 +23,8 @@ at temperature 0 nothing is lost.
 
 from __future__ import annotations
 
+import unicodedata
+
 import torch
 
 from ..errors import BigLittleError
@@ -69,35 +71,41 @@ class TextBridge:
         return text.rstrip(REPLACEMENT)
 
     def target_continuation(self, committed: list[int], text: str) -> list[int]:
-        """The target's tokens for `text` written after `committed` (its tokens so far), or [] where the target's
-        tokenizer would join the two into one token (then nothing fits after the committed tokens).
+        """The target's tokens for `text` written after `committed` (its tokens so far): the first candidate that
+        gives back exactly `text` after them, else [] (a character the target's tokenizer does not know).
 
-        The window's tokens after the committed text's end: where they begin with the committed tokens, the rest;
-        else (the target wrote its text in other tokens than its tokenizer would) those after the first prefix
-        whose text is the committed text.
+        Candidates: the window (the last committed tokens' text, then `text`) re-tokenized, after the committed
+        tokens or (where the target wrote its text in other tokens than its tokenizer would) after the prefix whose
+        text is theirs; then, where the target's tokenizer joins the committed text and `text` into one token
+        ("." and a line break), whose first part the target has already written, `text`'s own tokens.
         """
         if not text:
             return []
         tail = committed[-WINDOW:]
         tail_text = self.target_text(tail)
-        ids = self.target_tokenizer(tail_text + text, add_special_tokens=False).input_ids
-        if ids[: len(tail)] == tail:
-            return ids[len(tail) :]
-        for split in range(min(len(ids), len(tail) + 1) + 1):
-            if self.target_text(ids[:split]) == tail_text:
-                return ids[split:]
+        for candidate in self._candidates(tail, tail_text, text):
+            if candidate and self.target_text(tail + candidate) == tail_text + text:
+                return candidate
         return []
 
+    def _candidates(self, tail: list[int], tail_text: str, text: str):
+        window = self.target_tokenizer(tail_text + text, add_special_tokens=False).input_ids
+        if window[: len(tail)] == tail:
+            yield window[len(tail) :]
+        else:
+            for split in range(min(len(window), len(tail) + 1) + 1):
+                if self.target_text(window[:split]) == tail_text:
+                    yield window[split:]
+                    break
+        yield self.target_tokenizer(text, add_special_tokens=False).input_ids
+
     def unrepresentable(self, target_vocab_size: int) -> list[tuple[str, str]]:
-        """(text, what comes back) for target tokens whose text the draft's tokenizer does not give back."""
-        tokenizer = self.target_tokenizer
-        special = set(tokenizer.all_special_ids)
-        ids = [token for token in range(min(len(tokenizer), target_vocab_size)) if token not in special]
-        texts = [
-            text for text in tokenizer.batch_decode([[token] for token in ids]) if text and REPLACEMENT not in text
-        ]
-        encoded = self.draft_tokenizer(texts, add_special_tokens=False).input_ids
-        back = self.draft_tokenizer.batch_decode(encoded, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        """(text, what comes back) for target tokens whose text the draft's tokenizer does not give back; tokens of a
+        character not complete alone, and control characters (other than tab and line breaks), are left out."""
+        special = set(self.target_tokenizer.all_special_ids)
+        ids = [token for token in range(min(len(self.target_tokenizer), target_vocab_size)) if token not in special]
+        texts = [text for text in _decode_batch(self.target_tokenizer, [[token] for token in ids]) if _is_text(text)]
+        back = _decode_batch(self.draft_tokenizer, _encode_batch(self.draft_tokenizer, texts))
         return [(text, returned) for text, returned in zip(texts, back) if returned != text]
 
 
@@ -160,15 +168,15 @@ class CrossTokenizerDrafter:
                 ended = True
                 break
             drafted.append(token)
-            converted = self.bridge.target_continuation(tokens, self.bridge.new_text(context, drafted))
-            if len(converted) > max_tokens:
-                break
+            text = self.bridge.new_text(context, drafted)
+            converted = self.bridge.target_continuation(tokens, text)
+            if len(converted) > max_tokens or (text and not converted):
+                break  # enough; or text that no target token fits, which more text would not mend
         else:
             converted = converted[:-1]  # the little model stopped mid-way: its last token may be incomplete
         self._fed = context + drafted
-        if ended:
-            converted = self.bridge.target_continuation(tokens, self.bridge.new_text(context, drafted))
-            converted += [self.bridge.target_end] if self.bridge.target_end is not None else []
+        if ended and self.bridge.target_end is not None:
+            converted = converted + [self.bridge.target_end]
         proposal = _in_vocabulary(converted[:max_tokens], self.target_vocab_size)
         return Proposal(proposal, ended=bool(proposal) and proposal[-1] in self.bridge.target_eos)
 
@@ -190,6 +198,27 @@ class CrossTokenizerDrafter:
     @property
     def timings(self) -> Timings:
         return self.runner.timings
+
+
+def _is_text(text: str) -> bool:
+    return (
+        bool(text) and REPLACEMENT not in text and all(c in "\t\n\r" or unicodedata.category(c) != "Cc" for c in text)
+    )
+
+
+# A whole vocabulary at once: through the Rust tokenizer of a fast tokenizer (several times faster), else transformers'.
+def _decode_batch(tokenizer, batch: list[list[int]]) -> list[str]:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return backend.decode_batch(batch, skip_special_tokens=False)
+    return tokenizer.batch_decode(batch, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def _encode_batch(tokenizer, texts: list[str]) -> list[list[int]]:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return [encoding.ids for encoding in backend.encode_batch(texts, add_special_tokens=False)]
+    return tokenizer(texts, add_special_tokens=False).input_ids
 
 
 def _in_vocabulary(tokens: list[int], vocab_size: int) -> list[int]:
