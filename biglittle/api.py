@@ -13,6 +13,7 @@ from jinja2 import TemplateError
 from .config import (
     METHODS,
     SETTING_NAMES,
+    TRIVIAL_DRAFTERS,
     VOCAB_RANKINGS,
     GenerationConfig,
     default_precision,
@@ -23,9 +24,12 @@ from .config import (
 from .cost.bild_thresholds import thresholds_path, tuned_thresholds
 from .cost.profile import CostProfile, measure_overhead, measure_profile, profile_path
 from .decoding.assemble import build_drafter, build_method
+from .decoding.cross_tokenizer import TextBridge, bridge_between
 from .decoding.loop import Commit, decode
 from .decoding.stats import GenerationStats
 from .decoding.stopping import cut_at_stop, stop_check
+from .decoding.trivial_drafts import NgramTable
+from .draft_text import ngram_table
 from .errors import BigLittleError
 from .files import CACHE_REMEDY, cache_dir, check_writable, write_text_atomically
 from .runtime import fetch
@@ -35,6 +39,7 @@ from .runtime.early_exit.shared_cache import ExitTargetRunner, make_runners
 from .runtime.models import LoadedModel, load_model, logit_rows, shared_vocab_size
 from .runtime.quantize import precision_of
 from .runtime.restricted_vocab import restrict_vocabulary
+from .runtime.runner import ModelRunner, Runner
 from .runtime.vocab_ranking import corpus_ranking
 from .streaming import ChunkMaker, StreamChunk, stream_generation
 
@@ -65,7 +70,9 @@ class GenerationResult:
 
 
 class ModelPair:
-    """A target (big) model and an optional draft (little) model sharing one vocabulary.
+    """A target (big) model and an optional draft (little) model sharing one vocabulary, or with
+    `cross_tokenizer` a draft with its own tokenizer whose tokens reach the target through text
+    (speculative decoding only; decoding/cross_tokenizer.py).
 
     `cache` is where the pair's measurements (cost profile, tuned BiLD thresholds) are kept: the cache root
     (default $BIGLITTLE_CACHE or ~/.cache/biglittle). `builtin` marks the built-in default pair, whose
@@ -79,16 +86,26 @@ class ModelPair:
         *,
         cache: str | os.PathLike | None = None,
         builtin: bool = False,
+        cross_tokenizer: bool = False,
     ):
         self.target, self.draft = target, draft
         self.cache, self.builtin = cache, builtin
-        vocab_size = shared_vocab_size(target, draft) if draft is not None else logit_rows(target)
-        # An early-exit draft shares the target's KV cache and hands it its layer-L states (early_exit/shared_cache.py).
-        self.target_runner, self.draft_runner = make_runners(target.model, draft.model if draft else None, vocab_size)
+        self.bridge: TextBridge | None = None
+        if draft is not None and cross_tokenizer and target.tokenizer.get_vocab() != draft.tokenizer.get_vocab():
+            self.bridge = bridge_between(target, draft)
+            self.target_runner: Runner = ModelRunner(target.model, logit_rows(target))
+            self.draft_runner: Runner | None = ModelRunner(draft.model, logit_rows(draft))
+        else:
+            vocab_size = shared_vocab_size(target, draft) if draft is not None else logit_rows(target)
+            # An early-exit draft shares the target's KV cache and hands it its layer-L states (shared_cache.py).
+            self.target_runner, self.draft_runner = make_runners(
+                target.model, draft.model if draft else None, vocab_size
+            )
         self.shares_cache = isinstance(self.target_runner, ExitTargetRunner)
         lengths = [m.context_length for m in (target, draft) if m is not None and m.context_length]
         self.max_length = min(lengths) if lengths else 1 << 30
         self._profile: CostProfile | None = None
+        self._ngram_tables: dict[str, NgramTable] = {}
 
     @property
     def tokenizer(self):
@@ -134,6 +151,8 @@ class ModelPair:
                 f"method {config.method!r} needs a draft (little) model; pass --draft, "
                 "or use --drafter ngram or --method ar"
             )
+        if config.needs_draft_model and self.bridge is not None:
+            _check_cross_tokenizer_config(config)
         prompt_ids = self.encode(prompt, config.chat) if isinstance(prompt, str) else list(prompt)
         if not prompt_ids:
             raise BigLittleError("the prompt is empty")
@@ -166,10 +185,21 @@ class ModelPair:
         generator = torch.Generator(self.target_runner.device)
         generator.manual_seed(config.seed if config.seed is not None else torch.seed())
         eos = self.target.eos_token_ids
+        table = (
+            self.ngram_table(config.draft_text) if config.drafter in TRIVIAL_DRAFTERS and config.draft_text else None
+        )
         token_ids, stats = decode(
             prompt_ids,
             self.target_runner,
-            build_drafter(config, self.target_runner, self.draft_runner, eos, self.cost_profile),
+            build_drafter(
+                config,
+                self.target_runner,
+                self.draft_runner,
+                eos,
+                self.cost_profile,
+                ngram_table=table,
+                bridge=self.bridge,
+            ),
             build_method(config, self.cost_profile),
             max_new_tokens=config.max_new_tokens,
             max_length=self.max_length,
@@ -193,6 +223,14 @@ class ModelPair:
     def decode(self, token_ids: list[int]) -> str:
         """The text of `token_ids`, special tokens left out."""
         return self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+    def ngram_table(self, source: str, progress: bool = True) -> NgramTable:
+        """The token counts of `source` (a task's train split or a text file) that unigram and bigram drafts use:
+        counted once per tokenizer and text, kept under the cache."""
+        if source not in self._ngram_tables:
+            vocab_size, end = self.target_runner.vocab_size, self.target.end_token_id
+            self._ngram_tables[source] = ngram_table(self.tokenizer, vocab_size, end, source, self.cache, progress)
+        return self._ngram_tables[source]
 
     def cost_profile(self, refresh: bool = False, progress=None) -> CostProfile:
         """The pair's measured costs on this machine (T(k)/T(1) of both models, c, loop overhead),
@@ -235,6 +273,22 @@ class ModelPair:
         return tuned_thresholds(self.thresholds_path(), task)
 
 
+def _check_cross_tokenizer_config(config: GenerationConfig) -> None:
+    """What a draft with another tokenizer cannot do, in one line each."""
+    if config.method != "speculative":
+        raise BigLittleError(
+            f"--method {config.method} needs a little model sharing the target's tokenizer; "
+            "a draft with another tokenizer drafts for --method speculative only"
+        )
+    if config.tree is not None:
+        raise BigLittleError("--tree needs a little model sharing the target's tokenizer; drop --tree")
+    if config.gamma == "auto":
+        raise BigLittleError(
+            "--gamma auto counts one little-model step per proposed token, which a draft with another "
+            "tokenizer does not take; give --gamma N"
+        )
+
+
 @dataclass(frozen=True)
 class PairSpec:
     """Which models a command runs: the user's, or the built-in pair when no target is named."""
@@ -267,6 +321,7 @@ def load_pair(
     draft_vocab_ranking: str | list[int] = "corpus",
     cache: str | os.PathLike | None = None,
     builtin: bool = False,
+    cross_tokenizer: bool = False,
 ) -> ModelPair:
     """Load a target and (optionally) a draft model from hub ids, directories or GGUF files.
 
@@ -275,7 +330,8 @@ def load_pair(
     `align train --draft early-exit:L` is that exit with its trained head. `draft_vocab=K` lets the draft
     score only the K most frequent tokens (a cheaper output layer), by `draft_vocab_ranking`: "corpus", their
     frequency in a broad corpus of code and text (runtime/vocab_ranking.py, built once and kept), "ids", the lowest
-    ids (merge order), or a list of token ids, most frequent first. `dtype` defaults to the fastest measured
+    ids (merge order), or a list of token ids, most frequent first. `cross_tokenizer=True` accepts a draft with
+    another tokenizer (speculative decoding through text). `dtype` defaults to the fastest measured
     precision for the built-in pair and fp32 for named models.
     """
     if target is None:
@@ -286,7 +342,8 @@ def load_pair(
         target = load_model(target, dtype, device)
     if isinstance(draft, str):
         draft = load_draft(draft, target, dtype, device)
-    pair = ModelPair(target, draft, cache=cache, builtin=builtin)  # checks the vocabularies before the draft's is cut
+    # Checks the vocabularies before the draft's is cut.
+    pair = ModelPair(target, draft, cache=cache, builtin=builtin, cross_tokenizer=cross_tokenizer)
     if draft_vocab is not None and draft is not None:
         restrict_vocabulary(draft.model, draft.tokenizer, draft_vocab, _ranking(draft_vocab_ranking, draft, cache))
     return pair

@@ -273,3 +273,18 @@ PROMPTS = [
 ]
 
 SEQ2SEQ_PROMPTS = ["the cat sees a fish .", "my friend likes the red apple !", "a bird quickly finds some bread ?"]
+
+
+@pytest.fixture(scope="session")
+def cross_models(tmp_path_factory, tiny_models) -> dict[str, str]:
+    """Two tokenizers over the same text: the word-level Llama target and a character-level draft (cross_models.py)."""
+    from cross_models import build_cross_models
+
+    return build_cross_models(tmp_path_factory.mktemp("cross_models"), tiny_models["llama_target"])
+
+
+@pytest.fixture(scope="session")
+def cross_pair(cross_models):
+    from biglittle import load_pair
+
+    return load_pair(cross_models["target"], cross_models["draft"], cross_tokenizer=True)

@@ -57,8 +57,8 @@ def run_benchmark(
     commit = code_version()  # of the code that runs, even if the checkout moves on during a long run
     pairs = model_pairs(pair, options.extra_drafts, options.precision)
     profiles = {name: _profile(p) for name, p in pairs.items() if name != "small"}
-    settings = build_settings(options)
-    if "llamacpp" in options.families and llamacpp is None:
+    settings = build_settings(options, frozenset(label for label, p in pairs.items() if p.bridge is not None))
+    if llamacpp is None and any(setting.family == "llamacpp" for setting in settings):  # --families, --only
         llamacpp = find_llamacpp(pair, options.out_dir)
     if llamacpp is not None and llamacpp.unavailable:
         settings = [setting for setting in settings if setting.family != "llamacpp"]
@@ -102,12 +102,14 @@ def code_judge(records) -> Callable[[str, Example, str], dict | None]:
 
 
 def model_pairs(pair: ModelPair, extra_drafts: dict[str, str], precision: str) -> dict[str, ModelPair]:
-    """The pair, the little model alone ("small"), and the target with each extra draft; no model is loaded twice.
-    All keep their measurements in the pair's cache."""
+    """The pair, the little model alone ("small"), and the target with each extra draft (which may have its own
+    tokenizer); no model is loaded twice. All keep their measurements in the pair's cache."""
     pairs = {"main": pair, "small": ModelPair(pair.draft, cache=pair.cache)}
     for label, spec in extra_drafts.items():
         device = str(pair.target_runner.device)
-        pairs[label] = load_pair(pair.target, spec, dtype=precision, device=device, cache=pair.cache)
+        pairs[label] = load_pair(
+            pair.target, spec, dtype=precision, device=device, cache=pair.cache, cross_tokenizer=True
+        )
     return pairs
 
 
@@ -141,7 +143,9 @@ def metadata(pair: ModelPair, options: BenchOptions, examples_by_task: dict, com
         "gammas": list(options.gammas),
         "bild_grid": [list(thresholds) for thresholds in options.bild_grid],
         "families": list(options.families),
+        "only": list(options.only),
         "extra_drafts": options.extra_drafts,
+        "draft_text": options.draft_text,
         "machine": machine(pair),
         "sandbox": sandbox_guards() if "code" in examples_by_task else None,
         "commit": commit,

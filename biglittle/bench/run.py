@@ -49,10 +49,13 @@ class Job:
 def plan_jobs(examples_by_task: dict[str, list[Example]], settings: list[Setting], repeats: int) -> list[Job]:
     jobs = []
     for task, examples in examples_by_task.items():
+        settings_here = [setting for setting in settings if setting.runs_on(task)]
         for repeat in range(repeats):
             for index, example in enumerate(examples):
-                shift = (index + repeat) % len(settings)
-                jobs += [Job(task, example, repeat, setting) for setting in settings[shift:] + settings[:shift]]
+                shift = (index + repeat) % len(settings_here)
+                jobs += [
+                    Job(task, example, repeat, setting) for setting in settings_here[shift:] + settings_here[:shift]
+                ]
     return jobs
 
 
@@ -64,14 +67,15 @@ class Executor:
     ):
         self.pairs, self.max_new_tokens, self.llamacpp = pairs, max_new_tokens, llamacpp  # new tokens per task
 
-    def run(self, setting: Setting, prompt_ids: list[int], seed: int, budget: int) -> dict:
-        """The generation's part of a record; PeerUnavailable when a llama.cpp setting cannot run."""
+    def run(self, setting: Setting, prompt_ids: list[int], seed: int, budget: int, task: str = "") -> dict:
+        """The generation's part of a record; PeerUnavailable when a llama.cpp setting cannot run. `task`: whose
+        train split a unigram or bigram draft is estimated from (unless the setting names a text)."""
         pair = self.pairs[setting.model]
         engine_stats = {}
         self._synchronize(pair)
         started = time.perf_counter()
         if setting.engine == "biglittle":
-            result = pair.generate(prompt_ids, setting.config(budget, seed))
+            result = pair.generate(prompt_ids, setting.config(budget, seed, task))
             token_ids, text, stats = result.token_ids, result.text, result.stats
         elif setting.engine in LLAMACPP_ENGINES:
             token_ids, text, engine_stats = self._llamacpp(setting.engine, pair, prompt_ids, budget)
@@ -179,7 +183,7 @@ def run_jobs(
             bar.set_postfix_str(f"{job.task}: {job.setting.label}", refresh=False)
             budget = executor.max_new_tokens[job.task]
             try:
-                outcome = executor.run(job.setting, prompt_ids(job.task, job.example), job.seed, budget)
+                outcome = executor.run(job.setting, prompt_ids(job.task, job.example), job.seed, budget, task=job.task)
             except PeerUnavailable:  # the peer says why in the report; a rerun tries again
                 bar.update()
                 continue
@@ -206,10 +210,10 @@ def _warm_up(pending: list[Job], executor: Executor, prompt_ids) -> None:
     initialisation) are not charged to whichever setting happens to come first."""
     first = pending[0]
     ids = prompt_ids(first.task, first.example)[:WARMUP_PROMPT_TOKENS]
-    kinds = {}
+    kinds: dict[tuple, Job] = {}
     for job in pending:
         setting = job.setting
-        kinds.setdefault((setting.engine, setting.model, setting.method, setting.drafter), setting)
-    for setting in kinds.values():
+        kinds.setdefault((setting.engine, setting.model, setting.method, setting.drafter), job)
+    for job in kinds.values():
         with contextlib.suppress(PeerUnavailable):  # its jobs are skipped below, for the same reason
-            executor.run(setting, ids, seed=0, budget=WARMUP_TOKENS)
+            executor.run(job.setting, ids, seed=0, budget=WARMUP_TOKENS, task=job.task)

@@ -92,13 +92,14 @@ def _add_bench(commands) -> None:
         description="Runs the first N test examples of a task through every setting on the same loaded pair, one\n"
         "example at a time (every setting, in an order rotated per example, so machine drift hits all alike):\n"
         "ar with the big model (the baseline) and with the little one, speculative decoding over a gamma sweep\n"
-        "at temperature 0 and 1 and with --gamma auto, n-gram and hybrid drafting, BiLD over a threshold grid,\n"
-        "transformers' assisted generation and prompt lookup, and, with the built-in pair and `make peers`,\n"
-        "llama.cpp's plain, speculative and n-gram decoding. The code task (HumanEval) runs each answer's\n"
-        "tests in a sandbox (a separate, isolated, resource-limited process) and scores pass@1. Quality and\n"
-        "speedups come with bootstrap intervals. Writes into --out: records.jsonl (every generation, appended\n"
-        "as it ends: rerun the same command after an interruption and it resumes), results.json, report.md and\n"
-        "PNG plots. See docs/bench.md for how to read them.",
+        "at temperature 0 and 1 and with --gamma auto, n-gram and hybrid drafting, token trees, BiLD over a\n"
+        "threshold grid and with one of its policies only (fallback only, rollback only), unigram and bigram drafts\n"
+        "(estimated from each task's train split), transformers' assisted generation and prompt lookup, and, with\n"
+        "the built-in pair and `make peers`, llama.cpp's plain, speculative and n-gram decoding. The code task\n"
+        "(HumanEval) runs each answer's tests in a sandbox (a separate, isolated, resource-limited process) and\n"
+        "scores pass@1. Quality and speedups come with bootstrap intervals. Writes into --out: records.jsonl (every\n"
+        "generation, appended as it ends: rerun the same command after an interruption and it resumes),\n"
+        "results.json, report.md and PNG plots. See docs/bench.md for how to read them.",
     )
     p.add_argument("--task", default="all", help="translation, summarization, code (HumanEval) or all (default all)")
     p.add_argument(
@@ -110,8 +111,8 @@ def _add_bench(commands) -> None:
     p.add_argument("--quick", action="store_true", help="few examples and a small grid, minutes on a CPU: a smoke test")
     p.add_argument(
         "--max-new-tokens",
-        type=int,
-        help=f"per generation, for every task (default {describe_max_new_tokens(0)}; "
+        metavar="N|TASK=N,...",
+        help=f"per generation: N for every task, or TASK=N for the tasks named (default {describe_max_new_tokens(0)}; "
         f"--quick {describe_max_new_tokens(1)})",
     )
     p.add_argument(
@@ -131,6 +132,12 @@ def _add_bench(commands) -> None:
         help=f"run only these of {','.join(FAMILIES)} (default all); "
         "ar with the big model always runs: it is the baseline",
     )
+    p.add_argument(
+        "--only",
+        metavar="PATTERNS",
+        help="run only the settings whose report label matches one of these comma-separated patterns (shell "
+        "wildcards, e.g. 'speculative γ=auto*,tree auto*,hybrid γ=4'), and the baseline",
+    )
     p.add_argument("--repeats", type=int, default=1, help="run every generation R times, for the spread (default 1)")
     p.add_argument(
         "--extra-draft",
@@ -138,7 +145,14 @@ def _add_bench(commands) -> None:
         default=[],
         metavar="LABEL=SPEC",
         help="another little model to compare, a path or early-exit:L (repeatable): speculative greedy "
-        "over the gamma sweep and BiLD over the threshold grid, labelled LABEL",
+        "over the gamma sweep and BiLD over the threshold grid, labelled LABEL; a model with another "
+        "tokenizer drafts through text (speculative at temperature 0 and 1, no BiLD)",
+    )
+    p.add_argument(
+        "--draft-text",
+        metavar="FILE",
+        help="the text the unigram and bigram drafts are estimated from, one text per line (default: each "
+        "task's train split)",
     )
     p.add_argument("--out", default="bench-results", metavar="DIR", help="output folder (default bench-results)")
     _add_allow_other_commit(p)
@@ -166,6 +180,8 @@ def _run_bench(args) -> int:
         out_dir=args.out,
         precision=precision,
         allow_other_commit=args.allow_other_commit,
+        draft_text=args.draft_text,
+        only=args.only,
     )
     check_out(options.out_dir)
     examples = {task: load_task(task, "test", limit=options.n, cache=args.cache_dir) for task in options.tasks}

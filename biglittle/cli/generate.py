@@ -26,16 +26,27 @@ def _add_generate(commands) -> None:
         "(`biglittle models fetch` installs it).",
     )
     p.add_argument("prompt", metavar="PROMPT", help="the prompt text; '-' reads it from standard input")
-    add_model_options(p.add_argument_group("models"))
+    models = p.add_argument_group("models")
+    add_model_options(models)
+    models.add_argument(
+        "--cross-tokenizer",
+        action="store_true",
+        help="accept a --draft with another tokenizer: its tokens reach the target through text "
+        "(speculative decoding only, still exact)",
+    )
     method = p.add_argument_group("method")
     add_setting(method, "method", default=None, help=_SETTING_HELP["method"])
     add_setting(method, "gamma", type=count_or_auto, default=None, help=_SETTING_HELP["gamma"])
     for name in ("drafter", "max_ngram"):
         add_setting(method, name)
+    add_setting(method, "draft_text", metavar="TASK|FILE")
+    add_setting(method, "draft_smoothing", metavar="K")
     add_setting(method, "tree", type=count_or_auto, metavar="N|auto")
     for name in ("tree_depth", "tree_width", "fallback_threshold", "rollback_threshold"):
         add_setting(method, name)
     add_setting(method, "max_little_steps", help="bild: hand over after this many little tokens in a row; 0 = never")
+    for name in ("fallback", "rollback"):
+        add_setting(method, name, action=argparse.BooleanOptionalAction)
     add_setting(method, "bild_thresholds", metavar="auto[:TASK]", help=_SETTING_HELP["bild_thresholds"])
     sampling = p.add_argument_group("sampling and stopping")
     for name in ("temperature", "top_k", "top_p", "max_new_tokens"):
@@ -83,6 +94,8 @@ _SETTING_HELP = {
 GIVEN_AS_IS = (
     "drafter",
     "max_ngram",
+    "draft_text",
+    "draft_smoothing",
     "tree",
     "tree_depth",
     "tree_width",
@@ -93,6 +106,8 @@ GIVEN_AS_IS = (
     "max_new_tokens",
     "fallback_threshold",
     "rollback_threshold",
+    "fallback",
+    "rollback",
     "bild_thresholds",
 )
 

