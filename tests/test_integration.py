@@ -57,10 +57,14 @@ LLAMACPP_TOKENS = Path(__file__).parent / "fixtures" / "llamacpp_tokens.json"
 def test_tokenization_matches_llamacpp_on_sample_strings(role):
     """biglittle's tokenizers of the converted pair give llama.cpp's ids (llama-tokenize on the GGUF files, recorded
     by scripts/llamacpp_fixtures.py): code, umlauts, CJK, emoji, numbers, whitespace runs, the chat template."""
-    from biglittle.runtime.fetch import default_pair_dirs
+    from biglittle.runtime.fetch import _has_gguf_tokens, default_pair_dirs
     from biglittle.runtime.models import load_tokenizer
 
-    tokenizer = load_tokenizer(str(default_pair_dirs()[0 if role == "target" else 1]))
+    model_dir = default_pair_dirs()[0 if role == "target" else 1]
+    assert _has_gguf_tokens(model_dir), (
+        "converted without the GGUF's special tokens: `biglittle models fetch --keep-gguf`"
+    )
+    tokenizer = load_tokenizer(str(model_dir))
     samples = json.loads(LLAMACPP_TOKENS.read_text())["samples"]
     assert len(samples) >= 10
     differing = {
