@@ -15,8 +15,8 @@ from .errors import BigLittleError
 
 METHODS = ("ar", "speculative", "bild")
 DRAFTERS = ("model", "ngram", "hybrid")
-PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")  # int8 and auto load fp32 weights first
-TRAINABLE_PRECISIONS = ("fp32", "bf16", "fp16")  # gradients do not flow through int8 layers
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4", "auto")  # int8, int4 and auto load fp32 weights first
+TRAINABLE_PRECISIONS = ("fp32", "bf16", "fp16")  # gradients do not flow through int8 or int4 layers
 VOCAB_RANKINGS = ("corpus", "ids")  # which tokens a restricted draft vocabulary (--draft-vocab K) keeps
 TASKS = ("translation", "summarization", "code")
 SPLITS = ("train", "dev", "test")
