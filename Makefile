@@ -1,10 +1,11 @@
 # Two entry points for a fresh machine: `make demo` (set up, fetch the default pair, generate)
 # and `make test` (set up, lint and type-check, run the test suite on tiny models built inside the tests).
+# `make mutate` (slow, not in CI): mutation testing of the decoding core, see docs/testing.md.
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROMPT ?= Translate German to English: Wenn man nichts dagegen machen kann, sollte man mitmachen.
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint mutate
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,3 +27,13 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest -q
+
+$(VENV)/.mutate-installed: requirements-mutate.txt $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-mutate.txt
+	touch $@
+
+# One worker: the mutants run one at a time. Results are kept in mutants/, so a rerun only tests what changed;
+# delete mutants/ after changing the tests to start afresh.
+mutate: $(VENV)/.mutate-installed
+	$(BIN)/mutmut run --max-children 1
+	$(BIN)/python scripts/mutation_summary.py --survivors

@@ -17,6 +17,8 @@ _EXPORTS = {
     "GenerationConfig": "api",
     "GenerationResult": "api",
     "ModelPair": "api",
+    "StreamChunk": "streaming",
+    "GenerationCancelled": "streaming",
     "generate": "api",
     "load_pair": "api",
     "BigLittleError": "errors",

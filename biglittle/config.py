@@ -14,7 +14,9 @@ from pathlib import Path
 from .errors import BigLittleError
 
 METHODS = ("ar", "speculative", "bild")
-DRAFTERS = ("model", "ngram", "hybrid")
+DRAFTERS = ("model", "ngram", "hybrid", "unigram", "bigram")
+TRIVIAL_DRAFTERS = ("unigram", "bigram")  # drafts that cost nothing: token frequencies estimated from text
+MODEL_FREE_DRAFTERS = ("ngram", *TRIVIAL_DRAFTERS)
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4", "auto")  # int8, int4 and auto load fp32 weights first
 TRAINABLE_PRECISIONS = ("fp32", "bf16", "fp16")  # gradients do not flow through int8 or int4 layers
 VOCAB_RANKINGS = ("corpus", "ids")  # which tokens a restricted draft vocabulary (--draft-vocab K) keeps
@@ -67,10 +69,22 @@ class GenerationConfig:
         "model",
         "speculative: who proposes: model = the little model; ngram = prompt lookup, "
         "copies what followed the last few tokens earlier in the text (no model needed); "
-        "hybrid = ngram where it finds a match, else the little model",
+        "hybrid = ngram where it finds a match, else the little model; unigram / bigram = token frequencies "
+        "(after the previous token) estimated from --draft-text, drafts that cost nothing (Leviathan et al.)",
         choices=DRAFTERS,
     )
     max_ngram: int = _setting(3, "ngram / hybrid: longest suffix looked up")
+    draft_text: str | None = _setting(
+        None,
+        "unigram / bigram: the text they are estimated from: a task (its train split: "
+        + ", ".join(TASKS)
+        + ") or a text file (one text per line); counted once and kept under the cache",
+    )
+    draft_smoothing: float = _setting(
+        0.001,
+        "unigram / bigram: add-k smoothing, k pseudo-counts per token (a bigram's go to its context's "
+        "tokens in proportion to the unigram model, so an unseen context falls back to it)",
+    )
     tree: int | str | None = _setting(
         None,
         "speculative: propose a tree of up to this many tokens per target pass instead of a chain, all verified in "
@@ -95,6 +109,16 @@ class GenerationConfig:
     max_little_steps: int | None = _setting(
         10, "bild: hand over after this many little tokens in a row (None, on the command line 0: never)"
     )
+    fallback: bool = _setting(
+        True,
+        "bild: the little model hands over when unsure (--fallback-threshold); --no-fallback: rollback only, the "
+        "little model writes --max-little-steps tokens, then the big model checks them (default: on)",
+    )
+    rollback: bool = _setting(
+        True,
+        "bild: the big model replaces little tokens it finds too unlikely (--rollback-threshold); --no-rollback: "
+        "fallback only, at a hand-over the big model writes the next token and keeps every little one (default: on)",
+    )
     bild_thresholds: str | None = _setting(
         None,
         "bild: use the fallback and rollback thresholds that `biglittle "
@@ -117,6 +141,18 @@ class GenerationConfig:
                 "bild needs the little model as its drafter (--drafter model)",
             ),
             (self.max_ngram >= 1, f"max-ngram must be at least 1, got {self.max_ngram}"),
+            (
+                self.drafter not in TRIVIAL_DRAFTERS or bool(self.draft_text),
+                f"--drafter {self.drafter} needs --draft-text: a task ({', '.join(TASKS)}) or a text file",
+            ),
+            (
+                self.draft_smoothing > 0 and math.isfinite(self.draft_smoothing),
+                f"draft-smoothing must be > 0, got {self.draft_smoothing}",
+            ),
+            (
+                self.drafter not in TRIVIAL_DRAFTERS or self.tree is None,
+                f"--drafter {self.drafter} proposes chains only; drop --tree",
+            ),
             (
                 self.tree in (None, AUTO) or (isinstance(self.tree, int) and self.tree >= 1),
                 f"tree must be at least 1 token or 'auto', got {self.tree}",
@@ -144,6 +180,19 @@ class GenerationConfig:
                 self.max_little_steps is None or self.max_little_steps >= 1,
                 f"max-little-steps must be at least 1, got {self.max_little_steps}",
             ),
+            (
+                (self.fallback and self.rollback) or self.method == "bild",
+                "--no-fallback and --no-rollback apply to --method bild only",
+            ),
+            (
+                self.fallback or self.rollback,
+                "--no-fallback and --no-rollback together leave BiLD no policy; keep one of them",
+            ),
+            (
+                self.fallback or self.max_little_steps is not None,
+                "bild --no-fallback (rollback only) needs --max-little-steps N: the little model writes N tokens, "
+                "then the big model checks them",
+            ),
             (all(self.stop), "stop strings must not be empty"),
         ]
         for ok, message in checks:
@@ -169,7 +218,7 @@ def seed_check(seed: int | None) -> tuple[bool, str]:
 
 
 def needs_draft_model(method: str, drafter: str) -> bool:
-    return method != "ar" and drafter != "ngram"
+    return method != "ar" and drafter not in MODEL_FREE_DRAFTERS
 
 
 def choose_method(
@@ -180,7 +229,7 @@ def choose_method(
         return method
     if bild_thresholds:
         return "bild"
-    return "speculative" if has_draft or drafter == "ngram" else "ar"
+    return "speculative" if has_draft or drafter in MODEL_FREE_DRAFTERS else "ar"
 
 
 # What differs for the built-in instruct pair: its chat template, the cost-aware gamma (plain decoding where

@@ -62,15 +62,32 @@ PAD, EOS, BOS = 0, 1, 2
 
 def pytest_addoption(parser):
     parser.addoption("--run-integration", action="store_true", help="run tests that need the real default model pair")
+    parser.addoption(
+        "--run-browser",
+        action="store_true",
+        help="run the page's test in headless Chromium (Debian's chromium and chromium-driver packages)",
+    )
+    parser.addoption("--serve-url", help="with --run-browser: test the page of this running `biglittle serve`")
+    parser.addoption("--screenshot", help="with --run-browser: save a screenshot of the page here")
+
+
+OPT_INS = {
+    "integration": ("--run-integration", "needs the real model pair: pass --run-integration"),
+    "browser": ("--run-browser", "drives headless Chromium: pass --run-browser"),
+}
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--run-integration"):
-        return
-    skip = pytest.mark.skip(reason="needs the real model pair: pass --run-integration")
-    for item in items:
-        if "integration" in item.keywords:
-            item.add_marker(skip)
+    for item in items:  # `-m "not models"`: the quick tests that need no trained tiny model (make mutate runs them)
+        if "tiny_models" in getattr(item, "fixturenames", ()):
+            item.add_marker("models")
+    for marker, (option, reason) in OPT_INS.items():
+        if config.getoption(option):
+            continue
+        skip = pytest.mark.skip(reason=reason)
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 def make_tokenizer(vocab: list[str] = VOCAB) -> PreTrainedTokenizerFast:
@@ -256,3 +273,18 @@ PROMPTS = [
 ]
 
 SEQ2SEQ_PROMPTS = ["the cat sees a fish .", "my friend likes the red apple !", "a bird quickly finds some bread ?"]
+
+
+@pytest.fixture(scope="session")
+def cross_models(tmp_path_factory, tiny_models) -> dict[str, str]:
+    """Two tokenizers over the same text: the word-level Llama target and a character-level draft (cross_models.py)."""
+    from cross_models import build_cross_models
+
+    return build_cross_models(tmp_path_factory.mktemp("cross_models"), tiny_models["llama_target"])
+
+
+@pytest.fixture(scope="session")
+def cross_pair(cross_models):
+    from biglittle import load_pair
+
+    return load_pair(cross_models["target"], cross_models["draft"], cross_tokenizer=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import numpy as np
 import torch
-from scipy.stats import chisquare
+from scipy.optimize import brentq
+from scipy.stats import chi2, chisquare, ncx2
 
 from biglittle.decoding.sampling import warp_probs
 
@@ -36,6 +38,27 @@ def chi_square_pvalue(counts: dict, expected_probs: dict) -> float:
         expected.append(pooled_expected)
     expected = np.array(expected) * total / np.sum(expected)  # absorb float rounding
     return float(chisquare(observed, expected).pvalue)
+
+
+def detectable_tv(trials: int, cells: int, alpha: float = ALPHA, power: float = 0.99) -> float:
+    """The smallest total-variation bias that a chi-square test of `trials` draws over `cells` cells detects
+    with probability >= `power` at significance `alpha`, whatever the shape of the bias.
+
+    A bias d (sum |d| = 2 TV) moves the statistic's noncentrality to trials * sum d^2 / p, which is at
+    least trials * 4 TV^2 (Cauchy-Schwarz), with equality when d is proportional to p; the test's power
+    at a noncentrality is the noncentral chi-square's tail beyond the critical value. Cells are counted
+    after pooling, and a bias inside the pooled cell is not seen.
+    """
+    df = cells - 1
+    critical = chi2.isf(alpha, df)
+    noncentrality = brentq(lambda nc: ncx2.sf(critical, df, nc) - power, 1e-9, 1e9)
+    return math.sqrt(noncentrality / (4 * trials))
+
+
+def pooled_cells(expected_probs: dict, trials: int) -> int:
+    """How many cells `chi_square_pvalue` tests after pooling those expected fewer than 5 times."""
+    kept = [prob for prob in expected_probs.values() if prob * trials >= 5]
+    return len(kept) + (len(kept) < len(expected_probs))
 
 
 def exact_distribution(pair, prompt, sampling):

@@ -4,8 +4,10 @@ from collections import Counter
 
 import pytest
 import torch
-from stats_checks import ALPHA, chi_square_pvalue
+from exact import enumerate_runs
+from stats_checks import ALPHA, chi_square_pvalue, detectable_tv
 
+from biglittle.decoding import sampling
 from biglittle.decoding.acceptance import bild_rollback, greedy_match, rejection_sample, residual_distribution
 from biglittle.decoding.sampling import SamplingConfig
 
@@ -58,34 +60,72 @@ def test_residual_distribution():
     assert torch.equal(residual_distribution(target, target), target)  # nothing left: guard returns p
 
 
-def run_rejection_trials(draft_probs, target_probs, trials, seed):
-    """Draw drafts from q, apply the rule, and count the first emitted token."""
+def random_pair(seed, vocab=6, gamma=3):
+    """Hand-made q (gamma rows) and p (gamma + 1 rows), fixed per position: row i serves draft position i."""
     generator = torch.Generator().manual_seed(seed)
-    counts = Counter()
+    draft_probs = torch.rand(gamma, vocab, generator=generator).pow(2)
+    target_probs = torch.rand(gamma + 1, vocab, generator=generator).pow(2)
+    return draft_probs / draft_probs.sum(-1, keepdim=True), target_probs / target_probs.sum(-1, keepdim=True)
+
+
+def one_round(draft_probs, target_probs, generator):
+    """Drafts drawn from q, the rule applied: (drafts, verdict)."""
+    drafts = [sampling.sample(row, generator) for row in draft_probs]  # looked up at call time: enumerable
+    return drafts, rejection_sample(drafts, draft_probs, target_probs, generator)
+
+
+def emitted(drafts, verdict):
+    """The tokens one round writes: the accepted drafts, then the rule's own token."""
+    return tuple(drafts[: verdict.num_accepted]) + (verdict.next_token,)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rejection_sampling_is_exact_at_every_position(seed):
+    """Zero-noise check by enumeration (tests/exact.py): given that the first i drafts passed, the round's
+    (i + 1)-th token follows p_i, for i = 0 (correction or draft), 1 and 2 (the residual at later positions)
+    and 3 (the bonus token)."""
+    draft_probs, target_probs = random_pair(seed)
+    outputs, pruned = enumerate_runs(lambda: emitted(*one_round(draft_probs, target_probs, None)))
+    assert pruned == 0 and sum(outputs.values()) == pytest.approx(1.0)
+    for position, row in enumerate(target_probs.double()):
+        reached = {out: prob for out, prob in outputs.items() if len(out) > position}
+        total = sum(reached.values())
+        for token in range(row.numel()):
+            mass = sum(prob for out, prob in reached.items() if out[position] == token)
+            assert mass / total == pytest.approx(float(row[token]), abs=1e-6), (position, token)
+
+
+def run_rejection_trials(draft_probs, target_probs, trials, seed):
+    """Counts of the round's first token, and of its second token where the first draft passed."""
+    generator = torch.Generator().manual_seed(seed)
+    first, second = Counter(), Counter()
     for _ in range(trials):
-        drafts = [int(torch.multinomial(row, 1, generator=generator)) for row in draft_probs]
-        verdict = rejection_sample(drafts, draft_probs, target_probs, generator)
-        first = drafts[0] if verdict.num_accepted > 0 else verdict.next_token
-        counts[first] += 1
-    return counts
+        tokens = emitted(*one_round(draft_probs, target_probs, generator))
+        first[tokens[0]] += 1
+        if len(tokens) > 1:
+            second[tokens[1]] += 1
+    return first, second
+
+
+# 6,000 rounds: the first token's test (6 cells) detects any bias of total variation >= 0.042 with 99%
+# power at ALPHA; the second token's (about 6,000 x P(first draft passes) tallies, asserted below) any >= 0.065.
+REJECTION_TRIALS, FIRST_TV, SECOND_TV = 6000, 0.042, 0.065
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_rejection_sampling_emits_the_target_distribution(seed):
-    torch.manual_seed(seed)
-    vocab, gamma = 6, 3
-    draft_probs = torch.rand(gamma, vocab).pow(2)
-    draft_probs = draft_probs / draft_probs.sum(-1, keepdim=True)
-    target_probs = torch.rand(gamma + 1, vocab).pow(2)
-    target_probs = target_probs / target_probs.sum(-1, keepdim=True)
-    counts = run_rejection_trials(draft_probs, target_probs, 6000, seed)
-    expected = dict(enumerate(target_probs[0].tolist()))
-    assert chi_square_pvalue(counts, expected) > ALPHA
+    draft_probs, target_probs = random_pair(seed)
+    first, second = run_rejection_trials(draft_probs, target_probs, REJECTION_TRIALS, seed)
+    assert detectable_tv(REJECTION_TRIALS, 6) <= FIRST_TV and detectable_tv(sum(second.values()), 6) <= SECOND_TV
+    assert chi_square_pvalue(first, dict(enumerate(target_probs[0].tolist()))) > ALPHA
+    assert chi_square_pvalue(second, dict(enumerate(target_probs[1].tolist()))) > ALPHA
     # Power: the same counts are clearly not the draft's distribution.
-    assert chi_square_pvalue(counts, dict(enumerate(draft_probs[0].tolist()))) < ALPHA
+    assert chi_square_pvalue(first, dict(enumerate(draft_probs[0].tolist()))) < ALPHA
 
 
 def test_bonus_token_follows_the_last_target_distribution():
+    """3,000 bonus tokens over 3 cells: detects a bias of total variation >= 0.055 with 99% power at ALPHA."""
+    assert detectable_tv(3000, 3) <= 0.055
     draft_probs = torch.tensor([[0.5, 0.5, 0.0]])
     target_probs = torch.tensor([[0.5, 0.5, 0.0], [0.1, 0.3, 0.6]])
     generator = torch.Generator().manual_seed(0)
@@ -148,14 +188,29 @@ def test_zero_threshold_replaces_every_token_that_differs_from_the_big_argmax():
 
 
 def test_sampled_replacement_comes_from_the_big_distribution():
+    # About 2,000 replacements over 2 cells: detects a bias of total variation >= 0.064 with 99% power at ALPHA.
+    assert detectable_tv(1980, 2) <= 0.064
     rows = [{0: 0.001, 1: 0.5, 2: 0.499}, {0: 1.0}]
     generator = torch.Generator().manual_seed(0)
-    sampling = SamplingConfig(temperature=1.0)
+    config = SamplingConfig(temperature=1.0)
     replacements = Counter()
     for _ in range(2000):
-        verdict = bild_rollback([0], big_logits(rows), 5.0, sampling, generator)
+        verdict = bild_rollback([0], big_logits(rows), 5.0, config, generator)
         if verdict.rolled_back:
             replacements[verdict.next_token] += 1
     # Every draw differs from token 0 except with p = 0.001, so nearly every trial rolls back.
     assert sum(replacements.values()) > 1980
     assert chi_square_pvalue(replacements, {1: 0.5 / 0.999, 2: 0.499 / 0.999}) > ALPHA
+
+
+def test_drafts_without_distributions_are_point_masses():
+    """A draft chosen without randomness (n-gram lookup, top-1) has q = a point mass: it survives with
+    probability p(x), and a rejection draws from p without x, so the first token follows p exactly."""
+    target = torch.tensor([[0.2, 0.5, 0.3], [0.1, 0.1, 0.8]])
+    outputs, pruned = enumerate_runs(lambda: emitted([1], rejection_sample([1], None, target, None)))
+    assert pruned == 0
+    first = Counter()
+    for out, prob in outputs.items():
+        first[out[0]] += prob
+    assert [first[token] for token in range(3)] == pytest.approx([0.2, 0.5, 0.3], abs=1e-6)
+    assert outputs[(1, 2)] == pytest.approx(0.5 * 0.8, abs=1e-6)  # accepted, then the bonus token from row 1

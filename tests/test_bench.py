@@ -30,9 +30,18 @@ def source_as_prompt(task, source, tokenizer):
     return source
 
 
+def toy_text(folder) -> str:
+    """A text file in the toy grammar, for the unigram and bigram drafts (the toy examples have no train split)."""
+    path = folder / "toy-draft-text.txt"
+    rng = random.Random(3)
+    path.write_text("\n".join(" ".join(sentence(rng)) for _ in range(200)) + "\n")
+    return str(path)
+
+
 def bench(pair, out_dir, tasks=TASKS, **options):
     """A --quick run on two toy examples per task."""
-    opts = resolve_options("all", quick=True, out_dir=str(out_dir), **{"max_new_tokens": 12, **options})
+    defaults = {"max_new_tokens": 12, "draft_text": toy_text(out_dir.parent)}
+    opts = resolve_options("all", quick=True, out_dir=str(out_dir), **{**defaults, **options})
     return run_benchmark(
         pair,
         {task: toy_examples(2) for task in tasks},

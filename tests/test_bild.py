@@ -3,6 +3,12 @@
 import pytest
 import torch
 from conftest import PROMPTS, SEQ2SEQ_PROMPTS
+from scripted import ContextRunner
+
+from biglittle.decoding.drafters import ModelDrafter
+from biglittle.decoding.loop import decode
+from biglittle.decoding.methods import Bild
+from biglittle.decoding.sampling import SamplingConfig
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +94,7 @@ def full_forward_logits(model, token_ids):
         return model(torch.tensor([token_ids])).logits[0, -1]
 
 
+@pytest.mark.models  # its pairs come through request.getfixturevalue
 @pytest.mark.parametrize("pair_name", ["decoder_pair", "exit_pair"])  # a cache per model; an early exit sharing one
 def test_caches_after_rollbacks_match_a_fresh_forward(request, pair_name):
     pair = request.getfixturevalue(pair_name)
@@ -109,3 +116,70 @@ def test_caches_after_rollbacks_match_a_fresh_forward(request, pair_name):
         cached = runner.forward(tokens, 1)[0]
         fresh = full_forward_logits(loaded.model, tokens)[: runner.vocab_size]
         assert torch.allclose(cached, fresh, atol=1e-4)
+
+
+# Hand-overs at fallback thresholds strictly between 0 and 1 ------------------------------------------
+
+
+def confident(script, confidence, vocab=8):
+    """next_logits of a model that writes script[i] as the i-th new token with probability confidence[i]."""
+
+    def next_logits(prefix):
+        position = len(prefix) - len(PROMPT)
+        probs = torch.full((vocab,), (1 - confidence[position]) / (vocab - 1))
+        probs[script[position]] = confidence[position]
+        return probs.log()
+
+    return next_logits
+
+
+PROMPT = [7, 7]
+SCRIPT = [1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5]  # ten tokens are written; the big model also scores the 11th
+LITTLE_CONFIDENCE = [0.9, 0.8, 0.4, 0.9, 0.3, 0.35, 0.95, 0.9, 0.9, 0.9, 0.9]
+
+
+@pytest.mark.parametrize(
+    "fallback,rounds",
+    [
+        # 0.5: the little model writes while its top probability is >= 0.5 and hands over at 0.4, 0.3, 0.35;
+        # the big model writes each of those tokens itself. The last round is cut at max_new_tokens.
+        (0.5, [["draft", "draft", "target"], ["draft", "target"], ["target"], ["draft"] * 4]),
+        # 0.85: also hands over at 0.8 (and writes alone only at 0.9 and 0.95).
+        (0.85, [["draft", "target"], ["target"], ["draft", "target"], ["target"], ["draft"] * 4]),
+    ],
+)
+def test_the_little_model_hands_over_where_it_is_unsure(fallback, rounds):
+    greedy = SamplingConfig()
+    little = ContextRunner(confident(SCRIPT, LITTLE_CONFIDENCE), 8)
+    big = ContextRunner(confident(SCRIPT, [0.99] * len(SCRIPT)), 8)  # agrees with every little token
+    commits = []
+    output, stats = decode(
+        PROMPT,
+        big,
+        ModelDrafter(little, greedy, set(), fallback_threshold=fallback),
+        Bild(rollback_threshold=2.0, max_little_steps=10, sampling=greedy),
+        max_new_tokens=10,
+        max_length=100,
+        eos_token_ids=set(),
+        generator=None,
+        on_commit=commits.append,
+    )
+    assert output == SCRIPT[:10]
+    assert [commit.sources for commit in commits] == rounds
+    assert stats.fallbacks == stats.target_calls == len(rounds) and stats.rollbacks == 0
+
+
+def test_fallback_threshold_one_hands_over_even_when_the_little_model_is_certain():
+    certain = ContextRunner(lambda prefix: torch.tensor([0.0, 100.0, 0.0, 0.0]), 4)  # p = 1.0 in float32
+    drafter = ModelDrafter(certain, SamplingConfig(), set(), fallback_threshold=1.0)
+    drafter.start([0])
+    assert drafter.propose([0], 5, None).tokens == []
+
+
+def test_the_little_model_hands_over_only_below_the_threshold():
+    """--fallback-threshold: hand over when the top probability is *below* it; exactly at it, keep writing."""
+    even = ContextRunner(lambda prefix: torch.tensor([0.0, 0.0]), 2)  # top probability exactly 0.5
+    for threshold, drafted in ((0.5, 3), (0.5001, 0)):
+        drafter = ModelDrafter(even, SamplingConfig(), set(), fallback_threshold=threshold)
+        drafter.start([0])
+        assert len(drafter.propose([0], 3, None).tokens) == drafted

@@ -1,5 +1,6 @@
 """The command line: output formats, and one-line errors with a non-zero exit for bad input."""
 
+import io
 import json
 import subprocess
 import sys
@@ -204,8 +205,11 @@ def test_profile_prints_both_cost_curves_and_the_overhead(capsys, tiny_models, t
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith("T(1) = ") and ", c = " in lines[0]
-    assert [line.split()[0] for line in lines[2:4]] == ["target", "draft"]
-    assert all(len(line.split()) == 17 for line in lines[2:4])  # name + k = 1..16
+    assert lines[1].startswith("  target step ") and lines[2].startswith("  draft step ")
+    assert all("x the floor" in line and "of weights at" in line for line in lines[1:3])
+    curves = lines.index(next(line for line in lines if line.startswith("T(k)/T(1)")))
+    assert [line.split()[0] for line in lines[curves + 1 : curves + 3]] == ["target", "draft"]
+    assert all(len(line.split()) == 17 for line in lines[curves + 1 : curves + 3])  # name + k = 1..16
     assert "time outside model forwards: ar " in out and "speculative " in out
     assert "lookups (ngram) cost none" in out and out.count("--tree auto: ") == 3  # a tree plan per acceptance
 
@@ -236,3 +240,38 @@ def test_without_the_default_pair_generate_says_how_to_get_it(capsys, tmp_path, 
     monkeypatch.setenv("BIGLITTLE_CACHE", str(tmp_path))
     code, _, err = run_cli(capsys, "generate", "hello")
     assert code == 2 and "biglittle models fetch" in err and len(err.strip().splitlines()) == 1
+
+
+class RecordingStdout(io.StringIO):
+    """Standard output that keeps each write apart and says it is (not) a terminal."""
+
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.writes: list[str] = []
+        self.tty = tty
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_stream_prints_the_text_as_it_is_written(capsys, monkeypatch, tiny_models, tty):
+    models = ["--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"], "--max-new-tokens", "20"]
+    assert main(["generate", *models, "--json", "the old man wants some bread . and"]) == 0
+    expected = json.loads(capsys.readouterr().out)["text"]
+    for flag, streams in (([], tty), (["--stream"], True), (["--no-stream"], False)):
+        stdout = RecordingStdout(tty)
+        monkeypatch.setattr(sys, "stdout", stdout)
+        assert main(["generate", *models, *flag, "the old man wants some bread . and"]) == 0
+        assert stdout.getvalue() == expected + "\n"
+        pieces = [text for text in stdout.writes if text.strip()]
+        assert (len(pieces) > 1) == streams, (flag, stdout.writes)  # one piece per round, or the whole text at once
+
+
+def test_stream_and_json_do_not_mix(capsys, tiny_models):
+    code, _, err = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "--json", "--stream", "the cat")
+    assert code == 2 and "cannot be combined with --stream" in err

@@ -18,7 +18,14 @@ from biglittle.runtime import cpu
 from biglittle.runtime.gguf_weights import decode_q4_k, source_gguf
 from biglittle.runtime.int4 import Int4Linear, quantize_model_int4
 from biglittle.runtime.models import load_model
-from biglittle.runtime.quantize import ROWWISE_ATTENTION, Int8Linear, precision_of, scoring_gap
+from biglittle.runtime.quantize import (
+    ROWWISE_ATTENTION,
+    FusedPart,
+    Int8Linear,
+    precision_of,
+    scoring_gap,
+    weight_bytes,
+)
 from biglittle.runtime.restricted_vocab import RestrictedHead
 from biglittle.runtime.runner import ModelRunner
 
@@ -85,6 +92,11 @@ def test_int4_layers_score_rows_alike_alone_or_together():
     rows = torch.randn(9, 256) * torch.tensor([1.0, 5.0, 0.2, 1.0, 30.0, 1.0, 2.0, 0.5, 1.0])[:, None]
     together = layer(rows)
     assert torch.equal(together, torch.cat([layer(rows[i : i + 1]) for i in range(len(rows))]))
+
+
+def test_weight_bytes_count_four_bits_and_the_groups_scales(int4_pair):
+    assert weight_bytes(Int4Linear.from_weight(torch.randn(32, 64), None)) == 32 * 64 // 2 + 32 * 2 * 2 * 2
+    assert weight_bytes(int4_pair.target.model) < weight_bytes(load_pair(int4_pair.target.name).target.model) / 6
 
 
 def test_int4_models_score_tokens_alike_alone_or_together(int4_pair):
@@ -170,7 +182,7 @@ def test_a_gguf_s_own_q4_k_blocks_are_taken_where_they_are_the_model_s_weights(t
         if hf_name not in parameters or parameters[hf_name].dim() != 2 or "embed" in hf_name:
             continue
         rows, columns = parameters[hf_name].shape
-        if hf_name == "lm_head.weight":
+        if hf_name == "lm_head.weight" or "mlp.gate" in hf_name or "mlp.up" in hf_name:
             q8 = quantize(parameters[hf_name].detach().numpy(), GGMLQuantizationType.Q8_0)
             tensors[gguf_name] = (q8, GGMLQuantizationType.Q8_0)
             continue
@@ -186,7 +198,9 @@ def test_a_gguf_s_own_q4_k_blocks_are_taken_where_they_are_the_model_s_weights(t
 
     with pytest.warns(UserWarning, match="v_proj.weight: the GGUF's Q4_K blocks differ"):
         report = quantize_model_int4(model, path)
-    assert report.int8 == ["lm_head"] and isinstance(model.lm_head, Int8Linear)  # Q8_0: more bits than 4
+    wider = ["model.layers.0.mlp.gate_proj", "model.layers.0.mlp.up_proj", "lm_head"]  # Q8_0: more bits than 4
+    assert report.int8 == wider and isinstance(model.lm_head, Int8Linear)
+    assert isinstance(model.model.layers[0].mlp.gate_proj, FusedPart)  # int8 gate and up share one product
     assert report.from_fp32 == ["model.layers.0.self_attn.v_proj"]
     assert sorted(report.from_gguf) == sorted(name for name in integers if "v_proj" not in name)
     for name in report.from_gguf:

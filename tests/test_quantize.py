@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 from conftest import PROMPTS, VOCAB
-from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_first_two
+from stats_checks import ALPHA, chi_square_pvalue, detectable_tv, exact_distribution, pooled_cells, sample_first_two
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
@@ -131,6 +131,9 @@ def test_sampling_with_an_int8_draft_keeps_the_target_distribution(decoder_pair,
     pair = ModelPair(decoder_pair.target, int8_pair.draft)
     expected = exact_distribution(pair, "the cat", SamplingConfig(1.0))
     counts = sample_first_two(pair, "the cat", "speculative", 1500, gamma=2, temperature=1.0)
+    # Power: 1,500 runs detect a bias of total variation >= 0.105 with 99% power at ALPHA (exactness of the
+    # rule itself is proved with no noise by enumeration in test_exactness.py and test_speculative.py).
+    assert detectable_tv(1500, pooled_cells(expected, 1500)) <= 0.105
     assert chi_square_pvalue(counts, expected) > ALPHA
 
 
@@ -205,3 +208,30 @@ def test_int8_on_a_gpu_is_refused_before_loading(tiny_models, capsys):
         == 2
     )
     assert "CPU only" in capsys.readouterr().err
+
+
+def test_projections_of_one_input_share_one_int8_product_and_give_the_same_logits(tiny_models, int8_pair, monkeypatch):
+    from biglittle.runtime import quantize
+
+    layer = int8_pair.target.model.model.layers[0]
+    assert isinstance(layer.self_attn.q_proj, quantize.FusedPart) and isinstance(layer.mlp.up_proj, quantize.FusedPart)
+    assert layer.self_attn.k_proj.fused is layer.self_attn.q_proj.fused
+    monkeypatch.setattr(quantize, "fuse_shared_inputs", lambda model: None)
+    unfused = quantize.quantize_model(load_model(tiny_models["llama_target"]).model)
+    ids = torch.tensor([random_ids(20, seed=3)])
+    with torch.no_grad():
+        assert torch.equal(int8_pair.target.model(ids).logits, unfused(ids).logits)
+
+
+def test_weight_bytes_count_what_a_pass_reads(tiny_models, int8_pair):
+    from torch import nn
+
+    from biglittle.cost.profile import measure_bandwidth
+    from biglittle.runtime.quantize import weight_bytes
+
+    assert weight_bytes(Int8Linear(torch.randn(32, 64), None)) == 32 * 64
+    assert weight_bytes(nn.Linear(64, 32)) == 32 * 64 * 4
+    fp32 = load_model(tiny_models["llama_target"]).model
+    linear = sum(m.weight.numel() for m in fp32.modules() if isinstance(m, nn.Linear))
+    assert weight_bytes(fp32) == 4 * linear and weight_bytes(int8_pair.target.model) == linear  # fused: the same
+    assert measure_bandwidth(size_bytes=1 << 24, repeats=2) > 1e8  # bytes per second: at least 0.1 GB/s

@@ -52,3 +52,14 @@ def test_sampling_follows_the_distribution():
     for _ in range(4000):
         counts[next_token(LOGITS, config, generator)] += 1
     assert (counts / 4000 - LOGITS.softmax(-1)).abs().max() < 0.03  # ~4 standard errors
+
+
+def test_top_k_one_is_the_argmax():
+    probs = warp_probs(torch.tensor([0.1, 2.0, 1.0]), SamplingConfig(temperature=1.0, top_k=1))
+    assert probs.tolist() == [0.0, 1.0, 0.0]
+
+
+def test_top_p_stops_once_the_tokens_above_reach_p_exactly():
+    logits = torch.tensor([0.5, 0.25, 0.25]).log()  # the best token alone holds exactly p = 0.5
+    probs = warp_probs(logits, SamplingConfig(temperature=1.0, top_p=0.5))
+    assert probs.tolist() == [1.0, 0.0, 0.0]

@@ -90,3 +90,51 @@ def test_auto_gamma_keeps_greedy_identity(decoder_pair, drafter):
         assert gammas[0] > 0 and (drafter == "ngram" or max(gammas) >= 2)
     finally:
         decoder_pair._profile = None
+
+
+def test_chooser_uses_each_positions_own_acceptance():
+    """Acceptance 0.9 at draft position 0, 0.1 at position 1, 0.9 at position 2; verification costs the same
+    for any gamma and a draft step 0.2 of a target step. Expected tokens per unit of time, by hand:
+    gamma 0: 1 / 1 = 1;  gamma 1: (1 + 0.9) / 1.2 = 1.583;  gamma 2: (1.9 + 0.9 * 0.1) / 1.4 = 1.421;
+    gamma 3: (1.99 + 0.9 * 0.1 * 0.9) / 1.6 = 1.294. Best: gamma 1 (one position off, 0.1 would be read for
+    position 0 and plain decoding would win)."""
+    proposed = Counter({0: 1000, 1: 1000, 2: 1000})
+    accepted = Counter({0: 900, 1: 100, 2: 900})
+    chooser = GammaChooser(CostProfile(1.0, 0.2, [1.0] * 4), max_gamma=3, prior_weight=0)
+    assert chooser.rates(accepted, proposed) == pytest.approx([1.0, 1.9 / 1.2, 1.99 / 1.4, 2.071 / 1.6])
+    assert chooser.choose(accepted, proposed) == 1
+
+
+def test_chooser_goes_deep_when_only_the_first_position_is_poor():
+    """Acceptance 0.5 at position 0 and 0.95 after, flat verification, c = 0.1: by hand, gamma 1..3 give
+    1.5 / 1.1 = 1.364, 1.975 / 1.2 = 1.646, 2.426 / 1.3 = 1.866, so the chooser drafts three."""
+    proposed = Counter({0: 1000, 1: 1000, 2: 1000})
+    accepted = Counter({0: 500, 1: 950, 2: 950})
+    chooser = GammaChooser(CostProfile(1.0, 0.1, [1.0] * 4), max_gamma=3, prior_weight=0)
+    assert chooser.rates(accepted, proposed) == pytest.approx([1.0, 1.5 / 1.1, 1.975 / 1.2, 2.42625 / 1.3])
+    assert chooser.choose(accepted, proposed) == 3
+
+
+def test_gamma_is_capped_by_the_measured_verification_curve():
+    chooser = GammaChooser(CostProfile(1.0, 0.01, [1.0] * 4), max_gamma=8)  # T(1..4) measured: gamma <= 3
+    assert chooser.max_gamma == 3 and len(chooser.rates(*counts_for(0.95))) == 4
+
+
+def test_probes_count_plain_rounds_from_the_last_speculative_one():
+    chooser = GammaChooser(CostProfile(1.0, 0.3, CURVES["cpu int8"]), probe_every=4)
+    assert [chooser.choose(*counts_for(0.3)) for _ in range(3)] == [0, 0, 0]
+    assert chooser.choose(*counts_for(0.9)) > 0  # speculation pays again: the plain-round count restarts
+    assert [chooser.choose(*counts_for(0.3)) for _ in range(8)] == [0, 0, 0, 1, 0, 0, 0, 1]
+
+
+def test_speculative_drafts_what_the_chooser_picks_within_the_budget():
+    from biglittle.decoding.methods import Speculative
+    from biglittle.decoding.sampling import SamplingConfig
+    from biglittle.decoding.stats import GenerationStats
+
+    stats = GenerationStats()
+    stats.proposed_by_position.update({0: 1000, 1: 1000, 2: 1000})
+    stats.accepted_by_position.update({0: 500, 1: 950, 2: 950})  # the hand-computed case above: gamma 3
+    method = Speculative(0, SamplingConfig(), chooser=GammaChooser(CostProfile(1.0, 0.1, [1.0] * 4), prior_weight=0))
+    assert method.draft_budget(10, stats) == 3
+    assert method.draft_budget(3, stats) == 2  # the target's own token must still fit

@@ -13,6 +13,7 @@ from statistics import mean, median
 
 import numpy
 
+from ..config import TRIVIAL_DRAFTERS
 from ..cost.prediction import predict_speedup
 from ..data.metrics import METRIC_OF_TASK, from_statistics, statistics
 from ..decoding.stats import GenerationStats
@@ -252,10 +253,14 @@ def mechanism(setting: Setting, group: list[dict], ar_stats: GenerationStats) ->
         "expected_tokens_per_iteration": None,
         "predicted_speedup": None,
     }
-    # The prediction assumes gamma little-model drafts every round: not so with gamma=auto, nor with
-    # n-gram lookups that often propose fewer tokens (or none) at no model cost.
-    if (setting.engine, setting.method, setting.drafter) == ("biglittle", "speculative", "model") and isinstance(
-        setting.gamma, int
+    # The prediction assumes gamma drafts every round: so with a little model (of either tokenizer) or a unigram /
+    # bigram draft, not with gamma=auto, nor with n-gram lookups that often propose fewer tokens (or none).
+    drafts_gamma = setting.drafter in ("model", *TRIVIAL_DRAFTERS)
+    if (
+        (setting.engine, setting.method) == ("biglittle", "speculative")
+        and drafts_gamma
+        and isinstance(setting.gamma, int)
     ):
-        summary.update(predict_speedup(stats, ar_stats, setting.gamma))  # {} when a cost is not measurable
+        # {} when a cost is not measurable
+        summary.update(predict_speedup(stats, ar_stats, setting.gamma, per_proposed_token=setting.cross_tokenizer))
     return summary

@@ -54,7 +54,7 @@ def run_benchmark(
     commit = code_version()  # of the code that runs, even if the checkout moves on during a long run
     pairs = model_pairs(pair, options.extra_drafts, options.precision)
     profiles = {name: _profile(p) for name, p in pairs.items() if name != "small"}
-    settings = build_settings(options)
+    settings = build_settings(options, frozenset(label for label, p in pairs.items() if p.bridge is not None))
     out_dir = options.out_dir
     store = RecordStore(out_dir, fingerprint(pair, options, commit), options.allow_other_commit)
     jobs = plan_jobs(examples_by_task, settings, options.repeats)
@@ -80,12 +80,14 @@ def code_judge(records) -> Callable[[str, Example, str], dict | None]:
 
 
 def model_pairs(pair: ModelPair, extra_drafts: dict[str, str], precision: str) -> dict[str, ModelPair]:
-    """The pair, the little model alone ("small"), and the target with each extra draft; no model is loaded twice.
-    All keep their measurements in the pair's cache."""
+    """The pair, the little model alone ("small"), and the target with each extra draft (which may have its own
+    tokenizer); no model is loaded twice. All keep their measurements in the pair's cache."""
     pairs = {"main": pair, "small": ModelPair(pair.draft, cache=pair.cache)}
     for label, spec in extra_drafts.items():
         device = str(pair.target_runner.device)
-        pairs[label] = load_pair(pair.target, spec, dtype=precision, device=device, cache=pair.cache)
+        pairs[label] = load_pair(
+            pair.target, spec, dtype=precision, device=device, cache=pair.cache, cross_tokenizer=True
+        )
     return pairs
 
 
@@ -120,6 +122,7 @@ def metadata(pair: ModelPair, options: BenchOptions, examples_by_task: dict, com
         "bild_grid": [list(thresholds) for thresholds in options.bild_grid],
         "families": list(options.families),
         "extra_drafts": options.extra_drafts,
+        "draft_text": options.draft_text,
         "machine": machine(pair),
         "sandbox": sandbox_guards() if "code" in examples_by_task else None,
         "commit": commit,

@@ -12,7 +12,9 @@ from pathlib import Path
 from ..config import TASKS, parse_draft_spec, require_tuning_task
 from ..errors import BigLittleError
 
-FAMILIES = ("small", "speculative", "ngram", "trees", "bild", "peers")  # `ar` with the target always runs: the baseline
+# `ar` with the target always runs: the baseline. ablations: BiLD with fallback only and rollback only;
+# trivial: unigram and bigram drafts.
+FAMILIES = ("small", "speculative", "ngram", "trees", "bild", "ablations", "trivial", "peers")
 
 # (full run, --quick): examples per task (at least 30, so that bootstrap intervals mean something), gamma
 # sweep, BiLD (fallback, rollback) grid.
@@ -46,6 +48,7 @@ class BenchOptions:
     out_dir: Path = Path("bench-results")
     precision: str = "fp32"  # as asked for (--precision): extra drafts load with it, a resumed run must match it
     allow_other_commit: bool = False  # a resumed run may add to records of another commit of the code
+    draft_text: str | None = None  # unigram / bigram drafts: a text file; None: each task's train split
 
 
 def resolve_options(
@@ -62,6 +65,7 @@ def resolve_options(
     out_dir: str = "bench-results",
     precision: str = "fp32",
     allow_other_commit: bool = False,
+    draft_text: str | None = None,
 ) -> BenchOptions:
     """Options from the command line's strings; what is not given takes the full or the --quick default."""
     if task not in (*TASKS, "all"):
@@ -82,7 +86,10 @@ def resolve_options(
         out_dir=Path(out_dir),
         precision=precision,
         allow_other_commit=allow_other_commit,
+        draft_text=str(Path(draft_text).expanduser().resolve()) if draft_text else None,
     )
+    if options.draft_text and not Path(options.draft_text).is_file():
+        raise BigLittleError(f"--draft-text {draft_text}: no such file (leave it out to use each task's train split)")
     budget = min(options.max_new_tokens.values())
     for name, value in (("n", options.n), ("max-new-tokens", budget), ("repeats", options.repeats)):
         if value < 1:

@@ -28,6 +28,7 @@ def render(results: dict, plots: dict[str, list[str]]) -> str:
         lines += _verdicts_table(task_rows)
         lines += _speculative_table(task_rows)
         lines += _trees_table(task_rows)
+        lines += _trivial_table(task_rows)
         lines += _mechanism_table(task_rows)
         lines += _all_settings_table(task_rows, metric)
         lines += [f"![{name}]({name})" for name in plots.get(task, [])] + [""]
@@ -126,10 +127,13 @@ def summary_rows(task_rows: list[dict]) -> list[tuple[str, dict]]:
     main = [row for row in task_rows if row["setting"]["model"] == "main"]
     baseline = by_label.get(BASELINE)
     speculative = [row for row in main if row["family"] == "speculative" and row["setting"]["temperature"] == 0]
+    ablations = [row for row in main if row["family"] == "ablations"]
     picks = [
         ("Vanilla (large)", baseline),
         ("Vanilla (small)", by_label.get("Vanilla (small)")),
         ("BiLD", by_label.get(bild_label(*DEFAULT_THRESHOLDS))),
+        ("BiLD (fallback only)", next((row for row in ablations if not row["setting"].get("rollback", True)), None)),
+        ("BiLD (rollback only)", next((row for row in ablations if not row["setting"].get("fallback", True)), None)),
         ("BiLD degraded", _degraded([row for row in main if row["family"] == "bild"], baseline)),
         ("HF assisted generation", by_label.get("HF assisted")),
         ("HF prompt lookup", by_label.get("HF prompt lookup")),
@@ -140,6 +144,8 @@ def summary_rows(task_rows: list[dict]) -> list[tuple[str, dict]]:
             "Tree (best)",
             _fastest(row for row in main if row["family"] == "trees" and row["setting"]["temperature"] == 0),
         ),
+        ("Unigram (best)", _fastest(row for row in main if row["setting"]["drafter"] == "unigram")),
+        ("Bigram (best)", _fastest(row for row in main if row["setting"]["drafter"] == "bigram")),
         ("Best exact (T=0)", _fastest(row for row in main if _exact_greedy(row))),
     ]
     for model in dict.fromkeys(row["setting"]["model"] for row in task_rows if row["family"] == "extra"):
@@ -241,6 +247,7 @@ def _speculative_table(task_rows: list[dict]) -> list[str]:
     for row in rows:
         setting, mech = row["setting"], row["mechanism"]
         draft = setting["drafter"] if setting["drafter"] != "model" else setting["model"]
+        draft += " (own tokenizer)" if setting.get("cross_tokenizer") else ""
         lines.append(
             f"| {draft} | {setting['gamma']} | {setting['temperature']:g} | {_num(mech['alpha'])} | "
             f"{_num(mech['tokens_per_target_call'])} | {_num(row['speedup']['total'], suffix='×')} | "
@@ -273,6 +280,45 @@ def _trees_table(task_rows: list[dict]) -> list[str]:
             f"{_num(row['speedup']['total'], suffix='×')} |"
         )
     return lines + [""]
+
+
+def _trivial_table(task_rows: list[dict]) -> list[str]:
+    """Leviathan et al.'s table 3: alpha of drafts that cost nothing, by gamma, at temperature 0 and 1."""
+    rows = [row for row in task_rows if row["family"] == "trivial"]
+    if not rows:
+        return []
+    gammas = sorted({row["setting"]["gamma"] for row in rows})
+    lines = [
+        "### Drafts that cost nothing (Leviathan et al., table 3)",
+        "",
+        "α by γ; speedups: measured / predicted (the theory with this run's α, c and T(γ+1)/T(1)).",
+        "",
+        "| draft | T | "
+        + " | ".join(f"α γ={gamma}" for gamma in gammas)
+        + " | "
+        + " | ".join(f"speedup γ={gamma}" for gamma in gammas)
+        + " |",
+        "|---|---:|" + "---:|" * (2 * len(gammas)),
+    ]
+    for (drafter, temperature), group in _grouped(rows).items():
+        by_gamma = {row["setting"]["gamma"]: row for row in group}
+        alphas = [_num(by_gamma[g]["mechanism"]["alpha"]) if g in by_gamma else "–" for g in gammas]
+        speedups = [
+            f"{_num(by_gamma[g]['speedup']['total'], suffix='×')} / "
+            f"{_num(by_gamma[g]['mechanism']['predicted_speedup'], suffix='×')}"
+            if g in by_gamma
+            else "–"
+            for g in gammas
+        ]
+        lines.append(f"| {drafter} | {temperature:g} | " + " | ".join(alphas + speedups) + " |")
+    return lines + [""]
+
+
+def _grouped(rows: list[dict]) -> dict[tuple[str, float], list[dict]]:
+    groups: dict[tuple[str, float], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["setting"]["drafter"], row["setting"]["temperature"]), []).append(row)
+    return groups
 
 
 def _mechanism_table(task_rows: list[dict]) -> list[str]:

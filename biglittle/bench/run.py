@@ -45,10 +45,13 @@ class Job:
 def plan_jobs(examples_by_task: dict[str, list[Example]], settings: list[Setting], repeats: int) -> list[Job]:
     jobs = []
     for task, examples in examples_by_task.items():
+        settings_here = [setting for setting in settings if setting.runs_on(task)]
         for repeat in range(repeats):
             for index, example in enumerate(examples):
-                shift = (index + repeat) % len(settings)
-                jobs += [Job(task, example, repeat, setting) for setting in settings[shift:] + settings[:shift]]
+                shift = (index + repeat) % len(settings_here)
+                jobs += [
+                    Job(task, example, repeat, setting) for setting in settings_here[shift:] + settings_here[:shift]
+                ]
     return jobs
 
 
@@ -58,12 +61,13 @@ class Executor:
     def __init__(self, pairs: dict[str, ModelPair], max_new_tokens: dict[str, int]):
         self.pairs, self.max_new_tokens = pairs, max_new_tokens  # new tokens per task
 
-    def run(self, setting: Setting, prompt_ids: list[int], seed: int, budget: int) -> dict:
+    def run(self, setting: Setting, prompt_ids: list[int], seed: int, budget: int, task: str = "") -> dict:
+        """`task`: whose train split a unigram or bigram draft is estimated from (unless the setting names a text)."""
         pair = self.pairs[setting.model]
         self._synchronize(pair)
         started = time.perf_counter()
         if setting.engine == "biglittle":
-            result = pair.generate(prompt_ids, setting.config(budget, seed))
+            result = pair.generate(prompt_ids, setting.config(budget, seed, task))
             token_ids, text, stats = result.token_ids, result.text, result.stats
         else:
             token_ids = peer_generate(pair, prompt_ids, setting.engine, budget)
@@ -145,7 +149,7 @@ def run_jobs(
         for job in pending:
             bar.set_postfix_str(f"{job.task}: {job.setting.label}", refresh=False)
             budget = executor.max_new_tokens[job.task]
-            outcome = executor.run(job.setting, prompt_ids(job.task, job.example), job.seed, budget)
+            outcome = executor.run(job.setting, prompt_ids(job.task, job.example), job.seed, budget, task=job.task)
             execution = judge(job.task, job.example, outcome["text"]) if judge is not None else None
             record = {
                 "task": job.task,
@@ -169,9 +173,9 @@ def _warm_up(pending: list[Job], executor: Executor, prompt_ids) -> None:
     initialisation) are not charged to whichever setting happens to come first."""
     first = pending[0]
     ids = prompt_ids(first.task, first.example)[:WARMUP_PROMPT_TOKENS]
-    kinds = {}
+    kinds: dict[tuple, Job] = {}
     for job in pending:
         setting = job.setting
-        kinds.setdefault((setting.engine, setting.model, setting.method, setting.drafter), setting)
-    for setting in kinds.values():
-        executor.run(setting, ids, seed=0, budget=WARMUP_TOKENS)
+        kinds.setdefault((setting.engine, setting.model, setting.method, setting.drafter), job)
+    for job in kinds.values():
+        executor.run(job.setting, ids, seed=0, budget=WARMUP_TOKENS, task=job.task)

@@ -9,10 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..api import GenerationConfig
+from ..config import TEST_ONLY_TASKS, TRIVIAL_DRAFTERS
 from .options import BenchOptions
 
 DEFAULT_THRESHOLDS = (GenerationConfig.fallback_threshold, GenerationConfig.rollback_threshold)
 TREE_DRAFTERS = {"model": "little model", "ngram": "lookup", "hybrid": "merged"}  # drafter -> what the tree holds
+# Fields a setting leaves out of its parameters (and so of its records' keys) while they hold these values:
+# settings that existed before them keep their keys, and a resumed run finds their records.
+OMITTED_DEFAULTS = {"fallback": True, "rollback": True, "draft_text": None, "cross_tokenizer": False}
 
 
 @dataclass(frozen=True)
@@ -29,14 +33,23 @@ class Setting:
     temperature: float = 0.0
     fallback_threshold: float | None = None
     rollback_threshold: float | None = None
+    fallback: bool = True  # False: BiLD's rollback-only ablation
+    rollback: bool = True  # False: BiLD's fallback-only ablation
+    draft_text: str | None = None  # unigram / bigram: a text file; None: the task's train split
+    cross_tokenizer: bool = False  # an extra draft with its own tokenizer
 
-    def config(self, max_new_tokens: int, seed: int) -> GenerationConfig:
-        """The GenerationConfig of a biglittle setting; unset fields keep GenerationConfig's defaults."""
+    def runs_on(self, task: str) -> bool:
+        """A unigram or bigram draft needs a text: the task's train split, which a test-only task lacks."""
+        return not (self.drafter in TRIVIAL_DRAFTERS and self.draft_text is None and task in TEST_ONLY_TASKS)
+
+    def config(self, max_new_tokens: int, seed: int, task: str | None = None) -> GenerationConfig:
+        """The GenerationConfig of a biglittle setting on `task`; unset fields keep GenerationConfig's defaults."""
         chosen = {
             "gamma": self.gamma,
             "tree": self.tree,
             "fallback_threshold": self.fallback_threshold,
             "rollback_threshold": self.rollback_threshold,
+            "draft_text": (self.draft_text or task) if self.drafter in TRIVIAL_DRAFTERS else None,
         }
         return GenerationConfig(
             method=self.method,
@@ -44,11 +57,17 @@ class Setting:
             temperature=self.temperature,
             seed=seed,
             max_new_tokens=max_new_tokens,
+            fallback=self.fallback,
+            rollback=self.rollback,
             **{name: value for name, value in chosen.items() if value is not None},
         )
 
     def params(self) -> dict:
-        return asdict(self)
+        return {
+            name: value
+            for name, value in asdict(self).items()
+            if name not in OMITTED_DEFAULTS or value != OMITTED_DEFAULTS[name]
+        }
 
 
 def _fmt(value: float) -> str:
@@ -59,8 +78,9 @@ def bild_label(fallback: float, rollback: float, prefix: str = "") -> str:
     return f"{prefix}BiLD {_fmt(fallback)}/{_fmt(rollback)}"
 
 
-def build_settings(options: BenchOptions) -> list[Setting]:
-    """Every setting of the run, the baseline first."""
+def build_settings(options: BenchOptions, cross_tokenizer_drafts: frozenset[str] = frozenset()) -> list[Setting]:
+    """Every setting of the run, the baseline first; `cross_tokenizer_drafts`: the --extra-draft labels whose
+    tokenizer differs from the target's (speculative only, at temperature 0 and 1)."""
     settings = [Setting("Vanilla (large)", "ar")]
     families = options.families
     if "small" in families:
@@ -108,23 +128,62 @@ def build_settings(options: BenchOptions) -> list[Setting]:
             )
             for fallback, rollback in grid
         ]
+    if "ablations" in families:  # BiLD's policies one at a time, at the default thresholds and step limit
+        fallback, rollback = DEFAULT_THRESHOLDS
+        settings += [
+            Setting(
+                f"BiLD fallback only {_fmt(fallback)}",
+                "ablations",
+                method="bild",
+                fallback_threshold=fallback,
+                rollback=False,
+            ),
+            Setting(
+                f"BiLD rollback only {_fmt(rollback)}",
+                "ablations",
+                method="bild",
+                rollback_threshold=rollback,
+                fallback=False,
+            ),
+        ]
+    if "trivial" in families:  # drafts that cost nothing (Leviathan et al., table 3): at temperature 0 and 1
+        settings += [
+            Setting(
+                f"{drafter} γ={gamma} T={_fmt(temperature)}",
+                "trivial",
+                method="speculative",
+                drafter=drafter,
+                gamma=gamma,
+                temperature=temperature,
+                draft_text=options.draft_text,
+            )
+            for drafter in TRIVIAL_DRAFTERS
+            for temperature in (0.0, 1.0)
+            for gamma in options.gammas
+        ]
     if "peers" in families:
         settings += [
             Setting("HF assisted", "peers", engine="hf-assisted"),
             Setting("HF prompt lookup", "peers", engine="hf-lookup"),
         ]
     for label, spec in options.extra_drafts.items():
+        cross = label in cross_tokenizer_drafts
         settings += [
             Setting(
-                f"{label}: speculative γ={gamma} T=0",
+                f"{label}: speculative γ={gamma} T={_fmt(temperature)}",
                 "extra",
                 model=label,
                 model_spec=spec,
                 method="speculative",
                 gamma=gamma,
+                temperature=temperature,
+                cross_tokenizer=cross,
             )
+            for temperature in ((0.0, 1.0) if cross else (0.0,))  # exact at T=1 too: worth showing across tokenizers
             for gamma in options.gammas
         ]
+        if cross:
+            continue  # BiLD needs a little model sharing the target's tokenizer
         settings += [
             Setting(
                 bild_label(fallback, rollback, prefix=f"{label}: "),

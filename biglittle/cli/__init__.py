@@ -2,6 +2,7 @@
 
 generate.py     generate, profile             setup.py   models, data
 experiments.py  bench, tune-bild              align.py   align calib | train | eval
+serve.py        serve
 options.py      options several commands share, built from config.py; format.py: what is printed
 """
 
@@ -12,7 +13,7 @@ import os
 import sys
 
 from ..errors import BigLittleError
-from . import align, experiments, generate, setup
+from . import align, experiments, generate, serve, setup
 
 DESCRIPTION = """\
 biglittle: a little and a big language model generating text together, faster than the big one alone.
@@ -25,6 +26,7 @@ biglittle: a little and a big language model generating text together, faster th
   tune-bild  choose BiLD's thresholds on a task's dev examples (used by generate --bild-thresholds auto)
   bench      every method on real task data, side by side with transformers' own: tables and plots
   align      fine-tune the little model on the big one's outputs (BiLD's prediction alignment)
+  serve      an OpenAI-compatible HTTP server with streaming, metrics and a page showing which model wrote each token
 """
 
 
@@ -58,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="biglittle", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(metavar="COMMAND")
-    for module in (generate, setup, experiments, align):
+    for module in (generate, serve, setup, experiments, align):
         module.add_commands(commands)
     return parser
 

@@ -92,12 +92,13 @@ def _add_bench(commands) -> None:
         description="Runs the first N test examples of a task through every setting on the same loaded pair, one\n"
         "example at a time (every setting, in an order rotated per example, so machine drift hits all alike):\n"
         "ar with the big model (the baseline) and with the little one, speculative decoding over a gamma sweep\n"
-        "at temperature 0 and 1 and with --gamma auto, n-gram and hybrid drafting, BiLD over a threshold grid,\n"
-        "and transformers' assisted generation and prompt lookup. The code task (HumanEval) runs each answer's\n"
-        "tests in a sandbox (a separate, isolated, resource-limited process) and scores pass@1. Quality and\n"
-        "speedups come with bootstrap intervals. Writes into --out: records.jsonl (every generation, appended\n"
-        "as it ends: rerun the same command after an interruption and it resumes), results.json, report.md and\n"
-        "PNG plots. See docs/bench.md for how to read them.",
+        "at temperature 0 and 1 and with --gamma auto, n-gram and hybrid drafting, token trees, BiLD over a\n"
+        "threshold grid and with one of its policies only (fallback only, rollback only), unigram and bigram drafts\n"
+        "(estimated from each task's train split), and transformers' assisted generation and prompt lookup. The\n"
+        "code task (HumanEval) runs each answer's tests in a sandbox (a separate, isolated, resource-limited\n"
+        "process) and scores pass@1. Quality and speedups come with bootstrap intervals. Writes into --out:\n"
+        "records.jsonl (every generation, appended as it ends: rerun the same command after an interruption and\n"
+        "it resumes), results.json, report.md and PNG plots. See docs/bench.md for how to read them.",
     )
     p.add_argument("--task", default="all", help="translation, summarization, code (HumanEval) or all (default all)")
     p.add_argument(
@@ -137,7 +138,14 @@ def _add_bench(commands) -> None:
         default=[],
         metavar="LABEL=SPEC",
         help="another little model to compare, a path or early-exit:L (repeatable): speculative greedy "
-        "over the gamma sweep and BiLD over the threshold grid, labelled LABEL",
+        "over the gamma sweep and BiLD over the threshold grid, labelled LABEL; a model with another "
+        "tokenizer drafts through text (speculative at temperature 0 and 1, no BiLD)",
+    )
+    p.add_argument(
+        "--draft-text",
+        metavar="FILE",
+        help="the text the unigram and bigram drafts are estimated from, one text per line (default: each "
+        "task's train split)",
     )
     p.add_argument("--out", default="bench-results", metavar="DIR", help="output folder (default bench-results)")
     _add_allow_other_commit(p)
@@ -165,6 +173,7 @@ def _run_bench(args) -> int:
         out_dir=args.out,
         precision=precision,
         allow_other_commit=args.allow_other_commit,
+        draft_text=args.draft_text,
     )
     check_out(options.out_dir)
     examples = {task: load_task(task, "test", limit=options.n, cache=args.cache_dir) for task in options.tasks}

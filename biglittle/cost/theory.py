@@ -5,11 +5,17 @@ gamma: draft tokens proposed per iteration.
 c: the draft's cost per token relative to one target forward of a single token, T(1).
 cost_curve: T(k) / T(1) for the target scoring k tokens in one pass. The paper assumes 1 for
 every k (idle parallel hardware); on a CPU it grows with k and decides whether speculation pays.
+
+Each kind of draft is the same formula with its own alpha and c: a little model (c = its step over
+the target's), a draft that costs nothing (unigram, bigram: c close to 0, which still pays where
+T(gamma+1)/T(1) is small, section 3.5 of the paper), a draft with another tokenizer (c = its time
+per proposed target token, `cost_per_proposed_token`, since its steps are not one target token each;
+its tokens are verified as point masses, whose acceptance is `point_mass_acceptance_rate`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 CostCurve = Callable[[int], float] | Mapping[int, float] | Sequence[float] | None
 
@@ -57,3 +63,28 @@ def best_gamma(alpha: float, c: float, cost_curve: CostCurve = None, max_gamma: 
         except (KeyError, IndexError):  # the cost curve was not measured this far
             break
     return max(candidates, key=lambda pair: pair[1])
+
+
+def speedup_by_gamma(alpha: float, gammas: Iterable[int], c: float, cost_curve: CostCurve = None) -> dict[int, float]:
+    """{gamma: expected_speedup} over `gammas`: the theory's column beside a measured gamma sweep."""
+    return {gamma: expected_speedup(alpha, gamma, c, cost_curve) for gamma in gammas}
+
+
+def cost_per_proposed_token(draft_seconds: float, proposed_tokens: int, target_step_s: float) -> float:
+    """c of a draft whose steps are not one proposed token each (another tokenizer, a lookup): its time per
+    proposed token over one target step."""
+    if proposed_tokens <= 0 or target_step_s <= 0:
+        raise ValueError("needs proposed tokens and a positive target step time")
+    return draft_seconds / proposed_tokens / target_step_s
+
+
+def acceptance_rate(target_probs: Sequence[float], draft_probs: Sequence[float]) -> float:
+    """alpha at one position under the rejection rule: sum of min(p, q) = 1 - D_LK(p, q), the total variation
+    distance (Leviathan et al., definition 3.2 and theorem 3.5). p and q over the same vocabulary."""
+    return sum(min(p, q) for p, q in zip(target_probs, draft_probs, strict=True))
+
+
+def point_mass_acceptance_rate(target_probs: Sequence[float], draft_probs: Sequence[float]) -> float:
+    """alpha when a token drawn from q is verified as a point mass (the verifier does not know q, as for a draft
+    with another tokenizer): sum of q(x) p(x), never above `acceptance_rate`; equal for a deterministic draft."""
+    return sum(p * q for p, q in zip(target_probs, draft_probs, strict=True))

@@ -70,6 +70,15 @@ def residual_distribution(target_probs: torch.Tensor, draft_probs: torch.Tensor)
     return residual / total
 
 
+def rejected_drafts(target_p: torch.Tensor, draft_p: torch.Tensor, generator: torch.Generator | None) -> list[bool]:
+    """Algorithm 1's coin flips: draft i is rejected when u_i >= p_i / q_i for a fresh uniform u_i (written
+    without dividing by q), so it survives with probability min(1, p_i / q_i). target_p, draft_p: [num_draft],
+    p and q at each drafted token. The exact-enumeration tests (tests/exact.py) replace this function and
+    `sample` to follow every branch of a run."""
+    uniforms = torch.rand(len(target_p), generator=generator, device=target_p.device)
+    return (uniforms * draft_p >= target_p).tolist()
+
+
 def rejection_sample(
     draft_tokens: list[int],
     draft_probs: torch.Tensor | None,
@@ -106,8 +115,7 @@ def tree_rejection_sample(proposal: Proposal, target_probs: torch.Tensor, genera
             token = proposal.tokens[child]
             draft = proposal.probs[child] if proposal.probs is not None else None
             draft_p = 1.0 if draft is None else float(draft[token])
-            uniform = float(torch.rand((), generator=generator, device=probs.device))
-            if uniform * draft_p < float(probs[token]):  # u < p/q, without dividing by q
+            if not rejected_drafts(probs[token : token + 1], probs.new_tensor([draft_p]), generator)[0]:
                 path.append(child)
                 node = child
                 break

@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..config import GenerationConfig
+from ..config import MODEL_FREE_DRAFTERS, TRIVIAL_DRAFTERS, GenerationConfig
 from ..cost.gamma import GammaChooser
 from ..cost.profile import CostProfile
 from ..cost.tree_policy import TreeCosts, TreePolicy
 from ..errors import BigLittleError
 from ..runtime.runner import Runner
+from .cross_tokenizer import CrossTokenizerDrafter, TextBridge
 from .drafters import Drafter, HybridDrafter, ModelDrafter, NgramDrafter, NoDrafter
 from .methods import Bild, Method, Speculative, autoregressive
 from .trees import TreeDrafter, TreeShape
+from .trivial_drafts import NgramTable, TokenFrequencies, TrivialDrafter
 
 
 def build_drafter(
@@ -22,10 +24,21 @@ def build_drafter(
     draft: Runner | None,
     eos_token_ids: set[int],
     cost_profile: Callable[[], CostProfile],
+    *,
+    ngram_table: NgramTable | None = None,
+    bridge: TextBridge | None = None,
 ) -> Drafter:
-    """`cost_profile()` gives the pair's measured costs (measured on first use): only --tree auto asks for them."""
+    """`cost_profile()` gives the pair's measured costs (measured on first use): only --tree auto asks for them.
+    `ngram_table`: the counts a unigram or bigram drafter is estimated from (those drafters only); `bridge`: a
+    little model with another tokenizer, whose tokens reach the target through text."""
     if config.method == "ar":
         return NoDrafter()
+    if config.drafter in TRIVIAL_DRAFTERS:
+        if ngram_table is None:
+            raise BigLittleError(f"--drafter {config.drafter} needs token counts (--draft-text)")
+        order = TRIVIAL_DRAFTERS.index(config.drafter) + 1
+        frequencies = TokenFrequencies(ngram_table, order, config.draft_smoothing)
+        return TrivialDrafter(frequencies, config.sampling, eos_token_ids, target.vocab_size)
     if config.tree is not None:
         return _tree_drafter(config, draft, eos_token_ids, cost_profile)
     ngram = NgramDrafter(target.vocab_size, eos_token_ids, config.max_ngram, target.is_encoder_decoder)
@@ -33,8 +46,12 @@ def build_drafter(
         return ngram
     if draft is None:
         raise BigLittleError(f"method {config.method!r} needs a draft (little) model")
-    fallback = config.fallback_threshold if config.method == "bild" else 0.0
-    model = ModelDrafter(draft, config.sampling, eos_token_ids, fallback)
+    fallback = config.fallback_threshold if config.method == "bild" and config.fallback else 0.0
+    model: Drafter = (
+        CrossTokenizerDrafter(draft, bridge, config.sampling, target.vocab_size)
+        if bridge is not None
+        else ModelDrafter(draft, config.sampling, eos_token_ids, fallback)
+    )
     return HybridDrafter(ngram, model) if config.drafter == "hybrid" else model
 
 
@@ -64,11 +81,11 @@ def build_method(config: GenerationConfig, cost_profile: Callable[[], CostProfil
         if isinstance(config.gamma, int):
             return Speculative(config.gamma, config.sampling)
         profile = cost_profile()
-        if config.drafter == "ngram":
-            profile = replace(profile, draft_step_s=None)  # lookups cost no model step
+        if config.drafter in MODEL_FREE_DRAFTERS:
+            profile = replace(profile, draft_step_s=None)  # lookups and token frequencies cost no model step
         elif profile.reuse_verify_cost:
             profile = replace(profile, verify_cost=profile.reuse_verify_cost)  # the draft's layers are reused
         return Speculative(0, config.sampling, chooser=GammaChooser(profile))
     steps = config.max_little_steps if config.max_little_steps is not None else 1 << 30
     fallback_enabled = config.fallback_threshold > 0 or config.max_little_steps is not None
-    return Bild(config.rollback_threshold, steps, config.sampling, fallback_enabled)
+    return Bild(config.rollback_threshold, steps, config.sampling, fallback_enabled, rollback_enabled=config.rollback)

@@ -150,7 +150,7 @@ class NgramDrafter(_ModelFree):
 class HybridDrafter:
     """N-gram proposals where the text offers them, the little model's otherwise."""
 
-    def __init__(self, ngram: NgramDrafter, model: ModelDrafter):
+    def __init__(self, ngram: NgramDrafter, model: Drafter):
         self.ngram, self.model = ngram, model
 
     def start(self, prompt_ids: list[int]) -> None:

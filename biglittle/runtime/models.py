@@ -51,6 +51,14 @@ class LoadedModel:
             return set()
         return set(eos) if isinstance(eos, (list, tuple)) else {int(eos)}
 
+    @property
+    def end_token_id(self) -> int | None:
+        """The token that ends a text: the first of the generation config's (an instruct model's end of turn)."""
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return int(eos[0]) if isinstance(eos, (list, tuple)) and eos else eos
+
 
 def load_model(spec: str, dtype: str = "fp32", device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model and its tokenizer from a hub id, a local directory, or a `.gguf` file."""
@@ -216,7 +224,10 @@ def shared_vocab_size(target: LoadedModel, draft: LoadedModel) -> int:
     """
     target_vocab, draft_vocab = target.tokenizer.get_vocab(), draft.tokenizer.get_vocab()
     if target_vocab != draft_vocab:
-        raise BigLittleError(f"the models do not share a tokenizer: {_vocab_difference(target_vocab, draft_vocab)}")
+        raise BigLittleError(
+            f"the models do not share a tokenizer: {_vocab_difference(target_vocab, draft_vocab)} "
+            "(a speculative draft may have its own tokenizer: generate --cross-tokenizer)"
+        )
     if target.model.config.is_encoder_decoder != draft.model.config.is_encoder_decoder:
         raise BigLittleError("one model is encoder-decoder and the other decoder-only; pair models of one kind")
     if target.model.config.is_encoder_decoder:

@@ -218,8 +218,62 @@ def quantize_model(model: PreTrainedModel) -> PreTrainedModel:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
         setattr(parent, child, Int8Linear.from_module(getattr(parent, child)))
+    fuse_shared_inputs(model)
     use_rowwise_attention(model)
     return model
+
+
+# Projections that read the same input in Llama / Qwen2 / Mistral layers: one int8 product serves each group.
+SHARED_INPUTS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+
+
+class FusedInt8(nn.Module):
+    """One Int8Linear for several projections of the same input (q, k, v; gate, up): the input is quantized once
+    and multiplied once. Each projection's output is bit for bit what its own Int8Linear gave (the same row scales,
+    the same integers, exact int32 sums), so fusing changes no logit."""
+
+    def __init__(self, layers: list[Int8Linear]):
+        super().__init__()
+        biases = [layer.bias if layer.bias is not None else torch.zeros(layer.out_features) for layer in layers]
+        has_bias = any(layer.bias is not None for layer in layers)
+        self.product = Int8Linear(
+            torch.cat([layer.weight for layer in layers]), torch.cat(biases) if has_bias else None
+        )
+        self.sizes = [layer.out_features for layer in layers]
+        self._last: tuple[torch.Tensor | None, tuple[torch.Tensor, ...]] = (None, ())
+
+    def output(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        if self._last[0] is not x:  # the first projection of this input computes all of them
+            self._last = (x, self.product(x).split(self.sizes, dim=-1))
+        return self._last[1][index]
+
+
+class FusedPart(nn.Module):
+    """One projection of a FusedInt8, where the model calls it."""
+
+    def __init__(self, fused: FusedInt8, index: int):
+        super().__init__()
+        self.fused, self.index = fused, index
+        self.in_features, self.out_features = fused.product.in_features, fused.sizes[index]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fused.output(self.index, x)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        start = sum(self.fused.sizes[: self.index])
+        return self.fused.product.weight[start : start + self.out_features]
+
+
+def fuse_shared_inputs(model: nn.Module) -> None:
+    """Replace every group of SHARED_INPUTS int8 projections of one module by parts of one FusedInt8."""
+    for module in list(model.modules()):
+        for names in SHARED_INPUTS:
+            layers = [getattr(module, name, None) for name in names]
+            if all(isinstance(layer, Int8Linear) for layer in layers):
+                fused = FusedInt8(layers)  # type: ignore[arg-type]
+                for index, name in enumerate(names):
+                    setattr(module, name, FusedPart(fused, index))
 
 
 def _linear_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -265,6 +319,20 @@ def _time_rows(layer: nn.Module, in_features: int, dtype: torch.dtype, repeats: 
             layer(x)
             times.append(time.perf_counter() - started)
         total += min(times)
+    return total
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of weights one forward pass reads whatever its number of tokens: every linear layer, the output layer
+    included (an embedding lookup reads a row per token: left out)."""
+    total = 0
+    for module in model.modules():
+        if isinstance(module, Int8Linear):
+            total += module.in_features * module.out_features  # int8; per-channel scales are negligible
+        elif getattr(module, "precision", None) == "int4":  # 4-bit integers, a bf16 scale and offset per 32
+            total += module._packed.nbytes + module.scales_and_zeros.nbytes
+        elif isinstance(module, (nn.Linear, Conv1D)):
+            total += module.weight.numel() * module.weight.element_size()
     return total
 
 
