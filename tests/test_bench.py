@@ -268,7 +268,28 @@ BAD_ARGUMENTS = {
     "extra draft bad early exit": (["--extra-draft", "x=early-exit:zero"], "early-exit:L with L a number"),
     "zero repeats": (["--repeats", "0"], "--repeats must be at least 1"),
     "zero examples": (["--n", "0"], "--n must be at least 1"),
+    "new tokens for an unknown task": (["--max-new-tokens", "poetry=3"], "unknown task 'poetry'"),
+    "new tokens not a number": (["--max-new-tokens", "code=many"], "'code=many' is not N or TASK=N"),
+    "zero new tokens": (["--max-new-tokens", "code=0"], "--max-new-tokens must be at least 1"),
 }
+
+
+def test_new_tokens_per_task_and_for_every_task():
+    assert resolve_options("all", quick=True, max_new_tokens="code=7").max_new_tokens == {
+        "translation": 32,
+        "summarization": 32,
+        "code": 7,
+    }
+    assert set(resolve_options("all", max_new_tokens="5,code=9").max_new_tokens.values()) == {5, 9}
+    assert set(resolve_options("all", max_new_tokens=5).max_new_tokens.values()) == {5}
+
+
+def test_only_keeps_the_baseline_and_the_matching_settings():
+    settings = build_settings(resolve_options("all", quick=True, only="tree auto (l*,hybrid γ=2"))
+    assert settings[0].label == "Vanilla (large)"
+    assert sorted(s.label for s in settings[1:]) == ["hybrid γ=2", "tree auto (little model)", "tree auto (lookup)"]
+    with pytest.raises(BigLittleError, match="matches no setting"):
+        build_settings(resolve_options("all", quick=True, only="nothing like it*"))
 
 
 @pytest.mark.parametrize("case", list(BAD_ARGUMENTS), ids=list(BAD_ARGUMENTS))

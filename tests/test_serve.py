@@ -201,6 +201,7 @@ BAD_REQUESTS = {
         "fallback-threshold must be in [0, 1]",
     ),
     "misspelt setting": ("completions", {"biglittle": {"gama": 2}}, "biglittle.gama: Extra inputs"),
+    "a file as draft text": ("completions", {"biglittle": {"draft_text": "/etc/passwd"}}, "biglittle.draft_text"),
     "n above one": ("completions", {"n": 2}, "n=2 is not supported"),
     "several prompts": ("completions", {"prompt": ["the cat", "a dog"]}, "one prompt per request"),
     "empty prompt": ("completions", {"prompt": "  "}, "the prompt is empty"),

@@ -121,6 +121,7 @@ def metadata(pair: ModelPair, options: BenchOptions, examples_by_task: dict, com
         "gammas": list(options.gammas),
         "bild_grid": [list(thresholds) for thresholds in options.bild_grid],
         "families": list(options.families),
+        "only": list(options.only),
         "extra_drafts": options.extra_drafts,
         "draft_text": options.draft_text,
         "machine": machine(pair),

@@ -49,6 +49,7 @@ class BenchOptions:
     precision: str = "fp32"  # as asked for (--precision): extra drafts load with it, a resumed run must match it
     allow_other_commit: bool = False  # a resumed run may add to records of another commit of the code
     draft_text: str | None = None  # unigram / bigram drafts: a text file; None: each task's train split
+    only: tuple[str, ...] = ()  # label patterns (fnmatch): run only the settings they match, and the baseline
 
 
 def resolve_options(
@@ -56,7 +57,7 @@ def resolve_options(
     *,
     quick: bool = False,
     n: int | None = None,
-    max_new_tokens: int | None = None,
+    max_new_tokens: str | int | None = None,
     gammas: str | None = None,
     bild_grid: str | None = None,
     families: str | None = None,
@@ -66,6 +67,7 @@ def resolve_options(
     precision: str = "fp32",
     allow_other_commit: bool = False,
     draft_text: str | None = None,
+    only: str | None = None,
 ) -> BenchOptions:
     """Options from the command line's strings; what is not given takes the full or the --quick default."""
     if task not in (*TASKS, "all"):
@@ -75,8 +77,8 @@ def resolve_options(
         tasks=TASKS if task == "all" else (task,),
         n=n if n is not None else DEFAULTS["n"][pick],
         max_new_tokens={
-            name: budgets[pick] if max_new_tokens is None else max_new_tokens
-            for name, budgets in MAX_NEW_TOKENS.items()
+            **{name: budgets[pick] for name, budgets in MAX_NEW_TOKENS.items()},
+            **parse_max_new_tokens("" if max_new_tokens is None else str(max_new_tokens)),
         },
         gammas=parse_gammas(gammas or DEFAULTS["gammas"][pick]),
         bild_grid=parse_bild_grid(bild_grid or DEFAULTS["bild_grid"][pick]),
@@ -87,6 +89,7 @@ def resolve_options(
         precision=precision,
         allow_other_commit=allow_other_commit,
         draft_text=str(Path(draft_text).expanduser().resolve()) if draft_text else None,
+        only=_items(only, "--only") if only else (),
     )
     if options.draft_text and not Path(options.draft_text).is_file():
         raise BigLittleError(f"--draft-text {draft_text}: no such file (leave it out to use each task's train split)")
@@ -180,6 +183,22 @@ def parse_bild_grid(text: str) -> tuple[tuple[float, float], ...]:
             )
         grid.append((fallback, rollback))
     return tuple(dict.fromkeys(grid))
+
+
+def parse_max_new_tokens(text: str) -> dict[str, int]:
+    """'256' (every task) or 'code=256,translation=48' (those tasks) -> {task: new tokens}."""
+    budgets: dict[str, int] = {}
+    for item in _items(text, "--max-new-tokens") if text else ():
+        task, equals, value = item.rpartition("=")
+        tasks = [task.strip()] if equals else list(MAX_NEW_TOKENS)
+        if equals and tasks[0] not in MAX_NEW_TOKENS:
+            raise BigLittleError(f"--max-new-tokens: unknown task {tasks[0]!r}; choose from {', '.join(TASKS)}")
+        try:
+            budget = int(value)
+        except ValueError:
+            raise BigLittleError(f"--max-new-tokens: {item!r} is not N or TASK=N") from None
+        budgets.update(dict.fromkeys(tasks, budget))
+    return budgets
 
 
 def parse_families(text: str) -> tuple[str, ...]:

@@ -7,9 +7,11 @@ or a transformers peer); its label names it in the records, the tables and the p
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from fnmatch import fnmatchcase
 
 from ..api import GenerationConfig
 from ..config import TEST_ONLY_TASKS, TRIVIAL_DRAFTERS
+from ..errors import BigLittleError
 from .options import BenchOptions
 
 DEFAULT_THRESHOLDS = (GenerationConfig.fallback_threshold, GenerationConfig.rollback_threshold)
@@ -196,4 +198,12 @@ def build_settings(options: BenchOptions, cross_tokenizer_drafts: frozenset[str]
             )
             for fallback, rollback in grid
         ]
-    return settings
+    return _only(settings, options.only)
+
+
+def _only(settings: list[Setting], patterns: tuple[str, ...]) -> list[Setting]:
+    """The baseline and the settings whose label matches a pattern (all of them without patterns)."""
+    chosen = [s for s in settings if not patterns or s.family == "ar" or any(fnmatchcase(s.label, p) for p in patterns)]
+    if len(chosen) == 1 and len(settings) > 1:
+        raise BigLittleError(f"--only {','.join(patterns)} matches no setting of this run besides the baseline")
+    return chosen

@@ -110,8 +110,8 @@ def _add_bench(commands) -> None:
     p.add_argument("--quick", action="store_true", help="few examples and a small grid, minutes on a CPU: a smoke test")
     p.add_argument(
         "--max-new-tokens",
-        type=int,
-        help=f"per generation, for every task (default {describe_max_new_tokens(0)}; "
+        metavar="N|TASK=N,...",
+        help=f"per generation: N for every task, or TASK=N for the tasks named (default {describe_max_new_tokens(0)}; "
         f"--quick {describe_max_new_tokens(1)})",
     )
     p.add_argument(
@@ -130,6 +130,12 @@ def _add_bench(commands) -> None:
         metavar="LIST",
         help=f"run only these of {','.join(FAMILIES)} (default all); "
         "ar with the big model always runs: it is the baseline",
+    )
+    p.add_argument(
+        "--only",
+        metavar="PATTERNS",
+        help="run only the settings whose report label matches one of these comma-separated patterns (shell "
+        "wildcards, e.g. 'speculative γ=auto*,tree auto*,hybrid γ=4'), and the baseline",
     )
     p.add_argument("--repeats", type=int, default=1, help="run every generation R times, for the spread (default 1)")
     p.add_argument(
@@ -174,6 +180,7 @@ def _run_bench(args) -> int:
         precision=precision,
         allow_other_commit=args.allow_other_commit,
         draft_text=args.draft_text,
+        only=args.only,
     )
     check_out(options.out_dir)
     examples = {task: load_task(task, "test", limit=options.n, cache=args.cache_dir) for task in options.tasks}

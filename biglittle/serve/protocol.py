@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..config import GenerationConfig, choose_method
+from ..config import TUNING_TASKS, GenerationConfig, choose_method
 from ..errors import BigLittleError
 
 
@@ -34,7 +34,13 @@ class BigLittleOptions(BaseModel):
     fallback_threshold: float | None = None
     rollback_threshold: float | None = None
     max_little_steps: int | None = Field(default=None, description="0 = never hand over")
+    fallback: bool | None = Field(default=None, description="bild: false = rollback only (BiLD's ablation)")
+    rollback: bool | None = Field(default=None, description="bild: false = fallback only (BiLD's ablation)")
     bild_thresholds: str | None = None
+    draft_text: Literal[TUNING_TASKS] | None = Field(  # type: ignore[valid-type]
+        default=None, description="unigram / bigram drafts: a task whose train split they are counted from"
+    )  # a task only: a request must not make the server read its files
+    draft_smoothing: float | None = None
     sources: bool = Field(
         default=False, description="stream chunks carry each token's text and source, and turned-down drafts"
     )
