@@ -1,5 +1,6 @@
 """int4 precision: 4-bit weights (a GGUF's own Q4_K blocks where it has them), batch-invariant scoring, refusals."""
 
+import json
 import random
 
 import numpy as np
@@ -220,6 +221,14 @@ def test_the_gguf_beside_a_fetched_model_is_found(tmp_path):
     assert source_gguf(str(model)) == tmp_path / "gguf" / "little-q4_k_m.gguf"
     assert source_gguf(str(tmp_path / "gguf" / "little-q4_k_m.gguf")) == tmp_path / "gguf" / "little-q4_k_m.gguf"
     assert source_gguf(str(tmp_path)) is None  # a directory of no fetched model
+
+
+def test_the_command_line_generates_at_int4(tiny_models, int4_pair, capsys):
+    models = ["--target", tiny_models["llama_target"], "--draft", tiny_models["gpt2_draft"]]
+    args = ["generate", *models, "--json", "--precision", "int4", "--method", "speculative", "--max-new-tokens", "12"]
+    assert main([*args, "the old man"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["token_ids"] == int4_pair.generate("the old man", method="ar", max_new_tokens=12).token_ids
 
 
 def test_int4_on_a_gpu_is_refused_before_loading(tiny_models, capsys):
