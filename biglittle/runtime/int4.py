@@ -12,8 +12,8 @@ Where the model came from a GGUF file, its Q4_K matrices are taken as they are (
 integers, with each group's scale and offset rounded to bf16 (the kernel's dtype). Every other matrix (Q6_K, Q5_0,
 Q8_0 in a Q4_K_M file, or any model without a GGUF) is quantized from its fp32 weights: 4-bit per group of 32
 (min/max), except that matrices the GGUF holds in more bits become what `WIDER_LAYERS` says (int8 as
-`--precision int8` makes them, measured the better choice), and a layer whose input size is not a multiple of 32
-becomes int8 (the kernel's smallest group is 32).
+`--precision int8` makes them: fewer roundings; not yet measured against 4-bit), and a layer whose input size is
+not a multiple of 32 becomes int8 (the kernel's smallest group is 32).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def int4_problem(model: PreTrainedModel) -> str | None:
 
 # What a matrix that the GGUF holds in more than 4 bits (Q6_K, Q5_0, Q8_0 in a Q4_K_M file) becomes: "int8" (per-channel
 # int8 of its fp32 weights) or "int4" (group-wise 4-bit of them: a second rounding, to fewer bits than published).
-# Measured on the default pair: docs/precision.md.
+# Which is better on the default pair is not measured yet (compare_precisions.py, docs/precision.md).
 WIDER_LAYERS = "int8"
 
 
