@@ -222,8 +222,9 @@ def test_sharing_the_cache_changes_no_output(exit_pair, settings):
     assert settings["method"] != "bild" or rollbacks > 0 or rounds == 0
 
 
-def test_int8_early_exit_shares_and_scores_bit_for_bit(tiny_models):
-    pair = load_pair(tiny_models["llama_target"], "early-exit:2", dtype="int8")
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+def test_quantized_early_exit_shares_and_scores_bit_for_bit(tiny_models, precision):
+    pair = load_pair(tiny_models["llama_target"], "early-exit:2", dtype=precision)
     assert pair.shares_cache
     check_rounds(pair.target.model, pair.draft.model, exact=True)  # batch-invariant scoring: no tolerance
     for prompt in PROMPTS:

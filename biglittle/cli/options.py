@@ -70,7 +70,8 @@ def add_loading_options(parser, *, precisions=PRECISIONS, precision_default: str
         choices=precisions,
         default=precision_default,
         help=f"numbers the models compute with ({default}); int8 (CPU): int8 weights and activations, "
-        "each token scored alone so speculative decoding stays exact; auto: the fastest here, "
+        "each token scored alone so speculative decoding stays exact; int4 (CPU): 4-bit weights (a GGUF's own "
+        "Q4_K blocks where it has them) and bf16 activations, exact in the same way; auto: the fastest here, "
         "measured on one of each model's layers (bf16 or fp16 on a GPU)",
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")

@@ -22,12 +22,16 @@ import torch
 from ..errors import BigLittleError
 from ..files import cache_dir, read_json, write_text_atomically
 
+KEYS = ("int8", "int8_8bit", "bf16", "int4")  # what the probe below says
+
 # The child's checks. With VNNI, fbgemm sums u8 x s8 products exactly in 32 bits, so 8-bit activations are exact;
 # without, it adds pairs of products in 16 bits, which saturates: extreme activations and weights show which.
+# torch's int4 kernel (bf16 activations) must give the exact sums of small numbers, rounded once to bf16, over two
+# groups of 32 and two blocks of output channels (64 + 48 on AVX-512), and the same rows alone as 16 together.
 PROBE = r"""
 import json, warnings, torch
 warnings.simplefilter("ignore")
-result = {"int8": False, "int8_8bit": False, "bf16": False}
+result = {"int8": False, "int8_8bit": False, "bf16": False, "int4": False}
 try:
     g = torch.Generator().manual_seed(0)
     weight = torch.randint(-127, 128, (64, 256), generator=g).float()
@@ -45,6 +49,24 @@ except Exception:
 try:
     a = torch.randn(8, 256).bfloat16()
     result["bf16"] = bool(torch.isfinite(torch.nn.functional.linear(a, torch.randn(128, 256).bfloat16())).all())
+except Exception:
+    pass
+try:
+    g = torch.Generator().manual_seed(1)
+    q = torch.randint(0, 16, (112, 64), generator=g, dtype=torch.int32)
+    scale = 2.0 ** torch.randint(-1, 2, (2, 112), generator=g)
+    zero = torch.randint(-3, 4, (2, 112), generator=g).float()
+    weight = ((q.reshape(112, 2, 32) - 8) * scale.t().unsqueeze(-1) + zero.t().unsqueeze(-1)).reshape(112, 64)
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
+    scales_and_zeros = torch.stack([scale, zero], dim=-1).bfloat16()
+    x = torch.randint(-2, 3, (16, 64), generator=g).bfloat16()
+    out = torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, 32, scales_and_zeros)
+    exact = torch.equal(out, (x.double() @ weight.double().t()).float().bfloat16())
+    x = torch.randn(16, 64, generator=g).bfloat16()
+    together = torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, 32, scales_and_zeros)
+    alone = torch.cat([torch.ops.aten._weight_int4pack_mm_for_cpu(x[i : i + 1], packed, 32, scales_and_zeros)
+                       for i in range(16)])
+    result["int4"] = bool(exact and torch.equal(together, alone))
 except Exception:
     pass
 print(json.dumps(result))
@@ -81,13 +103,14 @@ def _machine_key() -> str:
 @functools.cache
 def capabilities() -> dict[str, bool]:
     """{"int8": fbgemm's int8 kernel runs exactly with 7-bit activations, "int8_8bit": with 8-bit ones (VNNI),
-    "bf16": a bf16 matrix product runs}, tried in a child process on first use and kept per machine."""
+    "bf16": a bf16 matrix product runs, "int4": torch's int4 kernel runs exactly and batch-invariantly}, tried in a
+    child process on first use and kept per machine (a record from before a key was added is tried again)."""
     path = cache_dir() / "cpu" / f"{_machine_key()}.json"
     try:
         stored = read_json(path)
     except BigLittleError:  # a damaged record: try again
         stored = None
-    if stored is not None:
+    if stored is not None and set(KEYS) <= set(stored):
         return stored
     found = _probe()
     try:
@@ -105,4 +128,4 @@ def _probe() -> dict[str, bool]:
             return {key: bool(value) for key, value in json.loads(done.stdout.strip().splitlines()[-1]).items()}
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         pass
-    return {"int8": False, "int8_8bit": False, "bf16": False}  # the child crashed: nothing is known to run
+    return dict.fromkeys(KEYS, False)  # the child crashed: nothing is known to run

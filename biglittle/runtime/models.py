@@ -24,6 +24,8 @@ from transformers import (
 from ..config import PRECISIONS
 from ..errors import BigLittleError
 from .fetch import FETCH_HINT, MARKER
+from .gguf_weights import source_gguf
+from .int4 import quantize_model_int4
 from .quantize import fastest_precision, quantize_model
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # the PRECISIONS that are dtypes
@@ -62,8 +64,8 @@ def load_model(spec: str, dtype: str = "fp32", device: str | torch.device = "cpu
     """Load a model and its tokenizer from a hub id, a local directory, or a `.gguf` file."""
     if dtype not in PRECISIONS:
         raise BigLittleError(f"unknown precision {dtype!r}; choose one of {', '.join(PRECISIONS)}")
-    if dtype == "int8" and str(device).split(":")[0] != "cpu":  # before the device check: the more useful message
-        raise BigLittleError(f"int8 runs on the CPU only, not {device}; on a GPU choose bf16 or fp16 (or auto)")
+    if dtype in ("int8", "int4") and str(device).split(":")[0] != "cpu":  # before the device check: more useful
+        raise BigLittleError(f"{dtype} runs on the CPU only, not {device}; on a GPU choose bf16 or fp16 (or auto)")
     device = checked_device(device)
     location, extra = _resolve(spec)
     try:
@@ -78,6 +80,8 @@ def load_model(spec: str, dtype: str = "fp32", device: str | torch.device = "cpu
     precision = fastest_precision(model) if dtype == "auto" else dtype
     if precision == "int8":
         quantize_model(model)
+    elif precision == "int4":
+        quantize_model_int4(model, source_gguf(spec))
     else:
         model.to(DTYPES[precision])
     return LoadedModel(spec, model, tokenizer)

@@ -55,6 +55,8 @@ def activation_range() -> tuple[int, int]:
 class Int8Linear(nn.Module):
     """y = x W^T + b, W in int8 per output channel, x in int8 per row: rows never influence each other."""
 
+    precision = "int8"  # what precision_of reports for a model with such layers
+
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
         self.out_features, self.in_features = weight.shape
@@ -327,16 +329,18 @@ def weight_bytes(model: nn.Module) -> int:
     for module in model.modules():
         if isinstance(module, Int8Linear):
             total += module.in_features * module.out_features  # int8; per-channel scales are negligible
+        elif getattr(module, "precision", None) == "int4":  # 4-bit integers, a bf16 scale and offset per 32
+            total += module._packed.nbytes + module.scales_and_zeros.nbytes
         elif isinstance(module, (nn.Linear, Conv1D)):
             total += module.weight.numel() * module.weight.element_size()
     return total
 
 
 def precision_of(model: nn.Module) -> str:
-    """'int8' for a quantized model, else its parameters' dtype (what tells cost profiles apart)."""
-    if any(isinstance(module, Int8Linear) for module in model.modules()):
-        return "int8"
-    return str(next(model.parameters()).dtype)
+    """'int4' or 'int8' for a quantized model (int4 where any layer is: its other layers may be int8), else its
+    parameters' dtype (what tells cost profiles apart)."""
+    found = {getattr(module, "precision", None) for module in model.modules()}
+    return next((name for name in ("int4", "int8") if name in found), str(next(model.parameters()).dtype))
 
 
 def scoring_gap(runner, context: list[int], new: list[int]) -> float:

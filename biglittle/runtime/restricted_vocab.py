@@ -14,23 +14,27 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import BigLittleError
+from .int4 import Int4Linear
 from .quantize import Int8Linear
 
 
 class RestrictedHead(nn.Module):
     """The rows of an output layer for `token_ids`, writing -inf logits for every other token.
 
-    An int8 output layer stays int8 (its rows re-quantized per row give back the very same integers and scales), so
-    the restricted layer reads K/V of the full one's bytes per step, not an fp32 copy of the rows.
+    An int8 output layer stays int8 (its rows re-quantized per row give back the very same integers and scales), and
+    an int4 one int4, so the restricted layer reads K/V of the full one's bytes per step, not an fp32 copy of the rows.
     """
 
     def __init__(self, head: nn.Module, token_ids: torch.Tensor):
         super().__init__()
+        self.vocab_rows = getattr(head, "out_features", None) or head.weight.shape[0]
+        self.register_buffer("token_ids", token_ids)
+        if isinstance(head, Int4Linear):  # its rows' own integers, scales and zeros
+            self.scores: nn.Module = head.rows(token_ids)
+            return
         rows = head.weight.detach()[token_ids]  # an Int8Linear's weight is dequantized: a copy, freed below
         bias = getattr(head, "bias", None)
         bias = None if bias is None else bias.detach()[token_ids].clone()
-        self.vocab_rows = getattr(head, "out_features", None) or head.weight.shape[0]
-        self.register_buffer("token_ids", token_ids)
         self.scores = Int8Linear(rows, bias) if isinstance(head, Int8Linear) else _frozen_linear(rows, bias)
 
     @property
