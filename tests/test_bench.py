@@ -360,6 +360,12 @@ def test_new_tokens_per_task_and_for_every_task():
     assert set(resolve_options("all", max_new_tokens=5).max_new_tokens.values()) == {5}
 
 
+def test_a_list_of_tasks():
+    assert resolve_options("code,translation").tasks == ("code", "translation")
+    with pytest.raises(BigLittleError, match="unknown task 'poetry'"):
+        resolve_options("translation,poetry")
+
+
 def test_only_keeps_the_baseline_and_the_matching_settings():
     settings = build_settings(resolve_options("all", quick=True, only="tree auto (l*,hybrid γ=2"))
     assert settings[0].label == "Vanilla (large)"

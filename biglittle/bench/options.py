@@ -70,11 +70,13 @@ def resolve_options(
     only: str | None = None,
 ) -> BenchOptions:
     """Options from the command line's strings; what is not given takes the full or the --quick default."""
-    if task not in (*TASKS, "all"):
-        raise BigLittleError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}, all")
+    tasks = TASKS if task == "all" else tuple(dict.fromkeys(_items(task, "--task")))
+    for name in tasks:
+        if name not in TASKS:
+            raise BigLittleError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}, all (or a list)")
     pick = 1 if quick else 0
     options = BenchOptions(
-        tasks=TASKS if task == "all" else (task,),
+        tasks=tasks,
         n=n if n is not None else DEFAULTS["n"][pick],
         max_new_tokens={
             **{name: budgets[pick] for name, budgets in MAX_NEW_TOKENS.items()},
@@ -132,7 +134,7 @@ def tune_options(
     allow_other_commit: bool = False,
 ) -> TuneOptions:
     """Options from the command line's strings, checked before any model is loaded."""
-    if task == "all":
+    if task == "all" or "," in task:
         raise BigLittleError("tune-bild tunes one task at a time: --task translation or --task summarization")
     require_tuning_task(task, "tune-bild")
     tolerance = TUNE_DEFAULTS["tolerance"] if tolerance is None else tolerance

@@ -101,7 +101,11 @@ def _add_bench(commands) -> None:
         "generation, appended as it ends: rerun the same command after an interruption and it resumes),\n"
         "results.json, report.md and PNG plots. See docs/bench.md for how to read them.",
     )
-    p.add_argument("--task", default="all", help="translation, summarization, code (HumanEval) or all (default all)")
+    p.add_argument(
+        "--task",
+        default="all",
+        help="translation, summarization, code (HumanEval), a comma-separated list of them, or all (default all)",
+    )
     p.add_argument(
         "--n",
         type=int,
