@@ -20,7 +20,6 @@ from .config import (
     generation_defaults,
     parse_draft_spec,
     task_of,
-    with_builtin_speculation,
 )
 from .cost.bild_thresholds import thresholds_path, tuned_thresholds
 from .cost.profile import CostProfile, measure_overhead, measure_profile, profile_path
@@ -103,8 +102,6 @@ class ModelPair:
                 target.model, draft.model if draft else None, vocab_size
             )
         self.shares_cache = isinstance(self.target_runner, ExitTargetRunner)
-        # The built-in tree default needs the built-in little model (an early exit or another tokenizer: chains).
-        self.builtin_draft = builtin and not self.shares_cache and self.bridge is None
         lengths = [m.context_length for m in (target, draft) if m is not None and m.context_length]
         self.max_length = min(lengths) if lengths else 1 << 30
         self._profile: CostProfile | None = None
@@ -142,17 +139,12 @@ class ModelPair:
     ) -> tuple[list[int], GenerationConfig]:
         """The prompt's token ids and the settings a generation of it runs with, checked (BigLittleError if bad).
 
-        `settings` override fields of `config` (default: `defaults`, and for the built-in pair's speculative
-        decoding, a tree of the little model's and the text's candidates unless `settings` name gamma, tree or
-        drafter); tuned BiLD thresholds are looked up.
+        `settings` override fields of `config` (default: `defaults`); tuned BiLD thresholds are looked up.
         """
         unknown = set(settings) - set(SETTING_NAMES)
         if unknown:
             raise BigLittleError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        if config is None:
-            config = with_builtin_speculation(replace(self.defaults, **settings), settings, self.builtin_draft)
-        else:
-            config = replace(config, **settings)
+        config = replace(config or self.defaults, **settings)
         config.validate()
         if config.needs_draft_model and self.draft_runner is None:
             raise BigLittleError(

@@ -8,7 +8,6 @@ methods need a little model, and the built-in pair's own defaults.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -237,22 +236,10 @@ def choose_method(
 # speculation cannot pay) and the fastest precision measured on this machine. Named models: the dataclass defaults.
 BUILTIN_PAIR_DEFAULTS: dict = {"chat": True, "gamma": AUTO}  # GenerationConfig fields
 BUILTIN_PAIR_PRECISION, NAMED_MODEL_PRECISION = AUTO, "fp32"
-# The built-in pair's speculative decoding when its shape is not named (no gamma, tree or drafter): a tree chosen
-# per round from this machine's costs, of the little model's and the text's candidates, the fastest exact
-# configuration measured here (docs/bench.md#results). A chain's --gamma auto is one flag away.
-BUILTIN_SPECULATION: dict = {"tree": AUTO, "drafter": "hybrid"}
-SPECULATION_SHAPE = ("gamma", "tree", "drafter")  # naming any of these turns BUILTIN_SPECULATION off
 
 
 def generation_defaults(is_builtin_pair: bool) -> GenerationConfig:
     return replace(GenerationConfig(), **BUILTIN_PAIR_DEFAULTS) if is_builtin_pair else GenerationConfig()
-
-
-def with_builtin_speculation(config: GenerationConfig, named: Iterable[str], is_builtin_pair: bool) -> GenerationConfig:
-    """`config` with the built-in pair's speculative default, unless the caller `named` a setting of its shape."""
-    if is_builtin_pair and config.method == "speculative" and not set(named) & set(SPECULATION_SHAPE):
-        return replace(config, **BUILTIN_SPECULATION)
-    return config
 
 
 def default_precision(is_builtin_pair: bool) -> str:

@@ -478,6 +478,20 @@ def test_summary_picks_the_fastest_bild_within_one_point_for_each_draft():
     )
 
 
+def test_summary_keeps_chains_and_trees_of_one_drafter_apart():
+    chain, tree = (
+        _row("hybrid γ=4", "main", "speculative", 20.0, 1.2, "ngram"),
+        _row("tree auto (merged)", "main", "speculative", 20.0, 1.4, "trees"),
+    )
+    chain["setting"]["drafter"] = tree["setting"]["drafter"] = "hybrid"
+    tree["setting"]["tree"] = "auto"
+    picks = {
+        name: row["label"]
+        for name, row in summary_rows([_row("Vanilla (large)", "main", "ar", 20.0, 1.0), chain, tree])
+    }
+    assert picks["Hybrid (best)"] == "hybrid γ=4" and picks["Tree (best)"] == "tree auto (merged)"
+
+
 def test_a_resumed_run_refuses_another_commit_unless_told_and_another_draft_vocabulary(
     decoder_pair, tmp_path, monkeypatch
 ):
