@@ -85,3 +85,18 @@ def test_the_plan_grows_deeper_where_the_little_model_is_cheap_and_not_at_all_wh
     assert one_level.speedup == pytest.approx(1.9 / 1.15)
     steep = plan(costs(draft=0.05, verify=[float(k) for k in range(1, 17)]), top_heavy, max_depth=6)
     assert steep.nodes == 0 and steep.speedup < 1  # the little model's first pass was spent for nothing
+
+
+def test_with_lookups_the_first_rounds_are_theirs_and_the_first_probe_brings_the_little_model_in():
+    policy = TreePolicy(costs(), width=2, max_depth=4, probe_every=4, model_first=False)
+    assert [policy.use_model() for _ in range(3)] == [False, False, False]  # its first pass would read the prompt
+    policy.learn_round(tokens=3, cost=3.0)  # lookups alone: 1 per step
+    assert policy.use_model()  # the 4th round probes it
+    policy.learn_round(tokens=4, cost=2.0)  # 2 per step: it paid more
+    assert policy.use_model()
+
+
+def test_a_cost_curve_that_dips_by_noise_is_read_as_never_falling():
+    dipping = TreeCosts([1.0, 0.82, 0.81, 1.09], 0.4, [1.0, 0.9, 1.2])
+    assert [dipping.verification(n) for n in range(4)] == [1.0, 1.0, 1.0, 1.09]
+    assert dipping.level(2) == pytest.approx(0.4) and dipping.level(3) == pytest.approx(0.48)

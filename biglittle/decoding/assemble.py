@@ -66,7 +66,7 @@ def _tree_drafter(
     profile = cost_profile()
     costs = TreeCosts(profile.verify_cost, profile.draft_cost, profile.draft_verify_cost or profile.verify_cost)
     max_nodes = len(profile.verify_cost) - 1  # as far as T(k) was measured
-    policy = TreePolicy(costs, config.tree_width, config.tree_depth, max_nodes)
+    policy = TreePolicy(costs, config.tree_width, config.tree_depth, max_nodes, model_first=not lookup)
     shape = TreeShape(max_nodes, config.tree_depth, config.tree_width)
     return TreeDrafter(little, shape, eos_token_ids, lookup=lookup, max_ngram=config.max_ngram, policy=policy)
 
