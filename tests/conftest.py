@@ -7,6 +7,7 @@ which is what the decoding methods react to. Untrained models would be nearly un
 
 from __future__ import annotations
 
+import functools
 import random
 
 import pytest
@@ -69,6 +70,18 @@ def pytest_addoption(parser):
     )
     parser.addoption("--serve-url", help="with --run-browser: test the page of this running `biglittle serve`")
     parser.addoption("--screenshot", help="with --run-browser: save a screenshot of the page here")
+    parser.addoption("--device", default="cpu", help="load the tiny pairs on this torch device (the GPU check: cuda)")
+
+
+def pytest_configure(config):
+    """--device: every `load_pair` of the tests puts its models there (scripts/gpu_check.sh runs the suite so)."""
+    device = config.getoption("--device")
+    if device != "cpu":
+        import biglittle
+        import biglittle.api
+
+        load_pair = functools.partial(biglittle.api.load_pair, device=device)
+        biglittle.load_pair = biglittle.api.load_pair = load_pair  # type: ignore[assignment]
 
 
 OPT_INS = {

@@ -91,7 +91,8 @@ def memoized(model, vocab: int):
     @torch.no_grad()
     def next_logits(prefix):
         if prefix not in memo:
-            memo[prefix] = model(torch.tensor([prefix])).logits[0, -1, :vocab].float()
+            ids = torch.tensor([prefix], device=model.device)  # the model may sit on a GPU (--device); scripts run here
+            memo[prefix] = model(ids).logits[0, -1, :vocab].float().cpu()
         return memo[prefix]
 
     return next_logits

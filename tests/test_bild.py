@@ -99,16 +99,20 @@ def full_forward_logits(model, token_ids):
 def test_caches_after_rollbacks_match_a_fresh_forward(request, pair_name):
     pair = request.getfixturevalue(pair_name)
     prompt_ids = pair.encode("the old man")
-    result = pair.generate(
-        prompt_ids,
-        method="bild",
-        fallback_threshold=0.5,
-        rollback_threshold=0.5,
-        max_new_tokens=40,
-        temperature=1.0,
-        seed=3,
+    runs = (
+        pair.generate(
+            prompt_ids,
+            method="bild",
+            fallback_threshold=0.5,
+            rollback_threshold=0.5,
+            max_new_tokens=40,
+            temperature=1.0,
+            seed=seed,
+        )
+        for seed in range(3, 23)
     )
-    assert result.stats.rollbacks > 0
+    result = next((run for run in runs if run.stats.rollbacks > 0), None)  # the first seed with rollbacks
+    assert result is not None, "no rollback in 20 seeds: nothing tested"
     tokens = prompt_ids + result.token_ids
     # The draft first: a target sharing its cache then finds layers 1..L done and runs the deeper ones only.
     for runner, loaded in ((pair.draft_runner, pair.draft), (pair.target_runner, pair.target)):
