@@ -6,7 +6,7 @@ import pytest
 from conftest import PROMPTS
 
 from biglittle.cost.gamma import GammaChooser
-from biglittle.cost.profile import CostProfile
+from biglittle.cost.profile import CostProfile, profile_steps
 from biglittle.cost.theory import best_gamma
 
 
@@ -67,7 +67,7 @@ def test_measured_profile_is_kept_and_reused(decoder_pair, tmp_path, monkeypatch
     decoder_pair._profile = None
     steps = []
     measured = decoder_pair.cost_profile(progress=lambda: steps.append(1))
-    assert len(steps) == 32  # k = 1..16 for each model
+    assert len(steps) == profile_steps(16, has_draft=True) == 192  # k = 1..16 for each model, in 6 sweeps
     assert len(measured.verify_cost) == len(measured.draft_verify_cost) == 16 and measured.draft_step_s > 0
     assert measured.verify_cost[0] == measured.draft_verify_cost[0] == 1.0
     assert set(measured.overhead) == {"ar", "speculative"} and all(0 <= s < 1 for s in measured.overhead.values())

@@ -55,34 +55,14 @@ class CostProfile:
         return cls(**json.loads(text))
 
 
-def time_forward(
-    runner: Runner, prompt: list[int], num_tokens: int, repeats: int, drafted_by: Runner | None = None
-) -> float:
-    """Median seconds to score `num_tokens` new tokens after a cache as long as `prompt`.
-
-    `drafted_by`, an early exit sharing the runner's cache: it first runs the new tokens but the last,
-    as in a verification of its proposals.
-    """
-    tokens = runner.start(prompt)
-    if runner.is_encoder_decoder:
-        tokens = tokens + prompt  # a decoder history as long as the prompt
-    runner.forward(tokens, 1)
-    times = []
-    for _ in range(repeats):
-        runner.crop(len(tokens))
-        if drafted_by is not None and num_tokens > 1:
-            drafted_by.forward(tokens + prompt[: num_tokens - 1], 1)
-        started = time.perf_counter()
-        runner.forward(tokens + prompt[:num_tokens], num_tokens)
-        times.append(time.perf_counter() - started)
-    return median(times)
+PROFILE_REPEATS = 5  # timed sweeps of every k
 
 
 def measure_profile(
     target: Runner,
     draft: Runner | None,
     max_k: int = 16,
-    repeats: int = 3,
+    repeats: int = PROFILE_REPEATS,
     context_tokens: int = 192,
     progress=None,
     shared_cache: bool = False,
@@ -90,24 +70,21 @@ def measure_profile(
     """Measure T(k) for k = 1..max_k of each model after a `context_tokens`-long cache (random ids, fixed seed);
     with `shared_cache` (an early-exit draft sharing the target's cache) also the target's T(k) after the draft.
 
-    `progress()` is called after each of the `profile_steps(max_k, draft is not None, shared_cache)` measurements.
+    `progress()` is called after each of the `profile_steps(max_k, draft is not None, shared_cache, repeats)` passes.
     """
-
-    def curve(runner: Runner, drafted_by: Runner | None = None) -> list[float]:
-        # Random ids of the runner's own vocabulary (a draft with another tokenizer may have fewer).
-        generator = torch.Generator().manual_seed(0)
-        prompt = torch.randint(0, runner.vocab_size, (max(context_tokens, max_k),), generator=generator).tolist()
-        time_forward(runner, prompt, 1, 1, drafted_by)  # untimed: first calls allocate and initialise
-        times = []
-        for k in range(1, max_k + 1):
-            times.append(time_forward(runner, prompt, k, repeats, drafted_by))
-            if progress is not None:
-                progress()
-        return times
-
-    target_times = curve(target)
-    draft_times = curve(draft) if draft is not None else None
-    reuse_times = curve(target, draft) if shared_cache else None
+    draft_times: list[float] | None = None
+    reuse_times: list[float] | None = None
+    if shared_cache and draft is not None:  # one cache for both models: one curve after the other
+        target_times, draft_times, reuse_times = (
+            _curves([plan], max_k, repeats, context_tokens, progress)[0]
+            for plan in ((target, None), (draft, None), (target, draft))
+        )
+    else:
+        plans: list[tuple[Runner, Runner | None]] = [(target, None)]
+        if draft is not None:
+            plans.append((draft, None))
+        target_times, *rest = _curves(plans, max_k, repeats, context_tokens, progress)
+        draft_times = rest[0] if rest else None
     return CostProfile(
         target_times[0],
         draft_times[0] if draft_times else None,
@@ -118,6 +95,51 @@ def measure_profile(
         draft_weight_bytes=weight_bytes(draft.model) if draft is not None else None,
         memory_bandwidth=measure_bandwidth(),
     )
+
+
+def _curves(
+    plans: list[tuple[Runner, Runner | None]], max_k: int, repeats: int, context_tokens: int, progress
+) -> list[list[float]]:
+    """Median seconds of a pass over k = 1..max_k new tokens for each (runner, the early exit that ran the tokens
+    first or None). Timed in sweeps, every k of every plan in turn, `repeats` times after an untimed warm-up sweep:
+    these machines' speed drifts by up to 25% within minutes, and drift that touches every k and both models alike
+    leaves their ratios alone, where timing one k (or one model) after another bent the curve. Each plan's turn
+    starts with an untimed pass: the first pass of a model after the other model ran is slower (by 20% for the
+    1.5B here), which would otherwise fall on k = 1 every time."""
+    contexts = [_prefilled(runner, max(context_tokens, max_k)) for runner, _ in plans]
+    times: list[list[list[float]]] = [[[] for _ in range(max_k)] for _ in plans]
+    for sweep in range(repeats + 1):
+        for (runner, drafted_by), (tokens, prompt), plan_times in zip(plans, contexts, times):
+            _time_pass(runner, tokens, prompt, 1, drafted_by)  # untimed: back to this model
+            for k in range(1, max_k + 1):
+                seconds = _time_pass(runner, tokens, prompt, k, drafted_by)
+                if sweep:
+                    plan_times[k - 1].append(seconds)
+                if progress is not None:
+                    progress()
+    return [[median(k_times) for k_times in plan_times] for plan_times in times]
+
+
+def _prefilled(runner: Runner, length: int) -> tuple[list[int], list[int]]:
+    """(the runner's cached tokens, random ids of its own vocabulary to score after them): a draft with another
+    tokenizer may have fewer ids."""
+    prompt = torch.randint(0, runner.vocab_size, (length,), generator=torch.Generator().manual_seed(0)).tolist()
+    tokens = runner.start(prompt)
+    if runner.is_encoder_decoder:
+        tokens = tokens + prompt  # a decoder history as long as the prompt
+    runner.forward(tokens, 1)
+    return tokens, prompt
+
+
+def _time_pass(runner: Runner, tokens: list[int], prompt: list[int], k: int, drafted_by: Runner | None) -> float:
+    """Seconds to score k new tokens after `tokens`; `drafted_by`, an early exit sharing the runner's cache, first
+    runs them but the last, as in a verification of its proposals."""
+    runner.crop(len(tokens))
+    if drafted_by is not None and k > 1:
+        drafted_by.forward(tokens + prompt[: k - 1], 1)
+    started = time.perf_counter()
+    runner.forward(tokens + prompt[:k], k)
+    return time.perf_counter() - started
 
 
 def measure_bandwidth(size_bytes: int = 1 << 29, repeats: int = 5) -> float:
@@ -133,8 +155,8 @@ def measure_bandwidth(size_bytes: int = 1 << 29, repeats: int = 5) -> float:
     return size_bytes / fastest
 
 
-def profile_steps(max_k: int, has_draft: bool, shared_cache: bool = False) -> int:
-    return max_k * (1 + has_draft + shared_cache)
+def profile_steps(max_k: int, has_draft: bool, shared_cache: bool = False, repeats: int = PROFILE_REPEATS) -> int:
+    return max_k * (1 + has_draft + shared_cache) * (repeats + 1)
 
 
 def profile_path(cache: Path, *identity: str) -> Path:
