@@ -20,6 +20,7 @@ from .config import (
     generation_defaults,
     parse_draft_spec,
     task_of,
+    with_builtin_speculation,
 )
 from .cost.bild_thresholds import thresholds_path, tuned_thresholds
 from .cost.profile import CostProfile, measure_overhead, measure_profile, profile_path
@@ -102,6 +103,9 @@ class ModelPair:
                 target.model, draft.model if draft else None, vocab_size
             )
         self.shares_cache = isinstance(self.target_runner, ExitTargetRunner)
+        # The built-in lookup default is for the built-in pair with its own little model: a draft named by the user
+        # (an early exit, another tokenizer) is there to be used.
+        self.builtin_draft = builtin and not self.shares_cache and self.bridge is None
         lengths = [m.context_length for m in (target, draft) if m is not None and m.context_length]
         self.max_length = min(lengths) if lengths else 1 << 30
         self._profile: CostProfile | None = None
@@ -139,12 +143,17 @@ class ModelPair:
     ) -> tuple[list[int], GenerationConfig]:
         """The prompt's token ids and the settings a generation of it runs with, checked (BigLittleError if bad).
 
-        `settings` override fields of `config` (default: `defaults`); tuned BiLD thresholds are looked up.
+        `settings` override fields of `config` (default: `defaults`, and for the built-in pair, prompt lookup
+        drafting sized by its matches unless `settings` name method, gamma, tree or drafter); tuned BiLD thresholds
+        are looked up.
         """
         unknown = set(settings) - set(SETTING_NAMES)
         if unknown:
             raise BigLittleError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        config = replace(config or self.defaults, **settings)
+        if config is None:
+            config = with_builtin_speculation(replace(self.defaults, **settings), settings, self.builtin_draft)
+        else:
+            config = replace(config, **settings)
         config.validate()
         if config.needs_draft_model and self.draft_runner is None:
             raise BigLittleError(

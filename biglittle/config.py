@@ -8,6 +8,7 @@ methods need a little model, and the built-in pair's own defaults.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -236,10 +237,23 @@ def choose_method(
 # speculation cannot pay) and the fastest precision measured on this machine. Named models: the dataclass defaults.
 BUILTIN_PAIR_DEFAULTS: dict = {"chat": True, "gamma": AUTO}  # GenerationConfig fields
 BUILTIN_PAIR_PRECISION, NAMED_MODEL_PRECISION = AUTO, "fp32"
+# The built-in pair's decoding when none of method, gamma, tree or drafter is named: tokens looked up in the text
+# so far, as many a round as the match that found them pays for (cost/lookup_lengths.py), the fastest exact
+# configuration measured on a CPU (docs/bench.md#results), where the 0.5B little model costs more than it saves.
+# `--method speculative` is the little model's speculative decoding.
+BUILTIN_SPECULATION: dict = {"drafter": "ngram", "gamma": AUTO}
+SPECULATION_SHAPE = ("method", "gamma", "tree", "drafter")  # naming any of these turns BUILTIN_SPECULATION off
 
 
 def generation_defaults(is_builtin_pair: bool) -> GenerationConfig:
     return replace(GenerationConfig(), **BUILTIN_PAIR_DEFAULTS) if is_builtin_pair else GenerationConfig()
+
+
+def with_builtin_speculation(config: GenerationConfig, named: Iterable[str], is_builtin_pair: bool) -> GenerationConfig:
+    """`config` with the built-in pair's speculative default, unless the caller `named` a setting of its shape."""
+    if is_builtin_pair and config.method == "speculative" and not set(named) & set(SPECULATION_SHAPE):
+        return replace(config, **BUILTIN_SPECULATION)
+    return config
 
 
 def default_precision(is_builtin_pair: bool) -> str:

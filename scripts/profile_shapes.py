@@ -42,8 +42,9 @@ def main() -> None:
     draft = random_model(args.draft_config, dtype, args.device)
     profile = measure_profile(target, draft, max_k=args.max_k, repeats=args.repeats)
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
-    print(f"{device}, {args.dtype}, random weights: T(1) = {1000 * profile.target_step_s:.2f} ms, c = {profile.draft_cost:.3f}")
-    print("T(k)/T(1), k = 1..%d: %s" % (args.max_k, " ".join(f"{cost:.2f}" for cost in profile.verify_cost)))
+    step_ms = 1000 * profile.target_step_s
+    print(f"{device}, {args.dtype}, random weights: T(1) = {step_ms:.2f} ms, c = {profile.draft_cost:.3f}")
+    print(f"T(k)/T(1), k = 1..{args.max_k}: " + " ".join(f"{cost:.2f}" for cost in profile.verify_cost))
     if args.out:
         Path(args.out).write_text(json.dumps({"device": device, "dtype": args.dtype, **asdict(profile)}, indent=1))
 

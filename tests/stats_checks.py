@@ -67,9 +67,9 @@ def exact_distribution(pair, prompt, sampling):
     prompt_ids = pair.encode(prompt)
     vocab = pair.target_runner.vocab_size
     with torch.no_grad():
-        first = warp_probs(model(torch.tensor([prompt_ids])).logits[0, -1, :vocab], sampling)
+        first = warp_probs(model(torch.tensor([prompt_ids], device=model.device)).logits[0, -1, :vocab], sampling)
         candidates = first.nonzero()[:, 0].tolist()
-        batch = torch.tensor([prompt_ids + [token] for token in candidates])
+        batch = torch.tensor([prompt_ids + [token] for token in candidates], device=model.device)
         second = warp_probs(model(batch).logits[:, -1, :vocab], sampling)
     eos = pair.target.eos_token_ids
     distribution = {(x1, None): float(first[x1]) for x1 in candidates if x1 in eos}

@@ -91,7 +91,7 @@ def test_bild_samples_at_temperature_above_zero(decoder_pair):
 
 def full_forward_logits(model, token_ids):
     with torch.no_grad():
-        return model(torch.tensor([token_ids])).logits[0, -1]
+        return model(torch.tensor([token_ids], device=model.device)).logits[0, -1]
 
 
 @pytest.mark.models  # its pairs come through request.getfixturevalue

@@ -34,6 +34,15 @@ def exact_pair(tiny_models, request):
     return load_pair(tiny_models["llama_target"], tiny_models["gpt2_draft"], dtype=dtype)
 
 
+def assert_same(actual, expected):
+    """Bit for bit on a CPU (the int8 pair is batch-invariant); a GPU's fp32 kernels change with the number of rows
+    (the GPU check), so there to within rounding."""
+    if actual.device.type == "cpu":
+        assert torch.equal(actual, expected)
+    else:
+        torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5)
+
+
 def paths_to(parents):
     """Every node's path from the root, as a list of nodes."""
     paths = []
@@ -87,7 +96,7 @@ def test_a_tree_fed_level_by_level_gives_the_same_logits_as_in_one_pass(exact_pa
     rows = [levels.forward_tree(tokens, TREE_TOKENS, TREE_PARENTS, [])]  # the committed text: the root's row
     for feed in ([0, 1], [2, 3], [4, 5]):
         rows.append(levels.forward_tree(tokens, TREE_TOKENS, TREE_PARENTS, feed))
-    assert torch.equal(torch.cat(rows), all_at_once)
+    assert_same(torch.cat(rows), all_at_once)
 
 
 @pytest.mark.parametrize("path", [(), (0,), (0, 2), (0, 2, 5), (1, 3)])
@@ -104,9 +113,10 @@ def test_after_a_tree_round_the_cache_holds_exactly_the_accepted_path(exact_pair
     next_token = 7
     continued = runner.forward(kept + [next_token], 1)[0]
     fresh, fresh_logits = ar_runner(model, kept + [next_token])
-    assert torch.equal(continued, fresh_logits)
+    assert_same(continued, fresh_logits)
     for layer, fresh_layer in zip(runner._cache.layers, fresh._cache.layers):
-        assert torch.equal(layer.keys, fresh_layer.keys) and torch.equal(layer.values, fresh_layer.values)
+        assert_same(layer.keys, fresh_layer.keys)
+        assert_same(layer.values, fresh_layer.values)
 
 
 def test_cropping_into_unretained_tree_nodes_is_refused(tiny_models):

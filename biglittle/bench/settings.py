@@ -113,6 +113,8 @@ def build_settings(options: BenchOptions, cross_tokenizer_drafts: frozenset[str]
                 Setting(f"{drafter} γ={gamma}", "ngram", method="speculative", drafter=drafter, gamma=gamma)
                 for gamma in options.gammas
             ]
+        # Lookups sized by their match (cost/lookup_lengths.py): the built-in pair's default.
+        settings.append(Setting("ngram γ=auto", "ngram", method="speculative", drafter="ngram", gamma="auto"))
     if "trees" in families:
         settings += [
             Setting(

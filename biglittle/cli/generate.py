@@ -7,7 +7,13 @@ import json
 import sys
 from dataclasses import replace
 
-from ..config import GenerationConfig, choose_method, generation_defaults
+from ..config import (
+    SPECULATION_SHAPE,
+    GenerationConfig,
+    choose_method,
+    generation_defaults,
+    with_builtin_speculation,
+)
 from ..errors import BigLittleError
 from .options import add_model_options, add_setting, check_measurements_writable, count_or_auto, load_models, resolve
 
@@ -37,8 +43,8 @@ def _add_generate(commands) -> None:
     method = p.add_argument_group("method")
     add_setting(method, "method", default=None, help=_SETTING_HELP["method"])
     add_setting(method, "gamma", type=count_or_auto, default=None, help=_SETTING_HELP["gamma"])
-    for name in ("drafter", "max_ngram"):
-        add_setting(method, name)
+    add_setting(method, "drafter", default=None, help=_SETTING_HELP["drafter"])
+    add_setting(method, "max_ngram")
     add_setting(method, "draft_text", metavar="TASK|FILE")
     add_setting(method, "draft_smoothing", metavar="K")
     add_setting(method, "tree", type=count_or_auto, metavar="N|auto")
@@ -81,18 +87,20 @@ def _add_generate(commands) -> None:
 
 _FIELD_HELP = {
     name: GenerationConfig.__dataclass_fields__[name].metadata["help"]
-    for name in ("method", "gamma", "bild_thresholds")
+    for name in ("method", "gamma", "drafter", "bild_thresholds")
 }
 _SETTING_HELP = {
     "method": _FIELD_HELP["method"] + " (default: speculative when there is a draft, else ar)",
-    "gamma": _FIELD_HELP["gamma"] + " (default: auto for the built-in pair, else 4)",
+    "gamma": _FIELD_HELP["gamma"] + " (default: auto for the built-in pair, else 4; with --drafter ngram, auto "
+    "sizes each proposal by the match that found it)",
+    "drafter": _FIELD_HELP["drafter"] + " (default model; the built-in pair, when none of --method, --gamma, "
+    "--tree, --drafter is given: --drafter ngram --gamma auto, the fastest exact configuration measured on a CPU)",
     "bild_thresholds": _FIELD_HELP["bild_thresholds"] + "; implies --method bild",
 }
 
 
 # Settings the command line passes on unchanged (the others have command-line defaults of their own).
 GIVEN_AS_IS = (
-    "drafter",
     "max_ngram",
     "draft_text",
     "draft_smoothing",
@@ -112,20 +120,25 @@ GIVEN_AS_IS = (
 )
 
 
-def generation_config(args, builtin: bool, has_draft: bool) -> GenerationConfig:
-    """The command line's settings over the pair's defaults (the built-in pair's: chat template, gamma auto)."""
+def generation_config(args, builtin: bool, has_draft: bool, builtin_draft: bool = True) -> GenerationConfig:
+    """The command line's settings over the pair's defaults (the built-in pair's: chat template, gamma auto, and
+    lookup drafting where no setting of its shape is named and its own little model is the draft)."""
     defaults = generation_defaults(builtin)
-    method = choose_method(args.method, has_draft=has_draft, drafter=args.drafter, bild_thresholds=args.bild_thresholds)
+    drafter = args.drafter or defaults.drafter
+    method = choose_method(args.method, has_draft=has_draft, drafter=drafter, bild_thresholds=args.bild_thresholds)
     given = {name: getattr(args, name) for name in GIVEN_AS_IS}
-    return replace(
+    config = replace(
         defaults,
         method=method,
         **given,
+        drafter=drafter,
         gamma=args.gamma if args.gamma is not None else defaults.gamma,
         max_little_steps=args.max_little_steps or None,
         stop=tuple(args.stop),
         chat=args.chat if args.chat is not None else defaults.chat,
     )
+    named = [name for name in SPECULATION_SHAPE if getattr(args, name) is not None]
+    return with_builtin_speculation(config, named, builtin and builtin_draft)
 
 
 def _run_generate(args) -> int:
@@ -139,7 +152,8 @@ def _run_generate(args) -> int:
         raise BigLittleError("--json prints one object at the end; it cannot be combined with --stream")
     stream = not args.json and (args.stream if args.stream is not None else sys.stdout.isatty())
     spec, precision = resolve(args)
-    config = generation_config(args, spec.builtin, has_draft=spec.draft is not None)
+    # A draft named by the user (an early exit of the built-in target) is there to be used: no lookup default.
+    config = generation_config(args, spec.builtin, has_draft=spec.draft is not None, builtin_draft=args.draft is None)
     config.validate()  # before the slow model loading
     pair = load_models(args, spec, precision, with_draft=config.needs_draft_model)
     if stream:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..config import MODEL_FREE_DRAFTERS, TRIVIAL_DRAFTERS, GenerationConfig
+from ..config import AUTO, MODEL_FREE_DRAFTERS, TRIVIAL_DRAFTERS, GenerationConfig
 from ..cost.gamma import GammaChooser
+from ..cost.lookup_lengths import LookupLengths
 from ..cost.profile import CostProfile
 from ..cost.tree_policy import TreeCosts, TreePolicy
 from ..errors import BigLittleError
@@ -43,6 +44,9 @@ def build_drafter(
         return _tree_drafter(config, draft, eos_token_ids, cost_profile)
     ngram = NgramDrafter(target.vocab_size, eos_token_ids, config.max_ngram, target.is_encoder_decoder)
     if config.drafter == "ngram":
+        if config.gamma == AUTO:  # the drafter sizes each round's proposal by the match that found it
+            costs = _tree_costs(cost_profile())
+            ngram.lengths = LookupLengths(costs, max_tokens=len(costs.verify) - 1)
         return ngram
     if draft is None:
         raise BigLittleError(f"method {config.method!r} needs a draft (little) model")
@@ -63,12 +67,15 @@ def _tree_drafter(
     if isinstance(config.tree, int):
         shape = TreeShape(config.tree, config.tree_depth, config.tree_width)
         return TreeDrafter(little, shape, eos_token_ids, lookup=lookup, max_ngram=config.max_ngram)
-    profile = cost_profile()
-    costs = TreeCosts(profile.verify_cost, profile.draft_cost, profile.draft_verify_cost or profile.verify_cost)
-    max_nodes = len(profile.verify_cost) - 1  # as far as T(k) was measured
+    costs = _tree_costs(cost_profile())
+    max_nodes = len(costs.verify) - 1  # as far as T(k) was measured
     policy = TreePolicy(costs, config.tree_width, config.tree_depth, max_nodes, model_first=not lookup)
     shape = TreeShape(max_nodes, config.tree_depth, config.tree_width)
     return TreeDrafter(little, shape, eos_token_ids, lookup=lookup, max_ngram=config.max_ngram, policy=policy)
+
+
+def _tree_costs(profile: CostProfile) -> TreeCosts:
+    return TreeCosts(profile.verify_cost, profile.draft_cost, profile.draft_verify_cost or profile.verify_cost)
 
 
 def build_method(config: GenerationConfig, cost_profile: Callable[[], CostProfile]) -> Method:
@@ -81,6 +88,8 @@ def build_method(config: GenerationConfig, cost_profile: Callable[[], CostProfil
         if isinstance(config.gamma, int):
             return Speculative(config.gamma, config.sampling)
         profile = cost_profile()
+        if config.drafter == "ngram":  # NgramDrafter.lengths sizes each round's proposal
+            return Speculative(len(profile.verify_cost) - 1, config.sampling)
         if config.drafter in MODEL_FREE_DRAFTERS:
             profile = replace(profile, draft_step_s=None)  # lookups and token frequencies cost no model step
         elif profile.reuse_verify_cost:

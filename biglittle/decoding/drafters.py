@@ -7,6 +7,7 @@ from typing import Protocol
 
 import torch
 
+from ..cost.lookup_lengths import LookupLengths
 from ..runtime.runner import Runner, Timings
 from .proposal import Proposal
 from .sampling import SamplingConfig, sample, warp_probs
@@ -116,35 +117,54 @@ class NgramDrafter(_ModelFree):
     """Prompt lookup: propose the tokens that followed the latest earlier occurrence of the text's
     last n tokens (n from `max_ngram` down to 1). Deterministic, so each proposal's distribution
     is a point mass, which keeps the rejection rule exact at any temperature.
+
+    With `lengths` (--gamma auto), as many of them as pays for a match of that length (cost/lookup_lengths.py).
     """
 
-    def __init__(self, vocab_size: int, eos_token_ids: set[int], max_ngram: int = 3, search_prompt: bool = False):
+    def __init__(
+        self,
+        vocab_size: int,
+        eos_token_ids: set[int],
+        max_ngram: int = 3,
+        search_prompt: bool = False,
+        lengths: LookupLengths | None = None,
+    ):
         self.vocab_size = vocab_size
         self.eos_token_ids = eos_token_ids
         self.max_ngram = max_ngram
         self.search_prompt = search_prompt  # encoder-decoder: the prompt is not among the decoder's tokens
+        self.lengths = lengths
         self._prompt: list[int] = []
+        self._last = (0, 0)  # the last round's (match length, tokens proposed)
 
     def start(self, prompt_ids: list[int]) -> None:
         self._prompt = list(prompt_ids) if self.search_prompt else []
 
     def propose(self, tokens: list[int], max_tokens: int, generator: torch.Generator | None) -> Proposal:
-        found = self._lookup(self._prompt + tokens, max_tokens) if max_tokens > 0 else []
+        found, match = self._lookup(self._prompt + tokens, max_tokens) if max_tokens > 0 else ([], 0)
+        if self.lengths is not None:
+            found = found[: self.lengths.length(match, len(found))]
         ended = False
         for index, token in enumerate(found):
             if token in self.eos_token_ids:
                 found, ended = found[: index + 1], True
                 break
+        self._last = (match, len(found))
         probs = torch.nn.functional.one_hot(torch.tensor(found), self.vocab_size).float() if found else None
         return Proposal(found, probs=probs, ended=ended)
 
-    def _lookup(self, history: list[int], max_tokens: int) -> list[int]:
+    def retain(self, start: int, path: tuple[int, ...]) -> None:
+        if self.lengths is not None:
+            self.lengths.learn(*self._last, accepted=len(path))
+
+    def _lookup(self, history: list[int], max_tokens: int) -> tuple[list[int], int]:
+        """(the continuation, at most `max_tokens` long, and the length of the match that found it; 0: none)."""
         for n in range(min(self.max_ngram, len(history) - 1), 0, -1):
             pattern = history[-n:]
             for start in range(len(history) - n - 1, -1, -1):  # latest occurrence first
                 if history[start : start + n] == pattern:
-                    return history[start + n : start + n + max_tokens]
-        return []
+                    return history[start + n : start + n + max_tokens], n
+        return [], 0
 
 
 class HybridDrafter:

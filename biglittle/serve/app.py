@@ -80,7 +80,9 @@ def create_app(pair, *, model_name: str = "biglittle", max_queue: int = 32) -> F
                 )
             body.check_supported()
             # Checked here, before queueing: a bad request is told at once.
-            prompt_ids, config = pair.prepare(prompt(), body.config(pair.defaults, pair.draft is not None), chat=False)
+            prompt_ids, config = pair.prepare(
+                prompt(), body.config(pair.defaults, pair.draft is not None, pair.builtin_draft), chat=False
+            )
             job = Job(prompt_ids, config, reply.deliver, compare_ar=body.biglittle.compare_ar)
             worker.submit(job)
         except BigLittleError as error:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..config import TUNING_TASKS, GenerationConfig, choose_method
+from ..config import SPECULATION_SHAPE, TUNING_TASKS, GenerationConfig, choose_method, with_builtin_speculation
 from ..errors import BigLittleError
 
 
@@ -89,9 +89,9 @@ class GenerationRequest(BaseModel):
             if value is not None and value not in neutral:
                 raise RequestError(f"{name}={value!r} is not supported by biglittle", param=name)
 
-    def config(self, defaults: GenerationConfig, has_draft: bool) -> GenerationConfig:
-        """The generation's settings: the request's over the server's defaults (method as `biglittle generate`
-        chooses it)."""
+    def config(self, defaults: GenerationConfig, has_draft: bool, builtin: bool = False) -> GenerationConfig:
+        """The generation's settings: the request's over the server's defaults (method and, for the built-in pair,
+        the shape of speculative decoding as `biglittle generate` chooses them)."""
         options = self.biglittle
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
         given = {
@@ -108,7 +108,8 @@ class GenerationRequest(BaseModel):
         method = choose_method(
             options.method, has_draft=has_draft, drafter=config.drafter, bild_thresholds=options.bild_thresholds
         )
-        return replace(config, method=method)
+        named = [name for name in SPECULATION_SHAPE if getattr(options, name) is not None]
+        return with_builtin_speculation(replace(config, method=method), named, builtin)
 
     @property
     def max_new_tokens(self) -> int | None:
