@@ -5,8 +5,8 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROMPT ?= Write a Python function is_palindrome(s) that ignores case and everything but letters, with a docstring.
-# A tree of the little model's and the text's candidates, verified in one big-model pass (docs/trees.md).
-METHOD ?= --tree auto --drafter hybrid
+# Empty: the built-in default (lookups sized by their match); e.g. METHOD="--tree auto --drafter hybrid".
+METHOD ?=
 
 .PHONY: setup demo test lint mutate peers
 

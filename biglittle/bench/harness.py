@@ -15,8 +15,10 @@ from pathlib import Path
 
 import torch
 import transformers
+from tqdm.auto import tqdm
 
 from ..api import ModelPair, load_pair
+from ..cost.profile import profile_steps
 from ..data import Example, build_prompt
 from ..data.code import CodeJudge
 from ..errors import BigLittleError
@@ -56,7 +58,7 @@ def run_benchmark(
         raise BigLittleError("bench compares a big and a little model: pass --draft as well as --target")
     commit = code_version()  # of the code that runs, even if the checkout moves on during a long run
     pairs = model_pairs(pair, options.extra_drafts, options.precision)
-    profiles = {name: _profile(p) for name, p in pairs.items() if name != "small"}
+    profiles = {name: _profile(p, progress) for name, p in pairs.items() if name != "small"}
     settings = build_settings(options, frozenset(label for label, p in pairs.items() if p.bridge is not None))
     if llamacpp is None and any(setting.family == "llamacpp" for setting in settings):  # --families, --only
         llamacpp = find_llamacpp(pair, options.out_dir)
@@ -113,8 +115,11 @@ def model_pairs(pair: ModelPair, extra_drafts: dict[str, str], precision: str) -
     return pairs
 
 
-def _profile(pair: ModelPair) -> dict:
-    profile = pair.cost_profile()
+def _profile(pair: ModelPair, progress: bool = True) -> dict:
+    """The pair's cost profile, measured (minutes for real models, with a progress bar) where none is kept."""
+    steps = profile_steps(16, pair.draft is not None, pair.shares_cache)
+    with tqdm(total=steps, desc="cost profile", unit="pass", leave=False, disable=None if progress else True) as bar:
+        profile = pair.cost_profile(progress=bar.update)
     return {**asdict(profile), "draft_cost": profile.draft_cost}
 
 

@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 
 from ..config import (
+    AUTO,
     SPECULATION_SHAPE,
     GenerationConfig,
     choose_method,
@@ -145,6 +146,7 @@ def _run_generate(args) -> int:
     from tqdm.auto import tqdm
 
     from ..cost.prediction import compare_with_ar
+    from ..cost.profile import profile_steps
     from .format import format_stats
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
@@ -156,6 +158,11 @@ def _run_generate(args) -> int:
     config = generation_config(args, spec.builtin, has_draft=spec.draft is not None, builtin_draft=args.draft is None)
     config.validate()  # before the slow model loading
     pair = load_models(args, spec, precision, with_draft=config.needs_draft_model)
+    if config.method == "speculative" and AUTO in (config.gamma, config.tree):  # once per machine, with a bar
+        steps = profile_steps(16, pair.draft is not None, pair.shares_cache)
+        desc = "measuring this machine's costs (once)"
+        with tqdm(total=steps, desc=desc, unit="pass", leave=False, disable=None) as bar:  # a terminal only
+            pair.cost_profile(progress=bar.update)
     if stream:
         result = _print_as_written(pair.stream(prompt, config))
     else:  # a token counter on a terminal's stderr (tqdm stays silent when stderr is not a terminal)

@@ -141,7 +141,7 @@ class NgramDrafter(_ModelFree):
         self._prompt = list(prompt_ids) if self.search_prompt else []
 
     def propose(self, tokens: list[int], max_tokens: int, generator: torch.Generator | None) -> Proposal:
-        found, match = self._lookup(self._prompt + tokens, max_tokens) if max_tokens > 0 else ([], 0)
+        found, match = self.lookup(self._prompt + tokens, max_tokens) if max_tokens > 0 else ([], 0)
         if self.lengths is not None:
             found = found[: self.lengths.length(match, len(found))]
         ended = False
@@ -157,7 +157,7 @@ class NgramDrafter(_ModelFree):
         if self.lengths is not None:
             self.lengths.learn(*self._last, accepted=len(path))
 
-    def _lookup(self, history: list[int], max_tokens: int) -> tuple[list[int], int]:
+    def lookup(self, history: list[int], max_tokens: int) -> tuple[list[int], int]:
         """(the continuation, at most `max_tokens` long, and the length of the match that found it; 0: none)."""
         for n in range(min(self.max_ngram, len(history) - 1), 0, -1):
             pattern = history[-n:]
