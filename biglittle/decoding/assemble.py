@@ -42,11 +42,12 @@ def build_drafter(
         return TrivialDrafter(frequencies, config.sampling, eos_token_ids, target.vocab_size)
     if config.tree is not None:
         return _tree_drafter(config, draft, eos_token_ids, cost_profile)
+    if config.drafter == "ngram" and config.gamma == AUTO:  # each round's proposal sized by the match that found it
+        costs = _tree_costs(cost_profile())
+        lengths = LookupLengths(costs, max_tokens=len(costs.verify) - 1)
+        return NgramDrafter(target.vocab_size, eos_token_ids, config.max_ngram, target.is_encoder_decoder, lengths)
     ngram = NgramDrafter(target.vocab_size, eos_token_ids, config.max_ngram, target.is_encoder_decoder)
     if config.drafter == "ngram":
-        if config.gamma == AUTO:  # the drafter sizes each round's proposal by the match that found it
-            costs = _tree_costs(cost_profile())
-            ngram.lengths = LookupLengths(costs, max_tokens=len(costs.verify) - 1)
         return ngram
     if draft is None:
         raise BigLittleError(f"method {config.method!r} needs a draft (little) model")
