@@ -21,13 +21,13 @@ def fresh(monkeypatch, tmp_path):
 
 def test_the_probe_runs_the_kernels_in_a_child_and_says_what_works():
     found = cpu._probe()
-    assert set(found) == set(cpu.KEYS) == {"int8", "int8_8bit", "bf16", "int4"}
+    assert set(found) == set(cpu.KEYS) == {"int8", "int8_8bit", "int8_onednn", "bf16", "int4"}
     assert found["int8"] == ("fbgemm" in torch.backends.quantized.supported_engines)
 
 
 def test_the_verdict_is_kept_per_machine_and_a_damaged_record_is_tried_again(fresh, monkeypatch):
     calls = []
-    verdict = {"int8": True, "int8_8bit": False, "bf16": True, "int4": True}
+    verdict = {"int8": True, "int8_8bit": False, "int8_onednn": False, "bf16": True, "int4": True}
     monkeypatch.setattr(cpu, "_probe", lambda: calls.append(1) or verdict)
     assert cpu.capabilities()["int8_8bit"] is False
     cpu.capabilities.cache_clear()
@@ -55,7 +55,9 @@ def test_int8_and_auto_obey_the_verdict(fresh, monkeypatch, tiny_models):
 
 
 def test_seven_bit_activations_where_eight_do_not_sum_exactly(fresh, monkeypatch):
-    monkeypatch.setattr(cpu, "_probe", lambda: {"int8": True, "int8_8bit": False, "bf16": True, "int4": True})
+    monkeypatch.setattr(
+        cpu, "_probe", lambda: {"int8": True, "int8_8bit": False, "int8_onednn": False, "bf16": True, "int4": True}
+    )
     layer = Int8Linear(torch.randn(32, 64), None)
     assert (layer.activation_max, layer.zero_point) == (63, 64)
     rows = torch.randn(5, 64)

@@ -235,3 +235,54 @@ def test_weight_bytes_count_what_a_pass_reads(tiny_models, int8_pair):
     linear = sum(m.weight.numel() for m in fp32.modules() if isinstance(m, nn.Linear))
     assert weight_bytes(fp32) == 4 * linear and weight_bytes(int8_pair.target.model) == linear  # fused: the same
     assert measure_bandwidth(size_bytes=1 << 24, repeats=2) > 1e8  # bytes per second: at least 0.1 GB/s
+
+
+ONEDNN_EXACT = pytest.mark.skipif(
+    not __import__("biglittle.runtime.cpu", fromlist=["capabilities"]).capabilities()["int8_onednn"],
+    reason="oneDNN's int8 product is not exact on this CPU (the probe's verdict): int8 runs on fbgemm only",
+)
+
+
+@ONEDNN_EXACT
+@pytest.mark.parametrize("bias", [False, True])
+def test_the_two_int8_kernels_give_the_same_bits_so_rows_score_alike_alone_or_together(bias, monkeypatch):
+    """fbgemm (one row) and oneDNN (several) each return the exact int32 sum times the weight's scale."""
+    torch.manual_seed(0)
+    layer = Int8Linear(torch.randn(300, 200), torch.randn(300) if bias else None)  # sizes off any block multiple
+    for rows in (2, 3, 16, 37):
+        x = torch.randn(rows, 200) * torch.logspace(-2, 2, rows)[:, None]  # rows of very different scales
+        alone = torch.cat([layer(x[i : i + 1]) for i in range(rows)])  # fbgemm
+        assert torch.equal(layer(x), alone)  # oneDNN
+        monkeypatch.setattr(layer, "onednn_from_rows", 10**9)
+        assert torch.equal(layer(x), alone)  # fbgemm
+        monkeypatch.setattr(layer, "onednn_from_rows", 1)
+        assert torch.equal(layer(x[:1]), alone[:1])  # oneDNN on one row
+        monkeypatch.undo()
+
+
+def test_int8_keeps_a_onednn_copy_only_where_the_probe_found_it_exact(monkeypatch):
+    from biglittle.runtime import cpu
+
+    for exact in (False, True):
+        verdict = {"int8": True, "int8_8bit": True, "int8_onednn": exact, "bf16": True, "int4": True}
+        monkeypatch.setattr(cpu, "capabilities", lambda verdict=verdict: verdict)
+        monkeypatch.setattr("biglittle.runtime.quantize.capabilities", cpu.capabilities)
+        layer = Int8Linear(torch.randn(8, 16), None)
+        assert (layer._onednn is not None) == exact
+        x = torch.randn(4, 16)
+        assert torch.equal(layer(x), torch.cat([layer(x[i : i + 1]) for i in range(4)]))
+
+
+def test_fused_and_restricted_int8_layers_keep_the_integers_and_scales_they_came_from():
+    from biglittle.runtime.quantize import FusedInt8
+    from biglittle.runtime.restricted_vocab import RestrictedHead
+
+    torch.manual_seed(1)
+    parts = [Int8Linear(torch.randn(size, 32) * (1 + size), torch.randn(size)) for size in (8, 24)]
+    fused = FusedInt8(parts)
+    assert torch.equal(fused.product.integers(), torch.cat([part.integers() for part in parts]))
+    assert torch.equal(fused.product.scales, torch.cat([part.scales for part in parts]))
+    x = torch.randn(5, 32)
+    assert all(torch.equal(fused.output(i, x), part(x)) for i, part in enumerate(parts))
+    head = RestrictedHead(parts[1], torch.tensor([3, 7, 20]))
+    assert torch.equal(head(x)[:, [3, 7, 20]], parts[1](x)[:, [3, 7, 20]])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +16,8 @@ from statistics import median
 import torch
 
 from ..files import profiles_dir
-from ..runtime.quantize import weight_bytes
+from ..runtime.cpu import cpu_model
+from ..runtime.quantize import onednn_exact, weight_bytes
 from ..runtime.runner import Runner
 
 
@@ -161,7 +161,9 @@ def profile_steps(max_k: int, has_draft: bool, shared_cache: bool = False, repea
 
 def profile_path(cache: Path, *identity: str) -> Path:
     """Where the profile of these models on this machine is kept, under the cache root `cache`."""
-    machine = f"{platform.machine()}-{platform.processor()}-{torch.get_num_threads()}threads-torch{torch.__version__}"
+    machine = "|".join(
+        (cpu_model(), f"{torch.get_num_threads()}threads", f"torch{torch.__version__}", f"onednn{int(onednn_exact())}")
+    )
     key = hashlib.sha256("|".join((machine, *identity)).encode()).hexdigest()[:16]
     return profiles_dir(cache) / f"{key}.json"
 

@@ -22,16 +22,18 @@ import torch
 from ..errors import BigLittleError
 from ..files import cache_dir, read_json, write_text_atomically
 
-KEYS = ("int8", "int8_8bit", "bf16", "int4")  # what the probe below says
+KEYS = ("int8", "int8_8bit", "int8_onednn", "bf16", "int4")  # what the probe below says
 
 # The child's checks. With VNNI, fbgemm sums u8 x s8 products exactly in 32 bits, so 8-bit activations are exact;
 # without, it adds pairs of products in 16 bits, which saturates: extreme activations and weights show which.
 # torch's int4 kernel (bf16 activations) must give the exact sums of small numbers, rounded once to bf16, over two
 # groups of 32 and two blocks of output channels (64 + 48 on AVX-512), and the same rows alone as 16 together.
+# oneDNN's int8 product must give fbgemm's exact sums, times the weight scale, for the activations fbgemm sums
+# exactly here (8-bit or 7-bit), and the same rows alone as 16 together: then the two kernels are interchangeable.
 PROBE = r"""
 import json, warnings, torch
 warnings.simplefilter("ignore")
-result = {"int8": False, "int8_8bit": False, "bf16": False, "int4": False}
+result = {"int8": False, "int8_8bit": False, "int8_onednn": False, "bf16": False, "int4": False}
 try:
     g = torch.Generator().manual_seed(0)
     weight = torch.randint(-127, 128, (64, 256), generator=g).float()
@@ -44,6 +46,22 @@ try:
         x[:, :8] = activation_max
         out = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(x, 1.0, activation_max + 1, packed)
         result[key] = bool(torch.equal(out, (x.double() @ weight.double().t()).float()))
+except Exception:
+    pass
+try:
+    activation_max = 127 if result["int8_8bit"] else 63
+    scale = 2.0 ** torch.randint(-8, 0, (64,), generator=g).float()
+    packed = torch.ops.onednn.qlinear_prepack(weight.to(torch.int8), None)
+    x = torch.randint(-activation_max, activation_max + 1, (16, 256), generator=g).float()
+    x[:, :8] = activation_max
+    def onednn(rows):
+        return torch.ops.onednn.qlinear_pointwise((rows + activation_max + 1).to(torch.uint8), 1.0,
+            activation_max + 1, packed, scale, torch.zeros(64, dtype=torch.long), None, 1.0, 0, torch.float32,
+            "none", [], "")
+    together = onednn(x)
+    alone = torch.cat([onednn(x[i : i + 1]) for i in range(16)])
+    exact = (x.double() @ weight.double().t()).float() * scale
+    result["int8_onednn"] = bool(result["int8"] and torch.equal(together, exact) and torch.equal(alone, exact))
 except Exception:
     pass
 try:
@@ -103,8 +121,9 @@ def _machine_key() -> str:
 @functools.cache
 def capabilities() -> dict[str, bool]:
     """{"int8": fbgemm's int8 kernel runs exactly with 7-bit activations, "int8_8bit": with 8-bit ones (VNNI),
-    "bf16": a bf16 matrix product runs, "int4": torch's int4 kernel runs exactly and batch-invariantly}, tried in a
-    child process on first use and kept per machine (a record from before a key was added is tried again)."""
+    "int8_onednn": oneDNN's int8 kernel gives the same exact results, batch-invariantly, "bf16": a bf16 matrix
+    product runs, "int4": torch's int4 kernel runs exactly and batch-invariantly}, tried in a child process on first
+    use and kept per machine (a record from before a key was added is tried again)."""
     path = cache_dir() / "cpu" / f"{_machine_key()}.json"
     try:
         stored = read_json(path)

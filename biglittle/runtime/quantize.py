@@ -52,14 +52,26 @@ def activation_range() -> tuple[int, int]:
     return (127, 128) if capabilities()["int8_8bit"] else (63, 64)
 
 
+def onednn_exact() -> bool:
+    """Whether oneDNN's int8 product gives fbgemm's results here (the probe's verdict, cpu.py)."""
+    return capabilities()["int8_onednn"]
+
+
 class Int8Linear(nn.Module):
-    """y = x W^T + b, W in int8 per output channel, x in int8 per row: rows never influence each other."""
+    """y = x W^T + b, W in int8 per output channel, x in int8 per row: rows never influence each other.
+
+    Two kernels compute the product, fbgemm's and, where the probe found it exact, oneDNN's: both return each output's
+    exact int32 sum times the weight's scale, rounded once, so they give the same bits (tested on each machine). They
+    differ in cost: fbgemm's is the faster on one row (a decoding step), oneDNN's costs about as much on sixteen rows as
+    on one (a verification pass; measured on an Intel Xeon with AMX, docs/bench/int8-kernels). So passes of
+    `onednn_from_rows` rows or more run on oneDNN, at the price of a second copy of the weights in its layout.
+    """
 
     precision = "int8"  # what precision_of reports for a model with such layers
+    onednn_from_rows = 2
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
-        super().__init__()
-        self.out_features, self.in_features = weight.shape
+        """From a float weight [out, in]: one scale per output channel, its largest |w| mapped to 127."""
         weight = weight.detach().float()
         scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
         with warnings.catch_warnings():  # torch flags quantized tensors as deprecated; fbgemm still takes only them
@@ -67,9 +79,14 @@ class Int8Linear(nn.Module):
             quantized = torch.quantize_per_channel(
                 weight, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8
             )
-        self._packed = torch.ops.quantized.linear_prepack(quantized, None)  # fbgemm's layout; bias added below
-        self.activation_max, self.zero_point = activation_range()
-        self.bias = None if bias is None else nn.Parameter(bias.detach().float().clone(), requires_grad=False)
+        self._build(quantized.int_repr(), quantized.q_per_channel_scales().float(), bias)
+
+    @classmethod
+    def from_integers(cls, integers: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> Int8Linear:
+        """From int8 weights [out, in] and their scales [out] as they are (no second rounding)."""
+        layer = cls.__new__(cls)
+        layer._build(integers, scales, bias)
+        return layer
 
     @classmethod
     def from_module(cls, layer: nn.Module) -> Int8Linear:
@@ -77,26 +94,59 @@ class Int8Linear(nn.Module):
         weight = layer.weight.t() if isinstance(layer, Conv1D) else layer.weight
         return cls(weight, layer.bias)
 
+    def _build(self, integers: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.out_features, self.in_features = integers.shape
+        self.register_buffer("scales", scales.float().contiguous())
+        self.activation_max, self.zero_point = activation_range()
+        self.bias = None if bias is None else nn.Parameter(bias.detach().float().clone(), requires_grad=False)
+        integers = integers.to(torch.int8).contiguous()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            quantized = torch._make_per_channel_quantized_tensor(
+                integers, self.scales.double(), torch.zeros(self.out_features, dtype=torch.long), 0
+            )
+        self._packed = torch.ops.quantized.linear_prepack(quantized, None)  # fbgemm's layout; bias added below
+        self._onednn = torch.ops.onednn.qlinear_prepack(integers, None) if onednn_exact() else None
+        self._zero_points = torch.zeros(self.out_features, dtype=torch.long)
+
+    def integers(self) -> torch.Tensor:
+        """The int8 weights [out, in] (a copy)."""
+        quantized, _ = torch.ops.quantized.linear_unpack(self._packed)
+        return quantized.int_repr()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
         row_scale = torch.linalg.vector_norm(rows, float("inf"), dim=1, keepdim=True)  # max |x| per row: exact
         row_scale = row_scale.clamp_min_(1e-12).div_(self.activation_max)
         # Rounded here, so that the kernel's own quantization (scale 1) only adds the zero point.
         integers = torch.round(rows / row_scale)
-        out = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
-            integers, 1.0, self.zero_point, self._packed
-        )
+        if self._onednn is not None and len(rows) >= self.onednn_from_rows:
+            out = self._onednn_product(integers)
+        else:
+            out = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
+                integers, 1.0, self.zero_point, self._packed
+            )
         out = out.mul_(row_scale) if self.bias is None else torch.addcmul(self.bias, out, row_scale)
         return out.reshape(*x.shape[:-1], self.out_features)
+
+    def _onednn_product(self, integers: torch.Tensor) -> torch.Tensor:
+        activations = integers.add_(self.zero_point).to(torch.uint8)
+        return torch.ops.onednn.qlinear_pointwise(
+            activations, 1.0, self.zero_point, self._onednn, self.scales, self._zero_points, None, 1.0, 0,
+            torch.float32, "none", [], "",
+        )  # fmt: skip
 
     @property
     def weight(self) -> torch.Tensor:
         """The weight this layer multiplies by, dequantized (a copy: for code that reads rows or the shape)."""
-        quantized, _ = torch.ops.quantized.linear_unpack(self._packed)
-        return quantized.dequantize()
+        return self.integers().float() * self.scales[:, None]
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+            f"onednn={self._onednn is not None}"
+        )
 
 
 _PREFILL_UNTIL: contextvars.ContextVar[int] = contextvars.ContextVar("biglittle_prefill_until", default=0)
@@ -236,8 +286,10 @@ class FusedInt8(nn.Module):
         super().__init__()
         biases = [layer.bias if layer.bias is not None else torch.zeros(layer.out_features) for layer in layers]
         has_bias = any(layer.bias is not None for layer in layers)
-        self.product = Int8Linear(
-            torch.cat([layer.weight for layer in layers]), torch.cat(biases) if has_bias else None
+        self.product = Int8Linear.from_integers(
+            torch.cat([layer.integers() for layer in layers]),
+            torch.cat([layer.scales for layer in layers]),
+            torch.cat(biases) if has_bias else None,
         )
         self.sizes = [layer.out_features for layer in layers]
         self._last: tuple[torch.Tensor | None, tuple[torch.Tensor, ...]] = (None, ())

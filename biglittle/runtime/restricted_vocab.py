@@ -21,8 +21,8 @@ from .quantize import Int8Linear
 class RestrictedHead(nn.Module):
     """The rows of an output layer for `token_ids`, writing -inf logits for every other token.
 
-    An int8 output layer stays int8 (its rows re-quantized per row give back the very same integers and scales), and
-    an int4 one int4, so the restricted layer reads K/V of the full one's bytes per step, not an fp32 copy of the rows.
+    An int8 output layer stays int8 and an int4 one int4 (their rows' own integers and scales), so the restricted
+    layer reads K/V of the full one's bytes per step, not an fp32 copy of the rows.
     """
 
     def __init__(self, head: nn.Module, token_ids: torch.Tensor):
@@ -32,10 +32,12 @@ class RestrictedHead(nn.Module):
         if isinstance(head, Int4Linear):  # its rows' own integers, scales and zeros
             self.scores: nn.Module = head.rows(token_ids)
             return
-        rows = head.weight.detach()[token_ids]  # an Int8Linear's weight is dequantized: a copy, freed below
         bias = getattr(head, "bias", None)
         bias = None if bias is None else bias.detach()[token_ids].clone()
-        self.scores = Int8Linear(rows, bias) if isinstance(head, Int8Linear) else _frozen_linear(rows, bias)
+        if isinstance(head, Int8Linear):  # its rows' own integers and scales
+            self.scores = Int8Linear.from_integers(head.integers()[token_ids], head.scales[token_ids], bias)
+            return
+        self.scores = _frozen_linear(head.weight.detach()[token_ids], bias)
 
     @property
     def weight(self) -> torch.Tensor:
