@@ -3,7 +3,8 @@ found them, learned from the verdicts; worked out by hand on hand-made costs, th
 
 import pytest
 
-from biglittle.cost.lookup_lengths import PRIOR_CHANCE, PRIOR_TRIES, LookupLengths
+from biglittle.cost.lookup_lengths import LookupLengths
+from biglittle.cost.match_chances import PRIOR_CHANCE, PRIOR_TRIES
 from biglittle.cost.tree_policy import TreeCosts
 from biglittle.decoding.drafters import NgramDrafter
 
@@ -17,11 +18,11 @@ def lengths(curve=STEEP, max_tokens=8):
 
 def test_the_chance_starts_at_the_prior_of_its_match_length_and_follows_the_verdicts():
     policy = lengths()
-    assert [policy.chance(n) for n in (1, 2, 3, 5)] == [PRIOR_CHANCE[n] for n in (1, 2, 3, 3)]
+    assert [policy.chances.chance(n) for n in (1, 2, 3, 5)] == [PRIOR_CHANCE[n] for n in (1, 2, 3, 3)]
     policy.learn(1, proposed=4, accepted=0)  # one try, rejected
     policy.learn(1, proposed=2, accepted=2)  # two tries, accepted
-    assert policy.chance(1) == pytest.approx((2 + PRIOR_CHANCE[1] * PRIOR_TRIES) / (3 + PRIOR_TRIES))
-    assert policy.chance(2) == PRIOR_CHANCE[2]  # another match length: untouched
+    assert policy.chances.chance(1) == pytest.approx((2 + PRIOR_CHANCE[1] * PRIOR_TRIES) / (3 + PRIOR_TRIES))
+    assert policy.chances.chance(2) == PRIOR_CHANCE[2]  # another match length: untouched
 
 
 def test_long_matches_propose_long_short_ones_little_and_none_once_they_keep_failing():
@@ -58,4 +59,4 @@ def test_the_drafter_proposes_what_the_policy_allows_and_tells_it_the_verdict():
     history = [5, 6, 7, 8, 9, 10, 11, 12, 13, 3, 5, 6, 7]  # (5, 6, 7) matched: 3 tokens, 8 available
     assert drafter.propose(history, 8, None).tokens == [8, 9, 10, 11, 12, 13]  # 6, as above
     drafter.retain(len(history), (0, 1))  # two accepted, the third rejected
-    assert policy._counts[1] == [0.0, 1.0] and policy._counts[3] == [2.0, 3.0]
+    assert policy.chances._counts[1] == [0.0, 1.0] and policy.chances._counts[3] == [2.0, 3.0]

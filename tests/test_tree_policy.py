@@ -56,8 +56,6 @@ def test_calibration_scales_the_little_models_probabilities_by_depth():
     # (1 + 1 accepted) / (1 + 10 * 0.8 predicted) = 2 / 9
     assert policy.chance(1, 0.9) == pytest.approx(0.9 * 2 / 9)
     assert policy.chance(2, 0.9) == pytest.approx(0.9)  # depth 2 untouched
-    policy.learn_lookup_node(True)
-    assert policy.lookup_chance() == pytest.approx(2 / 3)
 
 
 def test_the_little_model_runs_while_its_rounds_pay_more_than_lookups_alone():

@@ -13,7 +13,7 @@ from biglittle import load_pair
 from biglittle.decoding.acceptance import tree_greedy, tree_rejection_sample
 from biglittle.decoding.proposal import ROOT, Proposal
 from biglittle.decoding.sampling import SamplingConfig
-from biglittle.decoding.trees import Candidates, LookupIndex
+from biglittle.decoding.trees import Candidates, LookupIndex, TreeDrafter, TreeShape
 from biglittle.errors import BigLittleError
 from biglittle.runtime.runner import ModelRunner
 
@@ -308,11 +308,27 @@ def test_tree_sampling_preserves_the_target_distribution(decoder_pair, drafter):
 def test_lookup_finds_distinct_continuations_latest_first():
     index = LookupIndex(max_ngram=2)
     index.extend([1, 2, 3, 9, 1, 2, 4, 5, 7, 1, 2])
-    assert index.continuations(max_length=3, max_branches=3) == [[4, 5, 7], [3, 9, 1]]
+    assert index.continuations(max_length=3, max_branches=3) == [(2, [4, 5, 7]), (2, [3, 9, 1])]
     index.extend([1, 2, 3, 9, 1, 2, 4, 5, 7, 1, 2, 3])  # the text grows: only the new positions are indexed
-    assert index.continuations(max_length=2, max_branches=1) == [[9, 1]]
+    assert index.continuations(max_length=2, max_branches=1) == [(2, [9, 1])]
     index.extend([8, 8])  # another text: indexed afresh
-    assert index.continuations(max_length=2, max_branches=2) == [[8]]
+    assert index.continuations(max_length=2, max_branches=2) == [(1, [8])]
+    index.extend([5, 6, 7, 1, 6, 7, 2, 7])  # 1-token matches (after 7) come after the 2-token one would
+    assert index.continuations(max_length=1, max_branches=3) == [(1, [2]), (1, [1])]
+
+
+def test_tree_lookups_are_scored_by_the_length_of_their_match_and_learned_per_length():
+    from biglittle.cost.match_chances import PRIOR_CHANCE, PRIOR_TRIES
+
+    drafter = TreeDrafter(None, TreeShape(nodes=4, depth=3), eos_token_ids=set(), lookup=True)
+    text = [1, 2, 3, 4, 5, 9, 3, 7, 8, 1, 2, 3]  # (1, 2, 3) before 4 5 9; (3) alone before 7 8 1
+    proposal = drafter.propose(text, 3, None)
+    # a 3-token match scores 0.8, 0.64, 0.51 down its branch, a 1-token one 0.3 at its first node: one chance for
+    # every lookup would have taken 4, 7, 5, 8
+    assert proposal.tokens == [4, 7, 5, 9] and proposal.parents == [-1, -1, 0, 2]
+    drafter.retain(len(text), (0,))  # 4 accepted, then 5 rejected; 7 tried and rejected
+    assert drafter.lookup_chances.chance(3) == pytest.approx((1 + PRIOR_CHANCE[3] * PRIOR_TRIES) / (2 + PRIOR_TRIES))
+    assert drafter.lookup_chances.chance(1) == pytest.approx(PRIOR_CHANCE[1] * PRIOR_TRIES / (1 + PRIOR_TRIES))
 
 
 def test_candidates_merge_repeated_tokens_and_choose_an_ancestor_closed_best_set():

@@ -26,6 +26,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .match_chances import MatchChances
+
 
 @dataclass(frozen=True)
 class TreeCosts:
@@ -96,7 +98,7 @@ class TreePolicy:
         # depth -> [accepted, sum of probabilities] (prior 1:1); (depth, rank) -> [sum of chances, count] (prior 0.5)
         self._calibration: defaultdict[int, list[float]] = defaultdict(lambda: [1.0, 1.0])
         self._rank_chance: defaultdict[tuple[int, int], list[float]] = defaultdict(lambda: [0.5, 1.0])
-        self._lookup = [1.0, 2.0]  # lookups: [hits, tries] (prior one in two)
+        self.lookups = MatchChances()  # looked-up nodes' chances, by the length of the match that found them
         self._rounds = {True: [0.0, 0.0], False: [0.0, 0.0]}  # ran the little model? -> [tokens, cost]
         self._round = 0
         self.used_model = True
@@ -107,10 +109,6 @@ class TreePolicy:
         """The chance that the target accepts a little-model child given its parent: its probability, calibrated."""
         accepted, predicted = self._calibration[depth]
         return min(1.0, probability * accepted / predicted)
-
-    def lookup_chance(self) -> float:
-        hits, tries = self._lookup
-        return hits / tries
 
     def expected_child(self, depth: int, rank: int) -> float:
         total, count = self._rank_chance[depth, rank]
@@ -170,10 +168,6 @@ class TreePolicy:
         calibration = self._calibration[depth]
         calibration[0] += accepted
         calibration[1] += probability
-
-    def learn_lookup_node(self, accepted: bool) -> None:
-        self._lookup[0] += accepted
-        self._lookup[1] += 1
 
     def learn_round(self, tokens: int, cost: float) -> None:
         """A round's emitted tokens and its cost in target steps, for the kind of round it was."""

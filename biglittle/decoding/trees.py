@@ -9,7 +9,8 @@ a point mass and the recursive rejection rule (acceptance.tree_rejection_sample)
 - The little model: level 1 is its pass over the committed text; each later level feeds the best nodes of the
   level before in one pass (tree attention) and takes each one's top `width` tokens as children.
 - Lookups: the continuations that followed earlier occurrences of the text's last n tokens (prompt lookup, with
-  several occurrences as several branches), scored by how often lookups have been right so far.
+  several occurrences as several branches), scored by how often lookups after an n-token match have been right so
+  far (cost/match_chances.py: a 3-token match is far more often right than a 1-token one).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..cost.match_chances import MatchChances
 from ..cost.tree_policy import TreePolicy
 from ..runtime.runner import Runner, Timings
 from .proposal import ROOT, Proposal
@@ -46,8 +48,11 @@ class Candidates:
     sources: list[str] = field(default_factory=list)
     depths: list[int] = field(default_factory=list)
     probabilities: list[float] = field(default_factory=list)  # the little model's for its node (lookups: 0)
+    matches: list[int] = field(default_factory=list)  # the length of the match that looked the node up (model: 0)
 
-    def add(self, token: int, parent: int, estimate: float, source: str, probability: float = 0.0) -> int:
+    def add(
+        self, token: int, parent: int, estimate: float, source: str, probability: float = 0.0, match: int = 0
+    ) -> int:
         """The node for `token` under `parent`: a new one, or the existing sibling holding the same token (which
         keeps the better score, and the little model's probability where it has one)."""
         for node in self.children(parent):
@@ -62,6 +67,7 @@ class Candidates:
         self.sources.append(source)
         self.depths.append(1 if parent == ROOT else self.depths[parent] + 1)
         self.probabilities.append(probability)
+        self.matches.append(match)
         return len(self.tokens) - 1
 
     def children(self, parent: int) -> list[int]:
@@ -100,15 +106,16 @@ class LookupIndex:
                 self.ends[tuple(text[end - n : end])].append(end)
         self.text = list(text)
 
-    def continuations(self, max_length: int, max_branches: int) -> list[list[int]]:
-        """Distinct continuations of the text's last n tokens (longest n first, then the latest occurrence first)."""
-        found: list[list[int]] = []
+    def continuations(self, max_length: int, max_branches: int) -> list[tuple[int, list[int]]]:
+        """Distinct continuations of the text's last n tokens, each with its n (longest n first, then the latest
+        occurrence first)."""
+        found: list[tuple[int, list[int]]] = []
         last = len(self.text)
         for n in range(min(self.max_ngram, last - 1), 0, -1):
             for end in reversed(self.ends.get(tuple(self.text[last - n :]), [])):
                 continuation = self.text[end : end + max_length]
-                if end < last and continuation and not any(c[: len(continuation)] == continuation for c in found):
-                    found.append(continuation)
+                if end < last and continuation and not any(c[: len(continuation)] == continuation for _, c in found):
+                    found.append((n, continuation))
                     if len(found) == max_branches:
                         return found
         return found
@@ -136,7 +143,7 @@ class TreeDrafter:
         self.runner, self.shape, self.eos_token_ids, self.policy = runner, shape, eos_token_ids, policy
         self.index = LookupIndex(max_ngram) if lookup else None
         self.lookup_branches = lookup_branches
-        self.lookup_hits, self.lookup_tries = 1.0, 2.0  # without a policy: a prior of one hit in two
+        self.lookup_chances = policy.lookups if policy is not None else MatchChances()
         self._round: _Round | None = None
 
     def start(self, prompt_ids: list[int]) -> None:
@@ -157,8 +164,8 @@ class TreeDrafter:
         depth = min(self.shape.depth, max_tokens)
         if self.index is not None:
             self.index.extend(tokens)
-            for continuation in self.index.continuations(depth, self.lookup_branches):
-                self._add_lookup(candidates, continuation)
+            for match, continuation in self.index.continuations(depth, self.lookup_branches):
+                self._add_lookup(candidates, continuation, match)
         spent = 0.0
         if self.runner is not None and (self.policy is None or self.policy.use_model()):
             spent = self._grow_with_model(tokens, candidates, depth)
@@ -167,11 +174,11 @@ class TreeDrafter:
         self._round = _Round(candidates, chosen, spent)
         return candidates.proposal(chosen)
 
-    def _add_lookup(self, candidates: Candidates, continuation: list[int]) -> None:
-        chance = self.policy.lookup_chance() if self.policy is not None else self.lookup_hits / self.lookup_tries
+    def _add_lookup(self, candidates: Candidates, continuation: list[int], match: int) -> None:
+        chance = self.lookup_chances.chance(match)
         parent = ROOT
         for token in continuation:
-            parent = candidates.add(token, parent, chance, LOOKUP)
+            parent = candidates.add(token, parent, chance, LOOKUP, match=match)
             if token in self.eos_token_ids:
                 break
 
@@ -230,10 +237,7 @@ class TreeDrafter:
                 continue
             accepted = node in reached
             if candidates.sources[node] == LOOKUP:
-                self.lookup_tries += 1
-                self.lookup_hits += accepted
-                if self.policy is not None:
-                    self.policy.learn_lookup_node(accepted)
+                self.lookup_chances.learn(candidates.matches[node], accepted, 1)
             elif self.policy is not None:
                 self.policy.learn_model_node(candidates.depths[node], candidates.probabilities[node], accepted)
         if self.policy is not None:
