@@ -11,9 +11,10 @@ from stats_checks import ALPHA, chi_square_pvalue, exact_distribution, sample_fi
 
 from biglittle import load_pair
 from biglittle.decoding.acceptance import tree_greedy, tree_rejection_sample
+from biglittle.decoding.lookup_index import LookupIndex
 from biglittle.decoding.proposal import ROOT, Proposal
 from biglittle.decoding.sampling import SamplingConfig
-from biglittle.decoding.trees import Candidates, LookupIndex, TreeDrafter, TreeShape
+from biglittle.decoding.trees import Candidates, TreeDrafter, TreeShape
 from biglittle.errors import BigLittleError
 from biglittle.runtime.runner import ModelRunner
 

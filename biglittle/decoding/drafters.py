@@ -9,6 +9,7 @@ import torch
 
 from ..cost.lookup_lengths import LookupLengths
 from ..runtime.runner import Runner, Timings
+from .lookup_index import LookupIndex
 from .proposal import Proposal
 from .sampling import SamplingConfig, sample, warp_probs
 
@@ -134,6 +135,7 @@ class NgramDrafter(_ModelFree):
         self.max_ngram = max_ngram
         self.search_prompt = search_prompt  # encoder-decoder: the prompt is not among the decoder's tokens
         self.lengths = lengths
+        self._index = LookupIndex(max_ngram)  # extended as the text grows
         self._prompt: list[int] = []
         self._last = (0, 0)  # the last round's (match length, tokens proposed)
 
@@ -159,12 +161,9 @@ class NgramDrafter(_ModelFree):
 
     def lookup(self, history: list[int], max_tokens: int) -> tuple[list[int], int]:
         """(the continuation, at most `max_tokens` long, and the length of the match that found it; 0: none)."""
-        for n in range(min(self.max_ngram, len(history) - 1), 0, -1):
-            pattern = history[-n:]
-            for start in range(len(history) - n - 1, -1, -1):  # latest occurrence first
-                if history[start : start + n] == pattern:
-                    return history[start + n : start + n + max_tokens], n
-        return [], 0
+        self._index.extend(history)
+        found = self._index.continuations(max_tokens, max_branches=1)
+        return (found[0][1], found[0][0]) if found else ([], 0)
 
 
 class HybridDrafter:

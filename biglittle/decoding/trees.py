@@ -15,7 +15,6 @@ a point mass and the recursive rejection rule (acceptance.tree_rejection_sample)
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import torch
@@ -23,6 +22,7 @@ import torch
 from ..cost.match_chances import MatchChances
 from ..cost.tree_policy import TreePolicy
 from ..runtime.runner import Runner, Timings
+from .lookup_index import LookupIndex
 from .proposal import ROOT, Proposal
 
 MODEL, LOOKUP = "model", "lookup"
@@ -87,38 +87,6 @@ class Candidates:
         index = {node: position for position, node in enumerate(chosen)}
         parents = [ROOT if self.parents[node] == ROOT else index[self.parents[node]] for node in chosen]
         return Proposal([self.tokens[node] for node in chosen], parents=parents)
-
-
-class LookupIndex:
-    """Where each n-gram (n <= max_ngram) of a growing text ends, to find the text's continuations in O(1)."""
-
-    def __init__(self, max_ngram: int):
-        self.max_ngram = max_ngram
-        self.ends: dict[tuple[int, ...], list[int]] = defaultdict(list)
-        self.text: list[int] = []
-
-    def extend(self, text: list[int]) -> None:
-        """Index `text`, which extends (or, after a stop-string cut, shortens) what was indexed before."""
-        if text[: len(self.text)] != self.text:
-            self.__init__(self.max_ngram)  # type: ignore[misc]
-        for end in range(len(self.text) + 1, len(text) + 1):
-            for n in range(1, min(self.max_ngram, end) + 1):
-                self.ends[tuple(text[end - n : end])].append(end)
-        self.text = list(text)
-
-    def continuations(self, max_length: int, max_branches: int) -> list[tuple[int, list[int]]]:
-        """Distinct continuations of the text's last n tokens, each with its n (longest n first, then the latest
-        occurrence first)."""
-        found: list[tuple[int, list[int]]] = []
-        last = len(self.text)
-        for n in range(min(self.max_ngram, last - 1), 0, -1):
-            for end in reversed(self.ends.get(tuple(self.text[last - n :]), [])):
-                continuation = self.text[end : end + max_length]
-                if end < last and continuation and not any(c[: len(continuation)] == continuation for _, c in found):
-                    found.append((n, continuation))
-                    if len(found) == max_branches:
-                        return found
-        return found
 
 
 class TreeDrafter:
