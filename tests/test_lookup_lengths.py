@@ -60,3 +60,25 @@ def test_the_drafter_proposes_what_the_policy_allows_and_tells_it_the_verdict():
     assert drafter.propose(history, 8, None).tokens == [8, 9, 10, 11, 12, 13]  # 6, as above
     drafter.retain(len(history), (0, 1))  # two accepted, the third rejected
     assert policy.chances._counts[1] == [0.0, 1.0] and policy.chances._counts[3] == [2.0, 3.0]
+
+
+def scan(history, max_ngram, max_tokens):
+    """What prompt lookup must find: the latest earlier occurrence of the longest suffix, by brute force."""
+    for n in range(min(max_ngram, len(history) - 1), 0, -1):
+        for start in range(len(history) - n - 1, -1, -1):
+            if history[start : start + n] == history[-n:]:
+                return history[start + n : start + n + max_tokens], n
+    return [], 0
+
+
+def test_the_indexed_lookup_finds_what_a_scan_of_the_whole_text_finds():
+    import random
+
+    rng = random.Random(0)
+    drafter = NgramDrafter(vocab_size=6, eos_token_ids=set())
+    for _ in range(200):
+        text = [rng.randrange(6)]
+        for _ in range(rng.randrange(1, 40)):  # a growing text, as a generation's: indexed incrementally
+            text.append(rng.randrange(6))
+            max_tokens = rng.randrange(1, 6)
+            assert drafter.lookup(text, max_tokens) == scan(text, 3, max_tokens)
