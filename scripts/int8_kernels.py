@@ -4,7 +4,8 @@ for one row, oneDNN for more), timed in turn in one process.
 Both kernels give every output the exact int32 sum times the weight's scale (the probe in runtime/cpu.py checks it on
 each machine), so the logits must be bit-identical; what differs is how a pass's cost grows with its tokens. Each
 sweep times k = 1, 2, 4, 8, 16 for both models, each pass in the three settings back to back (which goes first
-rotates), so this VM's drift falls alike on all three; medians over the sweeps after the first (a warm-up).
+rotates), so this VM's drift falls alike on all three; medians over the sweeps after the first (a warm-up). Then
+the big model's prefill of a longer prompt, in tokens per second, in each setting.
 `python scripts/int8_kernels.py [--sweeps 6] [--out results.json]`
 """
 
@@ -27,6 +28,7 @@ from biglittle.runtime.runner import ModelRunner
 PROMPT = "Write a Python function that returns the n-th Fibonacci number, with a docstring."
 CONTINUATION = "def fib(n):\n    if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)\n\nprint(fib(10))"
 KS = (1, 2, 4, 8, 16)
+PREFILL_REPEATS = 5  # copies of CONTINUATION in the prompt whose prefill is timed (~230 tokens)
 
 
 SETTINGS = {"fbgemm": 10**9, "onednn": 1, "mixed": Int8Linear.onednn_from_rows}  # rows from which oneDNN runs
@@ -61,6 +63,16 @@ def main() -> None:
                     if sweep:
                         times.setdefault((setting, name, k), []).append(time.perf_counter() - started)
                     runner.crop(len(prompt))
+    long_prompt = pair.encode(PROMPT + "\n\n" + "\n\n".join([CONTINUATION] * PREFILL_REPEATS), chat=True)
+    prefill: dict[str, list[float]] = {}
+    for sweep in range(args.sweeps):  # reading a prompt into an empty cache: the big model's prefill
+        for setting, from_rows in order[sweep % 3 :] + order[: sweep % 3]:
+            Int8Linear.onednn_from_rows = from_rows
+            runners["target"].start(long_prompt)
+            started = time.perf_counter()
+            runners["target"].forward(long_prompt, 1)
+            if sweep:
+                prefill.setdefault(setting, []).append(time.perf_counter() - started)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     result = {
         "machine": f"{cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}, {platform.machine()}",
@@ -79,6 +91,9 @@ def main() -> None:
                 f"T({k})/T(1)": round(medians[k] / medians[1], 2) for k in KS[1:]
             }
             print(name, kernel, result[f"{name} {kernel}"])
+        seconds = statistics.median(prefill[kernel])
+        result[f"target {kernel} prefill"] = {"tokens": len(long_prompt), "tokens/s": round(len(long_prompt) / seconds)}
+        print("target", kernel, "prefill", result[f"target {kernel} prefill"])
     print("identical logits:", result["identical_logits"])
     if args.out:
         with open(args.out, "w") as out:
