@@ -58,7 +58,7 @@ def test_seven_bit_activations_where_eight_do_not_sum_exactly(fresh, monkeypatch
     monkeypatch.setattr(
         cpu, "_probe", lambda: {"int8": True, "int8_8bit": False, "int8_onednn": False, "bf16": True, "int4": True}
     )
-    layer = Int8Linear(torch.randn(32, 64), None)
+    layer = Int8Linear.from_float(torch.randn(32, 64), None)
     assert (layer.activation_max, layer.zero_point) == (63, 64)
     rows = torch.randn(5, 64)
     together = layer(rows)

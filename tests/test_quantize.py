@@ -229,7 +229,7 @@ def test_weight_bytes_count_what_a_pass_reads(tiny_models, int8_pair):
     from biglittle.cost.profile import measure_bandwidth
     from biglittle.runtime.quantize import weight_bytes
 
-    assert weight_bytes(Int8Linear(torch.randn(32, 64), None)) == 32 * 64
+    assert weight_bytes(Int8Linear.from_float(torch.randn(32, 64), None)) == 32 * 64
     assert weight_bytes(nn.Linear(64, 32)) == 32 * 64 * 4
     fp32 = load_model(tiny_models["llama_target"]).model
     linear = sum(m.weight.numel() for m in fp32.modules() if isinstance(m, nn.Linear))
@@ -248,7 +248,9 @@ ONEDNN_EXACT = pytest.mark.skipif(
 def test_the_two_int8_kernels_give_the_same_bits_so_rows_score_alike_alone_or_together(bias, monkeypatch):
     """fbgemm (one row) and oneDNN (several) each return the exact int32 sum times the weight's scale."""
     torch.manual_seed(0)
-    layer = Int8Linear(torch.randn(300, 200), torch.randn(300) if bias else None)  # sizes off any block multiple
+    layer = Int8Linear.from_float(
+        torch.randn(300, 200), torch.randn(300) if bias else None
+    )  # sizes off any block multiple
     for rows in (2, 3, 16, 37):
         x = torch.randn(rows, 200) * torch.logspace(-2, 2, rows)[:, None]  # rows of very different scales
         alone = torch.cat([layer(x[i : i + 1]) for i in range(rows)])  # fbgemm
@@ -267,7 +269,7 @@ def test_int8_keeps_a_onednn_copy_only_where_the_probe_found_it_exact(monkeypatc
         verdict = {"int8": True, "int8_8bit": True, "int8_onednn": exact, "bf16": True, "int4": True}
         monkeypatch.setattr(cpu, "capabilities", lambda verdict=verdict: verdict)
         monkeypatch.setattr("biglittle.runtime.quantize.capabilities", cpu.capabilities)
-        layer = Int8Linear(torch.randn(8, 16), None)
+        layer = Int8Linear.from_float(torch.randn(8, 16), None)
         assert (layer._onednn is not None) == exact
         x = torch.randn(4, 16)
         assert torch.equal(layer(x), torch.cat([layer(x[i : i + 1]) for i in range(4)]))
@@ -278,7 +280,7 @@ def test_fused_and_restricted_int8_layers_keep_the_integers_and_scales_they_came
     from biglittle.runtime.restricted_vocab import RestrictedHead
 
     torch.manual_seed(1)
-    parts = [Int8Linear(torch.randn(size, 32) * (1 + size), torch.randn(size)) for size in (8, 24)]
+    parts = [Int8Linear.from_float(torch.randn(size, 32) * (1 + size), torch.randn(size)) for size in (8, 24)]
     fused = FusedInt8(parts)
     assert torch.equal(fused.product.integers(), torch.cat([part.integers() for part in parts]))
     assert torch.equal(fused.product.scales, torch.cat([part.scales for part in parts]))

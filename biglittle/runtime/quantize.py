@@ -70,38 +70,15 @@ class Int8Linear(nn.Module):
     precision = "int8"  # what precision_of reports for a model with such layers
     onednn_from_rows = 2
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
-        """From a float weight [out, in]: one scale per output channel, its largest |w| mapped to 127."""
-        weight = weight.detach().float()
-        scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
-        with warnings.catch_warnings():  # torch flags quantized tensors as deprecated; fbgemm still takes only them
-            warnings.simplefilter("ignore", UserWarning)
-            quantized = torch.quantize_per_channel(
-                weight, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8
-            )
-        self._build(quantized.int_repr(), quantized.q_per_channel_scales().float(), bias)
-
-    @classmethod
-    def from_integers(cls, integers: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> Int8Linear:
+    def __init__(self, integers: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None):
         """From int8 weights [out, in] and their scales [out] as they are (no second rounding)."""
-        layer = cls.__new__(cls)
-        layer._build(integers, scales, bias)
-        return layer
-
-    @classmethod
-    def from_module(cls, layer: nn.Module) -> Int8Linear:
-        """From an nn.Linear, or a transformers Conv1D (GPT-2's layers: the weight stored transposed)."""
-        weight = layer.weight.t() if isinstance(layer, Conv1D) else layer.weight
-        return cls(weight, layer.bias)
-
-    def _build(self, integers: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
         self.out_features, self.in_features = integers.shape
         self.register_buffer("scales", scales.float().contiguous())
         self.activation_max, self.zero_point = activation_range()
         self.bias = None if bias is None else nn.Parameter(bias.detach().float().clone(), requires_grad=False)
         integers = integers.to(torch.int8).contiguous()
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # torch flags quantized tensors as deprecated; fbgemm still takes only them
             warnings.simplefilter("ignore", UserWarning)
             quantized = torch._make_per_channel_quantized_tensor(
                 integers, self.scales.double(), torch.zeros(self.out_features, dtype=torch.long), 0
@@ -109,6 +86,24 @@ class Int8Linear(nn.Module):
         self._packed = torch.ops.quantized.linear_prepack(quantized, None)  # fbgemm's layout; bias added below
         self._onednn = torch.ops.onednn.qlinear_prepack(integers, None) if onednn_exact() else None
         self._zero_points = torch.zeros(self.out_features, dtype=torch.long)
+
+    @classmethod
+    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None) -> Int8Linear:
+        """From a float weight [out, in]: one scale per output channel, its largest |w| mapped to 127."""
+        weight = weight.detach().float()
+        scale = weight.abs().amax(dim=1).clamp_min(1e-12) / 127
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            quantized = torch.quantize_per_channel(
+                weight, scale.double(), torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8
+            )
+        return cls(quantized.int_repr(), quantized.q_per_channel_scales().float(), bias)
+
+    @classmethod
+    def from_module(cls, layer: nn.Module) -> Int8Linear:
+        """From an nn.Linear, or a transformers Conv1D (GPT-2's layers: the weight stored transposed)."""
+        weight = layer.weight.t() if isinstance(layer, Conv1D) else layer.weight
+        return cls.from_float(weight, layer.bias)
 
     def integers(self) -> torch.Tensor:
         """The int8 weights [out, in] (a copy)."""
@@ -286,7 +281,7 @@ class FusedInt8(nn.Module):
         super().__init__()
         biases = [layer.bias if layer.bias is not None else torch.zeros(layer.out_features) for layer in layers]
         has_bias = any(layer.bias is not None for layer in layers)
-        self.product = Int8Linear.from_integers(
+        self.product = Int8Linear(
             torch.cat([layer.integers() for layer in layers]),
             torch.cat([layer.scales for layer in layers]),
             torch.cat(biases) if has_bias else None,

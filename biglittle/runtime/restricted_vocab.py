@@ -35,7 +35,7 @@ class RestrictedHead(nn.Module):
         bias = getattr(head, "bias", None)
         bias = None if bias is None else bias.detach()[token_ids].clone()
         if isinstance(head, Int8Linear):  # its rows' own integers and scales
-            self.scores = Int8Linear.from_integers(head.integers()[token_ids], head.scales[token_ids], bias)
+            self.scores = Int8Linear(head.integers()[token_ids], head.scales[token_ids], bias)
             return
         self.scores = _frozen_linear(head.weight.detach()[token_ids], bias)
 
