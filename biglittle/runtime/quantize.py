@@ -7,9 +7,9 @@ rounding depend on the other rows. Here every piece of a forward pass treats eac
 its own:
 
 - `Int8Linear`: int8 weights with one scale per output channel, int8 activations with one scale
-  per token row (7-bit on CPUs without VNNI), an integer matrix product (fbgemm; int32 sums are
-  exact, so blocking and the number of rows cannot change them), then the two scales multiplied
-  back in.
+  per token row (7-bit on CPUs without VNNI), an integer matrix product (fbgemm for one row, oneDNN
+  for more where it gives the same bits; int32 sums are exact, so blocking and the number of rows
+  cannot change them), then the two scales multiplied back in.
 - `rowwise_attention`: each query row attends to exactly the keys it may see, with ops whose
   shapes do not depend on how many other rows are in the pass.
 
