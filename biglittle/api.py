@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 from jinja2 import TemplateError
+from tqdm.auto import tqdm
 
 from .config import (
     METHODS,
@@ -23,7 +24,7 @@ from .config import (
     with_builtin_speculation,
 )
 from .cost.bild_thresholds import thresholds_path, tuned_thresholds
-from .cost.profile import CostProfile, measure_overhead, measure_profile, profile_path
+from .cost.profile import PROFILE_MAX_K, CostProfile, measure_overhead, measure_profile, profile_path, profile_steps
 from .decoding.assemble import build_drafter, build_method
 from .decoding.cross_tokenizer import TextBridge, bridge_between
 from .decoding.loop import Commit, decode
@@ -264,6 +265,14 @@ class ModelPair:
         write_text_atomically(path, profile.to_json())
         self._profile = profile
         return profile
+
+    def cost_profile_with_bar(
+        self, desc: str, *, refresh: bool = False, leave: bool = True, disable: bool | None = None
+    ) -> CostProfile:
+        """`cost_profile()` with a progress bar over its measuring passes (tqdm's `disable=None`: a terminal only)."""
+        steps = profile_steps(PROFILE_MAX_K, self.draft is not None, self.shares_cache)
+        with tqdm(total=steps, desc=desc, unit="pass", leave=leave, disable=disable) as bar:
+            return self.cost_profile(refresh=refresh, progress=bar.update)
 
     def identity(self) -> list[str]:
         """What a measurement of this pair depends on besides the machine: the models, their precision, the device."""

@@ -15,10 +15,8 @@ from pathlib import Path
 
 import torch
 import transformers
-from tqdm.auto import tqdm
 
 from ..api import ModelPair, load_pair
-from ..cost.profile import profile_steps
 from ..data import Example, build_prompt
 from ..data.code import CodeJudge
 from ..errors import BigLittleError
@@ -117,9 +115,7 @@ def model_pairs(pair: ModelPair, extra_drafts: dict[str, str], precision: str) -
 
 def _profile(pair: ModelPair, progress: bool = True) -> dict:
     """The pair's cost profile, measured (minutes for real models, with a progress bar) where none is kept."""
-    steps = profile_steps(16, pair.draft is not None, pair.shares_cache)
-    with tqdm(total=steps, desc="cost profile", unit="pass", leave=False, disable=None if progress else True) as bar:
-        profile = pair.cost_profile(progress=bar.update)
+    profile = pair.cost_profile_with_bar("cost profile", leave=False, disable=None if progress else True)
     return {**asdict(profile), "draft_cost": profile.draft_cost}
 
 

@@ -18,11 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
 
-from tqdm.auto import tqdm
-
 from ..api import GenerationConfig, ModelPair
 from ..cost.bild_thresholds import Candidate, choose, expected_cost, store_choice
-from ..cost.profile import CostProfile, profile_steps
+from ..cost.profile import CostProfile
 from ..data import Example, build_prompt
 from ..errors import BigLittleError
 from ..runtime.quantize import precision_of
@@ -57,10 +55,7 @@ def tune_bild(
     if not examples:
         raise BigLittleError(f"no {options.task} dev examples to tune on")
     # Measured on first use (minutes for real models on a CPU); read back from disk after that.
-    with tqdm(
-        total=profile_steps(16, has_draft=True), desc="cost profile", unit="pass", leave=False, disable=not progress
-    ) as bar:
-        profile = pair.cost_profile(progress=bar.update)
+    profile = pair.cost_profile_with_bar("cost profile", leave=False, disable=not progress)
     settings = build_settings(options.bench)
     out_dir = records_dir(pair, options)
     commit = code_version()

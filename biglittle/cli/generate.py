@@ -146,7 +146,6 @@ def _run_generate(args) -> int:
     from tqdm.auto import tqdm
 
     from ..cost.prediction import compare_with_ar
-    from ..cost.profile import profile_steps
     from .format import format_stats
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
@@ -159,10 +158,7 @@ def _run_generate(args) -> int:
     config.validate()  # before the slow model loading
     pair = load_models(args, spec, precision, with_draft=config.needs_draft_model)
     if config.method == "speculative" and AUTO in (config.gamma, config.tree):  # once per machine, with a bar
-        steps = profile_steps(16, pair.draft is not None, pair.shares_cache)
-        desc = "measuring this machine's costs (once)"
-        with tqdm(total=steps, desc=desc, unit="pass", leave=False, disable=None) as bar:  # a terminal only
-            pair.cost_profile(progress=bar.update)
+        pair.cost_profile_with_bar("measuring this machine's costs (once)", leave=False)
     if stream:
         result = _print_as_written(pair.stream(prompt, config))
     else:  # a token counter on a terminal's stderr (tqdm stays silent when stderr is not a terminal)
@@ -205,16 +201,12 @@ def _add_profile(commands) -> None:
 
 
 def _run_profile(args) -> int:
-    from tqdm.auto import tqdm
-
-    from ..cost.profile import profile_steps
     from .format import format_profile
 
     spec, precision = resolve(args)
     check_measurements_writable(args)
     pair = load_models(args, spec, precision)
     has_draft = spec.draft is not None
-    with tqdm(total=profile_steps(16, has_draft, pair.shares_cache), desc="measuring T(k)", unit="pass") as bar:
-        profile = pair.cost_profile(refresh=True, progress=bar.update)
+    profile = pair.cost_profile_with_bar("measuring T(k)", refresh=True, disable=False)
     print(format_profile(profile, has_draft))
     return 0

@@ -51,9 +51,7 @@ def add_commands(commands) -> None:
 
 def _run_serve(args) -> int:
     import uvicorn
-    from tqdm.auto import tqdm
 
-    from ..cost.profile import profile_steps
     from ..serve import create_app
 
     if args.max_queue < 1:
@@ -65,9 +63,7 @@ def _run_serve(args) -> int:
         check_measurements_writable(args)
     pair = load_models(args, spec, precision)
     if measures:  # now (once per machine, then kept), not in the first request
-        steps = profile_steps(16, spec.draft is not None, pair.shares_cache)
-        with tqdm(total=steps, desc="measuring costs for --gamma auto", unit="pass", disable=None) as bar:
-            pair.cost_profile(progress=bar.update)
+        pair.cost_profile_with_bar("measuring costs for --gamma auto")
     app = create_app(pair, model_name=args.model_name, max_queue=args.max_queue)
     host, port = listener.getsockname()[:2]
     print(f"biglittle: serving {args.model_name} on http://{host}:{port}/ (Ctrl-C stops)", file=sys.stderr)

@@ -56,12 +56,13 @@ class CostProfile:
 
 
 PROFILE_REPEATS = 5  # timed sweeps of every k
+PROFILE_MAX_K = 16  # T(k) is measured for k = 1..PROFILE_MAX_K
 
 
 def measure_profile(
     target: Runner,
     draft: Runner | None,
-    max_k: int = 16,
+    max_k: int = PROFILE_MAX_K,
     repeats: int = PROFILE_REPEATS,
     context_tokens: int = 192,
     progress=None,
