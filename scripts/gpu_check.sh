@@ -4,6 +4,7 @@
 # a GPU lent without network cannot reach the weights). CI has no GPU; run it where one is, with biglittle's
 # requirements installed:  scripts/gpu_check.sh [OUTDIR]
 set -uo pipefail
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the scripts import biglittle from this checkout
 out=${1:-gpu-check}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
