@@ -5,6 +5,7 @@ import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import PROMPTS, VOCAB
 from stats_checks import ALPHA, chi_square_pvalue, detectable_tv, exact_distribution, pooled_cells, sample_first_two
 from torch import nn
@@ -16,7 +17,14 @@ from biglittle.cli import build_parser, main
 from biglittle.decoding.sampling import SamplingConfig
 from biglittle.errors import BigLittleError
 from biglittle.runtime.models import PRECISIONS, load_model
-from biglittle.runtime.quantize import Int8Linear, fastest_precision, precision_of, scoring_gap, use_rowwise_attention
+from biglittle.runtime.quantize import (
+    Int8Linear,
+    fastest_precision,
+    precision_of,
+    rowwise_attention,
+    scoring_gap,
+    use_rowwise_attention,
+)
 from biglittle.runtime.runner import ModelRunner
 
 
@@ -107,6 +115,23 @@ def test_rowwise_attention_computes_what_the_default_attention_does(tiny_models,
         logits_with_and_without_cache(default, ids), logits_with_and_without_cache(rowwise, ids)
     ):
         torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_each_mask_is_read_afresh_even_when_it_has_the_shape_of_the_last():
+    """The mask's reading is kept for the layers after the first; a new mask of the same shape (the next tree) is a
+    new reading: keyed on the shape alone, the second tree's rows would attend to the first tree's keys."""
+    keys, rows = 6, 3
+    chain = torch.zeros(1, 1, rows, keys)
+    chain[..., 3:] = torch.tensor([[0.0, -torch.inf, -torch.inf], [0.0, 0.0, -torch.inf], [0.0, 0.0, 0.0]])
+    tree = chain.clone()
+    tree[..., 2, 4] = -torch.inf  # the third node's parent is the first node, not the second
+    query, key = torch.randn(1, 4, rows, 8), torch.randn(1, 2, keys, 8)
+    with torch.inference_mode():
+        for mask in (chain, tree, chain):
+            expected = F.scaled_dot_product_attention(query, key, key, attn_mask=mask, enable_gqa=True).transpose(1, 2)
+            for _ in range(2):  # a second layer reading the same mask
+                actual, _ = rowwise_attention(nn.Module(), query, key, key, mask)
+                torch.testing.assert_close(actual, expected, atol=1e-6, rtol=1e-6)
 
 
 def test_int8_layer_matches_its_float_layer(tiny_models):

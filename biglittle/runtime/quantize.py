@@ -22,6 +22,7 @@ import contextvars
 import copy
 import time
 import warnings
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -173,8 +174,8 @@ def rowwise_attention(
     sums over a longer vector can round differently even when the extra terms are zeros. A row of
     a tree of proposals sees the text, its ancestors and itself, with other branches in between:
     those keys are gathered, so the row reduces over the very keys, in the same order, that it
-    would see as the last token of a chain. Each row is one fused call (scaled_dot_product_attention
-    over its keys, grouped query heads included), the same call whether it is scored alone or not.
+    would see as the last token of a chain. Each row is one fused call over its keys (`_attend_one_row`),
+    the same call whether it is scored alone or not.
 
     The exception: the prompt's first positions read into an empty cache (`prefilling`), which every
     method reads in one pass of the same shape over the same tokens, are attended in one batched
@@ -182,7 +183,7 @@ def rowwise_attention(
     query [batch, heads, rows, dim]; key and value [batch, kv_heads, keys, dim].
     Returns ([batch, rows, heads, dim], None) as transformers' attention functions do.
     """
-    rows, grouped = query.shape[2], key.shape[1] != query.shape[1]
+    rows = query.shape[2]
     batched = min(rows, _PREFILL_UNTIL.get()) if key.shape[2] == rows else 0  # a prompt read into an empty cache
     outputs = []
     if batched:
@@ -193,7 +194,7 @@ def rowwise_attention(
                 value[:, :, :batched],
                 is_causal=True,
                 scale=scaling,
-                enable_gqa=grouped,
+                enable_gqa=key.shape[1] != query.shape[1],
             )
         )
     visible_keys = _visible_keys(module, attention_mask, rows, key.shape[2])
@@ -203,12 +204,25 @@ def rowwise_attention(
             row_keys, row_values = key[:, :, :visible], value[:, :, :visible]
         else:
             row_keys, row_values = key.index_select(2, visible), value.index_select(2, visible)
-        outputs.append(
-            F.scaled_dot_product_attention(
-                query[:, :, row : row + 1], row_keys, row_values, scale=scaling, enable_gqa=grouped
-            )
-        )  # [batch, heads, 1, dim]
+        outputs.append(_attend_one_row(query[:, :, row : row + 1], row_keys, row_values, scaling))
     return torch.cat(outputs, dim=2).transpose(1, 2), None
+
+
+def _attend_one_row(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scaling: float | None):
+    """One query row [batch, heads, 1, dim] over its keys and values [batch, kv_heads, keys, dim].
+
+    The query heads that share a key-value head go as the rows of one call: the same result for a row whichever pass it
+    is in (the call's shape depends on that row alone), at half the cost of enable_gqa's one-row call.
+    """
+    batch, heads, _, dim = query.shape
+    grouped = query.reshape(batch, keys.shape[1], heads // keys.shape[1], dim)  # query head h reads kv head h // group
+    return F.scaled_dot_product_attention(grouped, keys, values, scale=scaling).reshape(batch, heads, 1, dim)
+
+
+# The last mask read and what it lets each row see: every layer of a pass gets the same mask tensor, and reading it
+# costs ~0.1 ms a layer (half of a one-token attention step). Held weakly: a new mask tensor is read afresh
+# (transformers builds one per pass and never changes it in place).
+_last_mask_read: tuple[weakref.ref, tuple[int, int], list[int | torch.Tensor]] | None = None
 
 
 def _visible_keys(
@@ -216,9 +230,20 @@ def _visible_keys(
 ) -> list[int | torch.Tensor]:
     """For each query row, the keys it may see: how many leading keys (up to its last unmasked one), or, where
     masked keys come before its last unmasked one (a tree of proposals), the indices of the unmasked keys."""
+    global _last_mask_read
     if attention_mask is None:
         causal = getattr(module, "is_causal", True)
         return [keys - rows + row + 1 if causal else keys for row in range(rows)]
+    read = (rows, keys)
+    last = _last_mask_read
+    if last is not None and last[0]() is attention_mask and last[1] == read:
+        return last[2]
+    visible = _read_mask(attention_mask, rows, keys)
+    _last_mask_read = (weakref.ref(attention_mask), read, visible)
+    return visible
+
+
+def _read_mask(attention_mask: torch.Tensor, rows: int, keys: int) -> list[int | torch.Tensor]:
     allowed = (attention_mask[..., :keys] > torch.finfo(attention_mask.dtype).min).flatten(0, 1).any(dim=0)
     ends = (keys - allowed.flip(-1).int().argmax(dim=-1)).tolist()  # one past each row's last unmasked key
     leading = allowed.int().cumprod(dim=-1).sum(dim=-1).tolist()  # the unbroken run of unmasked keys from the first
