@@ -111,4 +111,4 @@ TREE_RANKS = tuple(f"{share:g}" for share in TREE_RANK_SHARES)
 def tree_plan(profile: CostProfile, top_choice: float) -> TreePlan:
     costs = TreeCosts(profile.verify_cost, profile.draft_cost, profile.draft_verify_cost or profile.verify_cost)
     chances = [top_choice, *((1 - top_choice) * share for share in TREE_RANK_SHARES)]
-    return plan(costs, chances, max_depth=6, max_nodes=len(profile.verify_cost) - 1)
+    return plan(costs, chances, max_depth=6, max_nodes=profile.max_proposals)

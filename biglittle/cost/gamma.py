@@ -26,7 +26,7 @@ class GammaChooser:
         probe_margin: float = 0.9,
     ):
         self.profile = profile
-        self.max_gamma = min(max_gamma, len(profile.verify_cost) - 1)
+        self.max_gamma = min(max_gamma, profile.max_proposals)
         self.prior_alpha, self.prior_weight = prior_alpha, prior_weight
         self.probe_every = probe_every
         # A probe makes the little model catch up on every token it has not seen (a prefill), so it

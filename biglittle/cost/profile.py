@@ -44,6 +44,11 @@ class CostProfile:
         return weight_bytes / self.memory_bandwidth if weight_bytes and self.memory_bandwidth else None
 
     @property
+    def max_proposals(self) -> int:
+        """The most proposed tokens a measured pass can verify (with the token after the last one accepted)."""
+        return len(self.verify_cost) - 1
+
+    @property
     def draft_cost(self) -> float:
         return self.draft_step_s / self.target_step_s if self.draft_step_s is not None else 0.0
 

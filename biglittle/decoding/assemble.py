@@ -90,7 +90,7 @@ def build_method(config: GenerationConfig, cost_profile: Callable[[], CostProfil
             return Speculative(config.gamma, config.sampling)
         profile = cost_profile()
         if config.drafter == "ngram":  # NgramDrafter.lengths sizes each round's proposal
-            return Speculative(len(profile.verify_cost) - 1, config.sampling)
+            return Speculative(profile.max_proposals, config.sampling)
         if config.drafter in MODEL_FREE_DRAFTERS:
             profile = replace(profile, draft_step_s=None)  # lookups and token frequencies cost no model step
         elif profile.reuse_verify_cost:
