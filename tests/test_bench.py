@@ -2,6 +2,7 @@
 
 import json
 import random
+from datetime import datetime
 
 import pytest
 from conftest import PROMPTS, sentence
@@ -147,8 +148,10 @@ def test_records_hold_what_cost_estimates_need(quick_run):
 
 
 def test_report_and_plots(quick_run):
-    _, out, _ = quick_run
+    results, out, _ = quick_run
     report = (out / "report.md").read_text()
+    measured = datetime.fromisoformat(results["cost_profiles"]["main"]["measured_at"])  # a kept profile says when
+    assert f"the profile kept for this machine, measured {measured.isoformat(timespec='minutes')})" in report
     for text in (
         "## translation (BLEU)",
         "## summarization (ROUGE-L)",

@@ -94,8 +94,10 @@ def _header(results: dict) -> list[str]:
     ]
     for name, profile in results["cost_profiles"].items():
         ratios = " ".join(f"{r:.2f}" for r in profile["verify_cost"])
+        measured = profile.get("measured_at") or "on an earlier day (the profile kept no date)"
         lines.append(
-            f"- Costs ({name} draft): T(1) = {profile['target_step_s'] * 1000:.1f} ms, "
+            f"- Costs ({name} draft; the profile kept for this machine, measured {measured}): "
+            f"T(1) = {profile['target_step_s'] * 1000:.1f} ms, "
             f"c = {_num(profile.get('draft_cost'), 3)}, T(k)/T(1) for k = 1..{len(profile['verify_cost'])}: {ratios}"
         )
     return lines + ["", INTERVALS_NOTE, ""]

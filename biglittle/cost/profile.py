@@ -10,6 +10,7 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
 
@@ -38,6 +39,7 @@ class CostProfile:
     target_weight_bytes: int | None = None
     draft_weight_bytes: int | None = None
     memory_bandwidth: float | None = None  # bytes per second
+    measured_at: str | None = None  # when, UTC (ISO 8601); None in profiles kept before they carried a date
 
     def floor_s(self, weight_bytes: int | None) -> float | None:
         """Seconds to read `weight_bytes` at the measured bandwidth: no pass can be faster."""
@@ -100,6 +102,7 @@ def measure_profile(
         target_weight_bytes=weight_bytes(target.model),
         draft_weight_bytes=weight_bytes(draft.model) if draft is not None else None,
         memory_bandwidth=measure_bandwidth(),
+        measured_at=datetime.now(timezone.utc).isoformat(timespec="minutes"),
     )
 
 
