@@ -17,6 +17,7 @@ import platform
 import statistics
 import subprocess
 import time
+from collections.abc import Iterator
 
 import torch
 
@@ -32,6 +33,15 @@ PREFILL_REPEATS = 5  # copies of CONTINUATION in the prompt whose prefill is tim
 
 
 SETTINGS = {"fbgemm": 10**9, "onednn": 1, "mixed": Int8Linear.onednn_from_rows}  # rows from which oneDNN runs
+
+
+def settings_in_turn(sweep: int) -> Iterator[str]:
+    """The settings, each first in turn (so this VM's drift falls alike on all), each one's kernel choice switched on
+    while it is yielded."""
+    order = list(SETTINGS.items())
+    for setting, from_rows in order[sweep % len(order) :] + order[: sweep % len(order)]:
+        Int8Linear.onednn_from_rows = from_rows
+        yield setting
 
 
 def main() -> None:
@@ -50,14 +60,12 @@ def main() -> None:
     for runner in runners.values():
         runner.start(prompt)
         runner.forward(prompt, 1)
-    order = list(SETTINGS.items())
     for sweep in range(args.sweeps):
         for name, runner in runners.items():
             runner.forward(prompt + extension[:1], 1)  # untimed: the first pass after the other model is slower
             runner.crop(len(prompt))
             for k in KS:
-                for setting, from_rows in order[sweep % 3 :] + order[: sweep % 3]:  # each setting first in turn
-                    Int8Linear.onednn_from_rows = from_rows
+                for setting in settings_in_turn(sweep):
                     started = time.perf_counter()
                     logits[setting, name, k] = runner.forward(prompt + extension[:k], k)
                     if sweep:
@@ -66,8 +74,7 @@ def main() -> None:
     long_prompt = pair.encode(PROMPT + "\n\n" + "\n\n".join([CONTINUATION] * PREFILL_REPEATS), chat=True)
     prefill: dict[str, list[float]] = {}
     for sweep in range(args.sweeps):  # reading a prompt into an empty cache: the big model's prefill
-        for setting, from_rows in order[sweep % 3 :] + order[: sweep % 3]:
-            Int8Linear.onednn_from_rows = from_rows
+        for setting in settings_in_turn(sweep):
             runners["target"].start(long_prompt)
             started = time.perf_counter()
             runners["target"].forward(long_prompt, 1)
