@@ -207,6 +207,7 @@ def test_profile_prints_both_cost_curves_and_the_overhead(capsys, tiny_models, t
     assert lines[0].startswith("T(1) = ") and ", c = " in lines[0]
     assert lines[1].startswith("  target step ") and lines[2].startswith("  draft step ")
     assert all("x the floor" in line and "of weights at" in line for line in lines[1:3])
+    assert all(line.endswith(" ms fixed (its layers with tiny matrices)") for line in lines[1:3])
     curves = lines.index(next(line for line in lines if line.startswith("T(k)/T(1)")))
     assert [line.split()[0] for line in lines[curves + 1 : curves + 3]] == ["target", "draft"]
     assert all(len(line.split()) == 17 for line in lines[curves + 1 : curves + 3])  # name + k = 1..16

@@ -62,16 +62,17 @@ def _bytes(count: int) -> str:
 
 def format_profile(profile: CostProfile, has_draft: bool) -> str:
     lines = [f"T(1) = {profile.target_step_s * 1000:.1f} ms" + (f", c = {profile.draft_cost:.3f}" if has_draft else "")]
-    models = [("target", profile.target_step_s, profile.target_weight_bytes)]
+    models = [("target", profile.target_step_s, profile.target_weight_bytes, profile.target_fixed_s)]
     if has_draft and profile.draft_step_s is not None:
-        models.append(("draft", profile.draft_step_s, profile.draft_weight_bytes))
-    for name, step, weights in models:
+        models.append(("draft", profile.draft_step_s, profile.draft_weight_bytes, profile.draft_fixed_s))
+    for name, step, weights, fixed in models:
         floor = profile.floor_s(weights)
         if floor and weights and profile.memory_bandwidth:
             lines.append(
                 f"  {name} step {step * 1000:.1f} ms against its memory floor {floor * 1000:.1f} ms "
                 f"({_bytes(weights)} of weights at {profile.memory_bandwidth / 1e9:.1f} GB/s): "
                 f"{step / floor:.2f}x the floor"
+                + (f"; {fixed * 1000:.1f} ms fixed (its layers with tiny matrices)" if fixed else "")
             )
     curves = [("target", profile.verify_cost)] + ([("draft", profile.draft_verify_cost)] if has_draft else [])
     if profile.reuse_verify_cost:  # an early exit sharing the target's cache: verification after it costs less

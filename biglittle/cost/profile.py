@@ -18,8 +18,9 @@ import torch
 
 from ..files import profiles_dir
 from ..runtime.cpu import cpu_model
+from ..runtime.hollow import hollow_copy
 from ..runtime.quantize import onednn_exact, weight_bytes
-from ..runtime.runner import Runner
+from ..runtime.runner import ModelRunner, Runner
 
 
 @dataclass
@@ -40,6 +41,9 @@ class CostProfile:
     draft_weight_bytes: int | None = None
     memory_bandwidth: float | None = None  # bytes per second
     measured_at: str | None = None  # when, UTC (ISO 8601); None in profiles kept before they carried a date
+    # T(1) of each model's layers with tiny matrices (runtime/hollow.py): the part of a step its weights do not cost.
+    target_fixed_s: float | None = None
+    draft_fixed_s: float | None = None
 
     def floor_s(self, weight_bytes: int | None) -> float | None:
         """Seconds to read `weight_bytes` at the measured bandwidth: no pass can be faster."""
@@ -102,6 +106,8 @@ def measure_profile(
         target_weight_bytes=weight_bytes(target.model),
         draft_weight_bytes=weight_bytes(draft.model) if draft is not None else None,
         memory_bandwidth=measure_bandwidth(),
+        target_fixed_s=fixed_step_s(target, repeats, context_tokens),
+        draft_fixed_s=fixed_step_s(draft, repeats, context_tokens) if draft is not None else None,
         measured_at=datetime.now(timezone.utc).isoformat(timespec="minutes"),
     )
 
@@ -127,6 +133,16 @@ def _curves(
                 if progress is not None:
                     progress()
     return [[median(k_times) for k_times in plan_times] for plan_times in times]
+
+
+def fixed_step_s(runner: Runner, repeats: int, context_tokens: int) -> float | None:
+    """T(1) of the runner's model with tiny matrices (hollow_copy): what a step costs beyond reading and multiplying
+    its weights. None for a runner of another kind (an early exit, a restricted vocabulary) or a model it cannot
+    shrink."""
+    hollow = hollow_copy(runner.model) if type(runner) is ModelRunner else None
+    if hollow is None:
+        return None
+    return _curves([(ModelRunner(hollow, hollow.config.vocab_size), None)], 1, repeats, context_tokens, None)[0][0]
 
 
 def _prefilled(runner: Runner, length: int) -> tuple[list[int], list[int]]:

@@ -78,13 +78,18 @@ def load_model(spec: str, dtype: str = "fp32", device: str | torch.device = "cpu
         raise BigLittleError(f"could not load model {spec!r}: {_why_not_loaded(location, extra, error)}") from error
     model.to(device).eval()
     precision = fastest_precision(model) if dtype == "auto" else dtype
+    apply_precision(model, precision, source_gguf(spec) if precision == "int4" else None)
+    return LoadedModel(spec, model, tokenizer)
+
+
+def apply_precision(model: PreTrainedModel, precision: str, gguf: str | Path | None = None) -> None:
+    """Make `model` (fp32) compute in `precision` (not auto), in place; int4 takes `gguf`'s own 4-bit blocks."""
     if precision == "int8":
         quantize_model(model)
     elif precision == "int4":
-        quantize_model_int4(model, source_gguf(spec))
+        quantize_model_int4(model, gguf)
     else:
         model.to(DTYPES[precision])
-    return LoadedModel(spec, model, tokenizer)
 
 
 def checked_device(name: str | torch.device) -> torch.device:
