@@ -44,6 +44,8 @@ def main() -> None:
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
     step_ms = 1000 * profile.target_step_s
     print(f"{device}, {args.dtype}, random weights: T(1) = {step_ms:.2f} ms, c = {profile.draft_cost:.3f}")
+    fixed = [f"{1000 * s:.2f} ms" if s else "-" for s in (profile.target_fixed_s, profile.draft_fixed_s)]
+    print(f"fixed part of a step (the same layers with tiny matrices): target {fixed[0]}, draft {fixed[1]}")
     print(f"T(k)/T(1), k = 1..{args.max_k}: " + " ".join(f"{cost:.2f}" for cost in profile.verify_cost))
     if args.out:
         Path(args.out).write_text(json.dumps({"device": device, "dtype": args.dtype, **asdict(profile)}, indent=1))

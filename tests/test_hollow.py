@@ -44,3 +44,10 @@ def test_int8_hollow_layers_are_int8_products_of_the_shrunk_width(tiny_models):
 
 def test_an_encoder_decoder_has_no_hollow_copy(seq2seq_pair):
     assert hollow_copy(seq2seq_pair.target.model) is None
+
+
+def test_the_fixed_part_is_timed_for_a_model_runner_on_the_cpu_only(decoder_pair, exit_pair):
+    from biglittle.cost.profile import fixed_step_s
+
+    assert fixed_step_s(decoder_pair.target_runner, repeats=2, context_tokens=8) > 0
+    assert fixed_step_s(exit_pair.draft_runner, repeats=2, context_tokens=8) is None  # shares the target's cache
