@@ -134,13 +134,14 @@ def test_rowwise_attention_computes_what_the_default_attention_does(tiny_models,
         torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_a_row_attends_alike_alone_or_with_rows_of_other_lengths():
+@pytest.mark.parametrize("kv_heads", [1, 2, 4])  # 4 query heads: multi-query, grouped-query and multi-head attention
+def test_a_row_attends_alike_alone_or_with_rows_of_other_lengths(kv_heads):
     """Rows of a chain (9 rows) and of a tree (keys with gaps) get the same bits scored together as scored alone, and
     what attention over their keys gives: one call for all rows, their keys padded to the longest and masked, fails
     it."""
     torch.manual_seed(0)
     keys = 140
-    query, key, value = torch.randn(2, 4, 12, 8), torch.randn(2, 2, keys, 8), torch.randn(2, 2, keys, 8)
+    query, key, value = torch.randn(2, 4, 12, 8), torch.randn(2, kv_heads, keys, 8), torch.randn(2, kv_heads, keys, 8)
     chain = [torch.arange(59 + row) for row in range(9)]
     tree = [torch.tensor([*range(61), 66, 71]), torch.arange(0, 130, 2)]
     visible = [*chain, *tree, torch.arange(keys)]
