@@ -138,8 +138,8 @@ def _curves(
 def fixed_step_s(runner: Runner, repeats: int, context_tokens: int) -> float | None:
     """T(1) of the runner's model with tiny matrices (hollow_copy): what a step costs beyond reading and multiplying
     its weights, on a CPU. None on a GPU (heads 8 wide can take another attention kernel there: an H200's hollow
-    1.5B stepped in 27 ms, its real one in 19), for a runner of another kind (an early exit, a restricted
-    vocabulary) or a model it cannot shrink."""
+    1.5B stepped in 27 ms, its real one in 19), for a runner that shares another's cache (an early exit of a Llama
+    or Qwen2 target) or a model it cannot shrink."""
     cpu = runner.device.type == "cpu"
     hollow = hollow_copy(runner.model) if cpu and type(runner) is ModelRunner else None
     if hollow is None:
