@@ -140,8 +140,8 @@ def fixed_step_s(runner: Runner, repeats: int, context_tokens: int) -> float | N
     its weights, on a CPU. None on a GPU (heads 8 wide can take another attention kernel there: an H200's hollow
     1.5B stepped in 27 ms, its real one in 19), for a runner that shares another's cache (an early exit of a Llama
     or Qwen2 target) or a model it cannot shrink."""
-    cpu = runner.device.type == "cpu"
-    hollow = hollow_copy(runner.model) if cpu and type(runner) is ModelRunner else None
+    measurable = type(runner) is ModelRunner and runner.device.type == "cpu"
+    hollow = hollow_copy(runner.model) if measurable else None
     if hollow is None:
         return None
     return _curves([(ModelRunner(hollow, hollow.config.vocab_size), None)], 1, repeats, context_tokens, None)[0][0]
