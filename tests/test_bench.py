@@ -346,6 +346,8 @@ BAD_ARGUMENTS = {
     "extra draft without label": (["--extra-draft", "early-exit:2"], "write LABEL=SPEC"),
     "extra draft bad early exit": (["--extra-draft", "x=early-exit:zero"], "early-exit:L with L a number"),
     "zero repeats": (["--repeats", "0"], "--repeats must be at least 1"),
+    "unknown other precision": (["--also-precision", "int5"], "--also-precision: unknown precision 'int5'"),
+    "other precision is the precision": (["--also-precision", "int4,fp32"], "that is --precision's already"),
     "zero examples": (["--n", "0"], "--n must be at least 1"),
     "new tokens for an unknown task": (["--max-new-tokens", "poetry=3"], "unknown task 'poetry'"),
     "new tokens not a number": (["--max-new-tokens", "code=many"], "'code=many' is not N or TASK=N"),
@@ -367,6 +369,41 @@ def test_a_list_of_tasks():
     assert resolve_options("code,translation").tasks == ("code", "translation")
     with pytest.raises(BigLittleError, match="unknown task 'poetry'"):
         resolve_options("translation,poetry")
+
+
+def test_also_precision_runs_the_pair_again_in_it_compared_with_its_own_big_model(decoder_pair, tmp_path):
+    """int4 rows beside fp32's: exactness is judged against int4's own big model, speed against fp32's."""
+    out = tmp_path / "bench"
+    results = bench(decoder_pair, out, tasks=("translation",), families="small", also_precision="int4")
+    rows = by_label(results, "translation")
+    assert list(rows) == [
+        "Vanilla (large)",
+        "Vanilla (small)",
+        "int4: Vanilla (large)",
+        "int4: ngram γ=auto",
+        "int4: speculative γ=auto T=0",
+        "int4 little: speculative γ=auto T=0",
+    ]
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    for row in rows.values():
+        if row["setting"]["method"] == "speculative":
+            assert row["agreement"]["exact_match"] == 1.0, row["label"]
+    # The tiny target's tokens survive 4 bits; make int4's differ, as a real model's do, to see whose they are held to.
+    for record in records:
+        if record["setting"]["model"] == "int4":
+            record["token_ids"] = [*record["token_ids"], 0]
+    settings = build_settings(resolve_options("translation", quick=True, families="small", also_precision="int4"))
+    agreed = {row["label"]: row["agreement"]["exact_match"] for row in aggregate(records, settings)}
+    assert agreed["int4: ngram γ=auto"] == agreed["int4: speculative γ=auto T=0"] == 1.0  # with int4's big model
+    assert agreed["int4: Vanilla (large)"] == 0.0  # int4's big model itself: with fp32's
+    assert agreed["int4 little: speculative γ=auto T=0"] == 1.0  # drafts for fp32's big model, so held to its tokens
+    assert results["metadata"]["also_precisions"] == ["int4"]
+    profiles = results["cost_profiles"]  # weights read per pass say which precision each pair's models are in
+    assert profiles["int4"]["target_weight_bytes"] < profiles["main"]["target_weight_bytes"] / 4
+    assert profiles["int4 little"]["target_weight_bytes"] == profiles["main"]["target_weight_bytes"]
+    assert profiles["int4 little"]["draft_weight_bytes"] == profiles["int4"]["draft_weight_bytes"]
+    assert profiles["int4"]["draft_weight_bytes"] < profiles["main"]["draft_weight_bytes"] / 4
+    assert "Also in int4 (--also-precision)" in (out / "report.md").read_text()
 
 
 def test_only_keeps_the_baseline_and_the_matching_settings():

@@ -1,7 +1,8 @@
 """From generation records to one summary per (task, setting): quality, agreement, speed, mechanism, lengths.
 
 Speedups compare each setting with `ar` on the target ("Vanilla (large)") over the same examples
-and repeats; agreement compares its tokens with that baseline's greedy tokens; bootstrap intervals
+and repeats; agreement compares its tokens with that baseline's greedy tokens (an --also-precision pair's, with
+its own big model's); bootstrap intervals
 (bootstrap.py) pair each setting with that baseline on the same resampled examples. The predicted
 speedup is report.predict_speedup's, fed with the pooled counts and call logs of the setting.
 """
@@ -20,9 +21,8 @@ from ..data.metrics import METRIC_OF_TASK, from_statistics, statistics
 from ..decoding.stats import GenerationStats
 from ..sandbox import VERDICTS
 from .bootstrap import Sample, paired_intervals
-from .settings import LLAMACPP_PLAIN, Setting
+from .settings import BASELINE, LLAMACPP_PLAIN, Setting
 
-BASELINE = "Vanilla (large)"
 NO_INTERVALS = {
     "examples": 0,
     "quality": None,
@@ -46,14 +46,25 @@ def aggregate(records: list[dict], settings: list[Setting]) -> list[dict]:
         for setting in settings:
             group = groups.get((task, setting.label))
             if group:
-                summary = summarize(task, setting, group, baseline, ar_stats)
+                own = {_example_key(r): r for r in groups.get((task, own_baseline(setting)), [])}
+                summary = summarize(task, setting, group, baseline, ar_stats, own or baseline)
                 if setting.family == "llamacpp":
                     summary["llamacpp"] = llamacpp_summary(group, llamacpp_plain)
                 summaries.append(summary)
     return summaries
 
 
-def summarize(task: str, setting: Setting, group: list[dict], baseline: dict, ar_stats: GenerationStats) -> dict:
+def own_baseline(setting: Setting) -> str:
+    """The label of the big model whose tokens `setting`'s are compared with: its own precision's (an
+    --also-precision pair, bench/settings.py), otherwise the baseline."""
+    own = f"{setting.model}: {BASELINE}"
+    return own if setting.family == "precision" and setting.label != own else BASELINE
+
+
+def summarize(
+    task: str, setting: Setting, group: list[dict], baseline: dict, ar_stats: GenerationStats, reference: dict
+) -> dict:
+    """`reference`: the records of the big model whose tokens this setting's are compared with (own_baseline)."""
     metric = METRIC_OF_TASK[task]
     summary = {
         "task": task,
@@ -64,7 +75,7 @@ def summarize(task: str, setting: Setting, group: list[dict], baseline: dict, ar
         "generations": len(group),
         "metric": metric,
         "quality": quality(task, group),
-        "agreement": agreement(group, baseline),
+        "agreement": agreement(group, reference),
         "median_wall_time_s": median(r["wall_time_s"] for r in group),
         "tokens_per_s": _ratio(sum(r["new_tokens"] for r in group), sum(r["wall_time_s"] for r in group)),
         "speedup": speedup(group, baseline),

@@ -29,7 +29,7 @@ from .options import BenchOptions
 from .plots import write_plots
 from .report import render
 from .run import Executor, plan_jobs, prompt_encoder, run_jobs
-from .settings import build_settings
+from .settings import build_settings, precision_pairs
 from .store import RecordStore
 
 RESULTS, REPORT = "results.json", "report.md"
@@ -55,7 +55,7 @@ def run_benchmark(
     if pair.draft is None:
         raise BigLittleError("bench compares a big and a little model: pass --draft as well as --target")
     commit = code_version()  # of the code that runs, even if the checkout moves on during a long run
-    pairs = model_pairs(pair, options.extra_drafts, options.precision)
+    pairs = model_pairs(pair, options.extra_drafts, options.precision, options.also_precisions)
     profiles = {name: _profile(p, progress) for name, p in pairs.items() if name != "small"}
     settings = build_settings(options, frozenset(label for label, p in pairs.items() if p.bridge is not None))
     if llamacpp is None and any(setting.family == "llamacpp" for setting in settings):  # --families, --only
@@ -101,15 +101,24 @@ def code_judge(records) -> Callable[[str, Example, str], dict | None]:
     return lambda task, example, text: judge(example, text) if task == "code" else None
 
 
-def model_pairs(pair: ModelPair, extra_drafts: dict[str, str], precision: str) -> dict[str, ModelPair]:
-    """The pair, the little model alone ("small"), and the target with each extra draft (which may have its own
-    tokenizer); no model is loaded twice. All keep their measurements in the pair's cache."""
+def model_pairs(
+    pair: ModelPair, extra_drafts: dict[str, str], precision: str, also_precisions: tuple[str, ...] = ()
+) -> dict[str, ModelPair]:
+    """The pair, the little model alone ("small"), the target with each extra draft (which may have its own
+    tokenizer), and for each of `also_precisions` both models in it and the target with its little model in it
+    (settings.precision_pairs); no model is loaded twice. All keep their measurements in the pair's cache."""
     pairs = {"main": pair, "small": ModelPair(pair.draft, cache=pair.cache)}
+    device = str(pair.target_runner.device)
     for label, spec in extra_drafts.items():
-        device = str(pair.target_runner.device)
         pairs[label] = load_pair(
             pair.target, spec, dtype=precision, device=device, cache=pair.cache, cross_tokenizer=True
         )
+    for other in also_precisions:
+        both, little = precision_pairs(other)
+        pairs[both] = load_pair(
+            pair.target.name, pair.draft.name, dtype=other, device=device, cache=pair.cache, builtin=pair.builtin
+        )
+        pairs[little] = ModelPair(pair.target, pairs[both].draft, cache=pair.cache, builtin=pair.builtin)
     return pairs
 
 
@@ -146,6 +155,7 @@ def metadata(pair: ModelPair, options: BenchOptions, examples_by_task: dict, com
         "families": list(options.families),
         "only": list(options.only),
         "extra_drafts": options.extra_drafts,
+        "also_precisions": list(options.also_precisions),
         "draft_text": options.draft_text,
         "machine": machine(pair),
         "sandbox": sandbox_guards() if "code" in examples_by_task else None,

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import TASKS, parse_draft_spec, require_tuning_task
+from ..config import AUTO, PRECISIONS, TASKS, parse_draft_spec, require_tuning_task
 from ..errors import BigLittleError
 
 # `ar` with the target always runs: the baseline. ablations: BiLD with fallback only and rollback only;
@@ -50,6 +50,7 @@ class BenchOptions:
     allow_other_commit: bool = False  # a resumed run may add to records of another commit of the code
     draft_text: str | None = None  # unigram / bigram drafts: a text file; None: each task's train split
     only: tuple[str, ...] = ()  # label patterns (fnmatch): run only the settings they match, and the baseline
+    also_precisions: tuple[str, ...] = ()  # the pair again in each of these precisions (--also-precision)
 
 
 def resolve_options(
@@ -68,6 +69,7 @@ def resolve_options(
     allow_other_commit: bool = False,
     draft_text: str | None = None,
     only: str | None = None,
+    also_precision: str | None = None,
 ) -> BenchOptions:
     """Options from the command line's strings; what is not given takes the full or the --quick default."""
     tasks = TASKS if task == "all" else tuple(dict.fromkeys(_items(task, "--task")))
@@ -92,6 +94,7 @@ def resolve_options(
         allow_other_commit=allow_other_commit,
         draft_text=str(Path(draft_text).expanduser().resolve()) if draft_text else None,
         only=_items(only, "--only") if only else (),
+        also_precisions=parse_also_precisions(also_precision, precision) if also_precision else (),
     )
     if options.draft_text and not Path(options.draft_text).is_file():
         raise BigLittleError(f"--draft-text {draft_text}: no such file (leave it out to use each task's train split)")
@@ -209,6 +212,18 @@ def parse_families(text: str) -> tuple[str, ...]:
     if unknown:
         raise BigLittleError(f"--families: unknown {', '.join(unknown)}; choose from {', '.join(FAMILIES)}")
     return tuple(dict.fromkeys(families))
+
+
+def parse_also_precisions(text: str, precision: str) -> tuple[str, ...]:
+    """'int4' or 'int4,fp32' -> the precisions to load the pair in besides `precision` (--precision's)."""
+    chosen = tuple(dict.fromkeys(_items(text, "--also-precision")))
+    for name in chosen:
+        if name not in PRECISIONS or name == AUTO:
+            choices = ", ".join(p for p in PRECISIONS if p != AUTO)
+            raise BigLittleError(f"--also-precision: unknown precision {name!r}; choose from {choices}")
+        if name == precision:
+            raise BigLittleError(f"--also-precision {name}: that is --precision's already; name another")
+    return chosen
 
 
 def parse_extra_drafts(specs: list[str]) -> dict[str, str]:

@@ -84,6 +84,12 @@ def _header(results: dict) -> list[str]:
             else ""
         ),
         f"- Command: `{meta['command']}`",
+        *(
+            f"- Also in {other} (--also-precision): rows `{other}: …` with both models in it, compared for "
+            f"agreement with `{other}: {BASELINE}`; rows `{other} little: …` with the little model in it drafting "
+            f"for the big model in {meta['precision']}. Every speedup is over `{BASELINE}` in {meta['precision']}"
+            for other in meta.get("also_precisions", [])
+        ),
         *(f"- {peer['status']}" for peer in meta.get("peers", {}).values()),
         *(
             f"- failed: {reason} (its rows hold only the examples before that)"
@@ -174,6 +180,7 @@ def summary_rows(task_rows: list[dict]) -> list[tuple[str, dict]]:
                 _degraded([row for row in extra if row["setting"]["method"] == "bild"], baseline),
             )
         )
+    picks += [(row["label"], row) for row in task_rows if row["family"] == "precision"]
     return [(name, row) for name, row in picks if row is not None]
 
 

@@ -15,6 +15,7 @@ from ..errors import BigLittleError
 from ..peers.llamacpp_server import DRAFT_MAX
 from .options import BenchOptions
 
+BASELINE = "Vanilla (large)"  # ar on the big model: every run's baseline
 DEFAULT_THRESHOLDS = (GenerationConfig.fallback_threshold, GenerationConfig.rollback_threshold)
 TREE_DRAFTERS = {"model": "little model", "ngram": "lookup", "hybrid": "merged"}  # drafter -> what the tree holds
 # Fields a setting leaves out of its parameters (and so of its records' keys) while they hold these values:
@@ -31,9 +32,9 @@ LLAMACPP_ENGINES = {  # engine -> (label, llama.cpp mode: bench/llamacpp.py)
 @dataclass(frozen=True)
 class Setting:
     label: str  # unique within a run
-    family: str  # ar | small | speculative | ngram | trees | bild | peers | llamacpp | extra
+    family: str  # ar | small | speculative | ngram | trees | bild | peers | llamacpp | extra | precision
     engine: str = "biglittle"
-    model: str = "main"  # the pair that runs it: main, small, or an --extra-draft label
+    model: str = "main"  # the pair that runs it: main, small, an --extra-draft label, or (precision_pairs) P / P little
     model_spec: str = ""  # an extra draft's path or early-exit:L (so a changed spec is a new setting)
     method: str = "ar"
     drafter: str = "model"
@@ -90,7 +91,7 @@ def bild_label(fallback: float, rollback: float, prefix: str = "") -> str:
 def build_settings(options: BenchOptions, cross_tokenizer_drafts: frozenset[str] = frozenset()) -> list[Setting]:
     """Every setting of the run, the baseline first; `cross_tokenizer_drafts`: the --extra-draft labels whose
     tokenizer differs from the target's (speculative only, at temperature 0 and 1)."""
-    settings = [Setting("Vanilla (large)", "ar")]
+    settings = [Setting(BASELINE, "ar")]
     families = options.families
     if "small" in families:
         settings.append(Setting("Vanilla (small)", "small", model="small"))
@@ -212,7 +213,27 @@ def build_settings(options: BenchOptions, cross_tokenizer_drafts: frozenset[str]
             )
             for fallback, rollback in grid
         ]
+    settings += [setting for precision in options.also_precisions for setting in precision_settings(precision)]
     return _only(settings, options.only)
+
+
+def precision_pairs(precision: str) -> tuple[str, str]:
+    """The pairs an --also-precision P adds: both models in P ("int4"), and the big model in --precision's
+    with the little model in P ("int4 little")."""
+    return precision, f"{precision} little"
+
+
+def precision_settings(precision: str) -> list[Setting]:
+    """The big model alone and the exact defaults with both models in `precision`, and the little model in it
+    drafting for the big one in --precision's."""
+    both, little = precision_pairs(precision)
+    auto = {"method": "speculative", "gamma": "auto"}
+    return [
+        Setting(f"{both}: {BASELINE}", "precision", model=both),
+        Setting(f"{both}: ngram γ=auto", "precision", model=both, drafter="ngram", **auto),
+        Setting(f"{both}: speculative γ=auto T=0", "precision", model=both, **auto),
+        Setting(f"{little}: speculative γ=auto T=0", "precision", model=little, **auto),
+    ]
 
 
 def _only(settings: list[Setting], patterns: tuple[str, ...]) -> list[Setting]:

@@ -153,6 +153,14 @@ def _add_bench(commands) -> None:
         "tokenizer drafts through text (speculative at temperature 0 and 1, no BiLD)",
     )
     p.add_argument(
+        "--also-precision",
+        metavar="LIST",
+        help="load the pair again in these precisions (e.g. int4) and run, interleaved with the rest: the big "
+        "model alone, ngram γ=auto and speculative γ=auto in each, and its little model drafting for the big "
+        "model in --precision's (labels 'int4: …' and 'int4 little: …'); every speedup is over the big model in "
+        "--precision's. The little models keep their full vocabulary",
+    )
+    p.add_argument(
         "--draft-text",
         metavar="FILE",
         help="the text the unigram and bigram drafts are estimated from, one text per line (default: each "
@@ -186,6 +194,7 @@ def _run_bench(args) -> int:
         allow_other_commit=args.allow_other_commit,
         draft_text=args.draft_text,
         only=args.only,
+        also_precision=args.also_precision,
     )
     check_out(options.out_dir)
     examples = {task: load_task(task, "test", limit=options.n, cache=args.cache_dir) for task in options.tasks}
