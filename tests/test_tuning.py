@@ -1,5 +1,6 @@
 """The cost-aware gamma chooser and the cost profile."""
 
+import random
 from collections import Counter
 
 import pytest
@@ -133,8 +134,56 @@ def test_speculative_drafts_what_the_chooser_picks_within_the_budget():
     from biglittle.decoding.stats import GenerationStats
 
     stats = GenerationStats()
-    stats.proposed_by_position.update({0: 1000, 1: 1000, 2: 1000})
+    stats.tried_by_position.update({0: 1000, 1: 1000, 2: 1000})
     stats.accepted_by_position.update({0: 500, 1: 950, 2: 950})  # the hand-computed case above: gamma 3
     method = Speculative(0, SamplingConfig(), chooser=GammaChooser(CostProfile(1.0, 0.1, [1.0] * 4), prior_weight=0))
     assert method.draft_budget(10, stats) == 3
     assert method.draft_budget(3, stats) == 2  # the target's own token must still fit
+
+
+KEPT_INT8_PROFILE = CostProfile(1.0, 0.507, [1.0, 1.28, 1.21, 1.34, 1.41, 1.28, 1.35, 1.43])  # the built-in pair's
+
+
+def simulated_choices(chooser, alpha, rounds, seed=0):
+    """gamma per round, as speculative decoding asks the chooser (through its statistics), against a draft whose
+    every token the target accepts with probability `alpha` given the one before."""
+    from biglittle.decoding.methods import Speculative
+    from biglittle.decoding.sampling import SamplingConfig
+    from biglittle.decoding.stats import GenerationStats
+
+    rng = random.Random(seed)
+    method, stats, choices = Speculative(0, SamplingConfig(), chooser=chooser), GenerationStats(), []
+    for _ in range(rounds):
+        gamma = method.draft_budget(1 << 20, stats)
+        stats.record_round(gamma, next((i for i in range(gamma) if rng.random() >= alpha), gamma))
+        choices.append(gamma)
+    return choices
+
+
+def test_rounds_count_a_position_as_tried_only_when_the_ones_before_it_were_accepted():
+    from biglittle.decoding.stats import GenerationStats
+
+    stats = GenerationStats()
+    stats.record_round(4, 1)  # accepted the first, rejected the second: the third and fourth were never judged
+    stats.record_round(2, 2)
+    assert stats.proposed_by_position == Counter({0: 2, 1: 2, 2: 1, 3: 1})
+    assert stats.tried_by_position == Counter({0: 2, 1: 2})
+    assert stats.accepted_by_position == Counter({0: 2, 1: 1})
+
+
+def test_a_pessimistic_prior_does_not_keep_an_accurate_draft_untried():
+    """At the built-in pair's costs the prior (acceptance 0.6) says speculation loses by more than the probe margin;
+    an optimistic bound still probes, finds a draft right 97% of the time, and speculates from then on."""
+    chooser = GammaChooser(KEPT_INT8_PROFILE)
+    assert max(chooser.rates(Counter(), Counter())[1:]) < chooser.probe_margin  # the margin alone never probes
+    choices = simulated_choices(chooser, alpha=0.97, rounds=256)
+    assert choices[:15] == [0] * 15 and choices[15] == 1  # plain rounds first, then a probe
+    assert sum(gamma > 0 for gamma in choices[128:]) == 128
+    assert Counter(choices[128:]).most_common(1)[0][0] == best_gamma(0.97, 0.507, KEPT_INT8_PROFILE.verify_cost)[0]
+
+
+def test_optimism_fades_as_a_poor_draft_is_seen():
+    chooser = GammaChooser(KEPT_INT8_PROFILE)
+    choices = simulated_choices(chooser, alpha=0.3, rounds=512)
+    assert set(choices) == {0, 1} and sum(choices) <= 4  # a few probes, all early
+    assert choices[256:] == [0] * 256

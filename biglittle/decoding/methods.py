@@ -52,7 +52,7 @@ class Speculative:
     def draft_budget(self, remaining: int, stats: GenerationStats) -> int:
         gamma = self.gamma
         if self.chooser is not None:
-            gamma = self.chooser.choose(stats.accepted_by_position, stats.proposed_by_position)
+            gamma = self.chooser.choose(stats.accepted_by_position, stats.tried_by_position)
         return min(gamma, remaining - 1)  # the target always adds one token of its own
 
     def verifies(self, proposal: Proposal) -> bool:

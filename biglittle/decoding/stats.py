@@ -27,6 +27,10 @@ class GenerationStats:
     accepted_lengths: Counter = field(default_factory=Counter)  # accepted drafts per target call
     accepted_by_position: Counter = field(default_factory=Counter)  # draft position (depth - 1) -> times accepted
     proposed_by_position: Counter = field(default_factory=Counter)  # draft position (depth - 1) -> times proposed
+    # Draft position -> times the target judged it: proposed with every position before it accepted. So
+    # accepted / tried is the acceptance at a position given the one before (what --gamma auto's chooser needs);
+    # accepted / proposed is the share of rounds that got that far.
+    tried_by_position: Counter = field(default_factory=Counter)
     # Trees: (depth, rank among its siblings) of each accepted node; rank 0 is the drafter's first choice.
     accepted_by_depth_rank: Counter = field(default_factory=Counter)
     wall_time_s: float = 0.0
@@ -57,10 +61,12 @@ class GenerationStats:
         self.proposed += num_proposed
         self.accepted += num_accepted
         self.accepted_lengths[num_accepted] += 1
-        for position in range(num_proposed if depth is None else depth):
+        reach = num_proposed if depth is None else depth
+        for position in range(reach):
             self.proposed_by_position[position] += 1
             if position < num_accepted:
                 self.accepted_by_position[position] += 1
+        self.tried_by_position.update(range(min(reach, num_accepted + 1)))
 
     @property
     def discarded(self) -> int:
