@@ -1,10 +1,15 @@
 """N-gram (prompt lookup) and hybrid drafting: the lookup itself, greedy identity, exact distribution."""
 
+from collections import Counter
+
 import pytest
 from conftest import PROMPTS, SEQ2SEQ_PROMPTS
 from stats_checks import ALPHA, chi_square_pvalue, detectable_tv, exact_distribution, pooled_cells, sample_first_two
 
-from biglittle.decoding.drafters import NgramDrafter
+from biglittle.cost.lookup_lengths import LookupLengths
+from biglittle.cost.tree_policy import TreeCosts
+from biglittle.decoding.drafters import HybridDrafter, NgramDrafter
+from biglittle.decoding.proposal import Proposal
 from biglittle.decoding.sampling import SamplingConfig
 
 EOS = 1
@@ -82,3 +87,51 @@ def test_ngram_sampling_preserves_the_target_distribution(decoder_pair, drafter)
     # rule itself is proved with no noise by enumeration in test_exactness.py and test_speculative.py).
     assert detectable_tv(2500, pooled_cells(expected, 2500)) <= 0.085
     assert chi_square_pvalue(counts, expected) > ALPHA
+
+
+class ScriptedModel:
+    """A little model's drafter that proposes `max_tokens` copies of token 9 and records what it was asked."""
+
+    def __init__(self):
+        self.asked, self.retained = [], []
+
+    def start(self, prompt_ids):
+        pass
+
+    def propose(self, tokens, max_tokens, generator):
+        self.asked.append(max_tokens)
+        return Proposal([9] * max_tokens)
+
+    def retain(self, start, path):
+        self.retained.append(path)
+
+
+class FixedChooser:
+    """Picks `gamma` and records the (accepted, tried) counts it was shown."""
+
+    def __init__(self, gamma):
+        self.gamma, self.shown = gamma, []
+
+    def choose(self, accepted_by_position, tried_by_position):
+        self.shown.append((Counter(accepted_by_position), Counter(tried_by_position)))
+        return self.gamma
+
+
+def test_hybrid_auto_sizes_the_little_model_by_its_own_rounds_only():
+    """Lookups where the text offers them; elsewhere the chooser's gamma for the little model, learnt from the
+    little model's rounds alone (a lookup round's verdict says nothing about it)."""
+    model, chooser = ScriptedModel(), FixedChooser(3)
+    lengths = LookupLengths(TreeCosts([1.0] * 9, 0.0, [1.0] * 9), max_tokens=8)  # free passes: propose every token
+    drafter = HybridDrafter(NgramDrafter(20, {EOS}, lengths=lengths), model, chooser)
+    drafter.start([])
+    assert drafter.propose([4, 5, 6, 7], 8, None).tokens == [9, 9, 9]  # no lookup: the little model, 3 tokens
+    drafter.retain(4, (0,))  # one of the three accepted
+    assert drafter.propose([4, 5, 4], 8, None).tokens == [5, 4]  # a lookup: the model is not run
+    before = lengths.chances.chance(1)
+    drafter.retain(3, (0, 1))
+    assert lengths.chances.chance(1) > before  # the lookups learn from their own round
+    assert drafter.propose([4, 5, 6, 8], 8, None).tokens == [9, 9, 9]
+    assert model.asked == [3, 3] and len(chooser.shown) == 2
+    assert chooser.shown[1] == (Counter({0: 1}), Counter({0: 1, 1: 1}))  # the model's round only
+    chooser.gamma = 0
+    assert drafter.propose([4, 5, 6, 9], 8, None).tokens == [] and model.asked == [3, 3]  # a plain step

@@ -77,7 +77,7 @@ def test_measured_profile_is_kept_and_reused(decoder_pair, tmp_path, monkeypatch
     assert len(list((tmp_path / "profiles").glob("*.json"))) == 1
 
 
-@pytest.mark.parametrize("drafter", ["model", "ngram"])
+@pytest.mark.parametrize("drafter", ["model", "ngram", "hybrid"])
 def test_auto_gamma_keeps_greedy_identity(decoder_pair, drafter):
     # A profile where drafting is nearly free, so the chooser speculates with growing gamma.
     decoder_pair._profile = CostProfile(1.0, 0.01, [1.0] * 10)

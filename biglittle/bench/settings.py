@@ -116,6 +116,8 @@ def build_settings(options: BenchOptions, cross_tokenizer_drafts: frozenset[str]
             ]
         # Lookups sized by their match (cost/lookup_lengths.py): the built-in pair's default.
         settings.append(Setting("ngram γ=auto", "ngram", method="speculative", drafter="ngram", gamma="auto"))
+        # Those lookups, and the little model where they propose nothing, sized by its own acceptance.
+        settings.append(Setting("hybrid γ=auto", "ngram", method="speculative", drafter="hybrid", gamma="auto"))
     if "trees" in families:
         settings += [
             Setting(

@@ -42,11 +42,9 @@ def build_drafter(
         return TrivialDrafter(frequencies, config.sampling, eos_token_ids, target.vocab_size)
     if config.tree is not None:
         return _tree_drafter(config, draft, eos_token_ids, cost_profile)
-    if config.drafter == "ngram" and config.gamma == AUTO:  # each round's proposal sized by the match that found it
-        costs = _tree_costs(cost_profile())
-        lengths = LookupLengths(costs, max_tokens=len(costs.verify) - 1)
-        return NgramDrafter(target.vocab_size, eos_token_ids, config.max_ngram, target.is_encoder_decoder, lengths)
-    ngram = NgramDrafter(target.vocab_size, eos_token_ids, config.max_ngram, target.is_encoder_decoder)
+    sized = config.gamma == AUTO and config.drafter in ("ngram", "hybrid")  # lookups sized by the match that found them
+    lengths = LookupLengths(_tree_costs(cost_profile()), max_tokens=cost_profile().max_proposals) if sized else None
+    ngram = NgramDrafter(target.vocab_size, eos_token_ids, config.max_ngram, target.is_encoder_decoder, lengths)
     if config.drafter == "ngram":
         return ngram
     if draft is None:
@@ -57,7 +55,9 @@ def build_drafter(
         if bridge is not None
         else ModelDrafter(draft, config.sampling, eos_token_ids, fallback)
     )
-    return HybridDrafter(ngram, model) if config.drafter == "hybrid" else model
+    if config.drafter != "hybrid":
+        return model
+    return HybridDrafter(ngram, model, GammaChooser(cost_profile()) if config.gamma == AUTO else None)
 
 
 def _tree_drafter(
@@ -89,7 +89,7 @@ def build_method(config: GenerationConfig, cost_profile: Callable[[], CostProfil
         if isinstance(config.gamma, int):
             return Speculative(config.gamma, config.sampling)
         profile = cost_profile()
-        if config.drafter == "ngram":  # NgramDrafter.lengths sizes each round's proposal
+        if config.drafter in ("ngram", "hybrid"):  # the drafter sizes each round's proposal (HybridDrafter)
             return Speculative(profile.max_proposals, config.sampling)
         if config.drafter in MODEL_FREE_DRAFTERS:
             profile = replace(profile, draft_step_s=None)  # lookups and token frequencies cost no model step

@@ -7,11 +7,13 @@ from typing import Protocol
 
 import torch
 
+from ..cost.gamma import GammaChooser
 from ..cost.lookup_lengths import LookupLengths
 from ..runtime.runner import Runner, Timings
 from .lookup_index import LookupIndex
 from .proposal import Proposal
 from .sampling import SamplingConfig, sample, warp_probs
+from .stats import GenerationStats
 
 
 class Drafter(Protocol):
@@ -167,10 +169,17 @@ class NgramDrafter(_ModelFree):
 
 
 class HybridDrafter:
-    """N-gram proposals where the text offers them, the little model's otherwise."""
+    """N-gram proposals where the text offers them, the little model's otherwise.
 
-    def __init__(self, ngram: NgramDrafter, model: Drafter):
-        self.ngram, self.model = ngram, model
+    With a `chooser` (--gamma auto) the lookups size themselves (NgramDrafter.lengths) and the chooser sizes the
+    little model's rounds from their own acceptance alone (none: a plain step); without one, both propose up to the
+    round's budget.
+    """
+
+    def __init__(self, ngram: NgramDrafter, model: Drafter, chooser: GammaChooser | None = None):
+        self.ngram, self.model, self.chooser = ngram, model, chooser
+        self.model_rounds = GenerationStats()  # the little model's rounds: what the chooser learns from
+        self._model_proposed: int | None = None  # this round's little-model tokens; None: a lookup round
 
     def start(self, prompt_ids: list[int]) -> None:
         self.ngram.start(prompt_ids)
@@ -178,9 +187,21 @@ class HybridDrafter:
 
     def propose(self, tokens: list[int], max_tokens: int, generator: torch.Generator | None) -> Proposal:
         proposal = self.ngram.propose(tokens, max_tokens, generator)
-        return proposal if proposal.tokens else self.model.propose(tokens, max_tokens, generator)
+        if proposal.tokens:
+            self._model_proposed = None
+            return proposal
+        if self.chooser is not None:
+            rounds = self.model_rounds
+            max_tokens = min(max_tokens, self.chooser.choose(rounds.accepted_by_position, rounds.tried_by_position))
+        proposal = self.model.propose(tokens, max_tokens, generator) if max_tokens > 0 else Proposal([])
+        self._model_proposed = len(proposal)
+        return proposal
 
     def retain(self, start: int, path: tuple[int, ...]) -> None:
+        if self._model_proposed is None:
+            self.ngram.retain(start, path)
+        elif self._model_proposed:
+            self.model_rounds.record_round(self._model_proposed, len(path))
         self.model.retain(start, path)
 
     def crop(self, length: int) -> None:
