@@ -39,7 +39,7 @@ from .runtime.early_exit import early_exit_model
 from .runtime.early_exit.head import final_norm, load_exit_head
 from .runtime.early_exit.shared_cache import ExitTargetRunner, make_runners
 from .runtime.models import LoadedModel, load_model, logit_rows, shared_vocab_size
-from .runtime.quantize import precision_of
+from .runtime.quantize import draft_precision, precision_of
 from .runtime.restricted_vocab import restrict_vocabulary
 from .runtime.runner import ModelRunner, Runner
 from .runtime.vocab_ranking import corpus_ranking
@@ -279,7 +279,7 @@ class ModelPair:
         identity = [self.target.name, precision_of(self.target.model), str(self.target_runner.device)]
         if self.draft is not None:
             scored_rows = logit_rows(self.draft)  # less with a restricted vocabulary
-            identity += [self.draft.name, precision_of(self.draft.model), str(scored_rows)]
+            identity += [self.draft.name, draft_precision(self.draft.model), str(scored_rows)]
         return identity
 
     def thresholds_path(self) -> Path:
@@ -376,14 +376,15 @@ def _ranking(source: str | list[int], draft: LoadedModel, cache) -> list[int] | 
 
 
 def load_draft(spec: str, target: LoadedModel, dtype: str = "fp32", device: str = "cpu") -> LoadedModel:
-    """The little model `spec` names: a model (hub id, directory, GGUF), early-exit:L, or a trained exit's directory."""
+    """The little model `spec` names: a model (hub id, directory, GGUF), early-exit:L, or a trained exit's directory.
+    At int4 every matrix of its own is 4-bit (a draft's precision changes its acceptance, never the output)."""
     draft = parse_draft_spec(spec)
     if draft.kind == "early-exit":
         return LoadedModel(spec, early_exit_model(target.model, draft.layers), target.tokenizer)
     if draft.kind == "exit-head":
         layers, head = load_exit_head(spec, final_norm(target.model.base_model), target.model.config.hidden_size)
         return LoadedModel(spec, early_exit_model(target.model, layers, head), target.tokenizer)
-    return load_model(spec, dtype, device)
+    return load_model(spec, dtype, device, as_draft=True)
 
 
 def generate(

@@ -1,5 +1,6 @@
 """int4 precision: 4-bit weights (a GGUF's own Q4_K blocks where it has them), batch-invariant scoring, refusals."""
 
+import copy
 import json
 import random
 
@@ -18,11 +19,12 @@ from biglittle.errors import BigLittleError
 from biglittle.runtime import cpu
 from biglittle.runtime.gguf_weights import decode_q4_k, source_gguf
 from biglittle.runtime.int4 import Int4Linear, quantize_model_int4
-from biglittle.runtime.models import load_model
+from biglittle.runtime.models import apply_precision, load_model
 from biglittle.runtime.quantize import (
     ROWWISE_ATTENTION,
     FusedPart,
     Int8Linear,
+    draft_precision,
     precision_of,
     scoring_gap,
     weight_bytes,
@@ -162,9 +164,9 @@ def write_gguf(path, tensors):
     writer.close()
 
 
-def test_a_gguf_s_own_q4_k_blocks_are_taken_where_they_are_the_model_s_weights(tmp_path):
-    """A Llama whose weights are what transformers loads from a GGUF holding its matrices in Q4_K (and the output
-    layer in Q8_0): the matrices come from the blocks, with the query and key rows put back in transformers' order."""
+def gguf_llama(tmp_path):
+    """(a one-layer Llama, the GGUF it was loaded from, each Q4_K matrix's integers in transformers' order): the GGUF
+    holds its matrices in Q4_K, the MLP's gate and up and the output layer in Q8_0 (more bits than 4)."""
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(VOCAB),
@@ -195,6 +197,12 @@ def test_a_gguf_s_own_q4_k_blocks_are_taken_where_they_are_the_model_s_weights(t
         integers[hf_name.removesuffix(".weight")] = torch.from_numpy(np.ascontiguousarray(order)).float()
     path = tmp_path / "tiny.gguf"
     write_gguf(path, tensors)
+    return model, path, integers
+
+
+def test_a_gguf_s_own_q4_k_blocks_are_taken_where_they_are_the_model_s_weights(tmp_path):
+    """The matrices come from the blocks, with the query and key rows put back in transformers' order."""
+    model, path, integers = gguf_llama(tmp_path)
     model.model.layers[0].self_attn.v_proj.weight.data[0, 0] += 1e-3  # no longer the GGUF's: quantized from fp32
 
     with pytest.warns(UserWarning, match="v_proj.weight: the GGUF's Q4_K blocks differ"):
@@ -253,3 +261,28 @@ def test_int4_is_refused_where_the_probe_finds_its_kernel_wrong(tiny_models, mon
 def test_encoder_decoder_models_are_refused_at_int4(tiny_models):
     with pytest.raises(BigLittleError, match="int4 needs a model whose attention"):
         load_model(tiny_models["t5_target"], "int4")
+
+
+def test_a_little_model_at_int4_is_four_bit_in_every_matrix_and_named_apart(tmp_path):
+    """A draft's precision changes only its acceptance, so the matrices its GGUF holds in more bits become 4-bit too
+    (25% faster a step for the 0.5B); its cost profile is kept under another name than a mixed int4 model's."""
+    as_target, path, _ = gguf_llama(tmp_path)
+    as_draft = copy.deepcopy(as_target)
+    apply_precision(as_target, "int4", path)
+    apply_precision(as_draft, "int4", path, all_int4=True)
+    layers = {name: type(model.lm_head) for name, model in (("target", as_target), ("draft", as_draft))}
+    assert layers == {"target": Int8Linear, "draft": Int4Linear}
+    assert not any(isinstance(module, Int8Linear) for module in as_draft.modules())
+    assert (draft_precision(as_target), draft_precision(as_draft)) == ("int4", "int4, every matrix")
+    assert precision_of(as_draft) == "int4"
+    runner = ModelRunner(as_draft, len(VOCAB))
+    assert scoring_gap(runner, random_ids(6, seed=1), random_ids(4, seed=2)) == 0.0
+
+
+def test_load_draft_loads_a_little_model_as_a_draft(monkeypatch):
+    import biglittle.api as api
+
+    calls = []
+    monkeypatch.setattr(api, "load_model", lambda *args, **kwargs: calls.append((args, kwargs)))
+    api.load_draft("LITTLE", target=None, dtype="int4")
+    assert calls == [(("LITTLE", "int4", "cpu"), {"as_draft": True})]

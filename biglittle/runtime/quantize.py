@@ -415,6 +415,13 @@ def precision_of(model: nn.Module) -> str:
     return next((name for name in ("int4", "int8") if name in found), str(next(model.parameters()).dtype))
 
 
+def draft_precision(model: nn.Module) -> str:
+    """precision_of, telling a little model wholly in 4 bits (load_draft's int4) from one whose wider matrices are
+    int8 (profiles kept before it had its own name)."""
+    found = {getattr(module, "precision", None) for module in model.modules()}
+    return "int4, every matrix" if found >= {"int4"} and "int8" not in found else precision_of(model)
+
+
 def scoring_gap(runner, context: list[int], new: list[int]) -> float:
     """Largest |logit difference| between scoring `new` in one pass and one token per pass after `context`.
 
