@@ -406,6 +406,14 @@ def test_also_precision_runs_the_pair_again_in_it_compared_with_its_own_big_mode
     assert "Also in int4 (--also-precision)" in (out / "report.md").read_text()
 
 
+def test_only_keeps_the_big_model_of_each_other_precision_whose_rows_it_keeps():
+    def labels(only):
+        return [s.label for s in build_settings(resolve_options("code", also_precision="int4", only=only))]
+
+    assert labels("int4: ngram*") == ["Vanilla (large)", "int4: Vanilla (large)", "int4: ngram γ=auto"]
+    assert labels("int4 little: *") == ["Vanilla (large)", "int4 little: speculative γ=auto T=0"]
+
+
 def test_only_keeps_the_baseline_and_the_matching_settings():
     settings = build_settings(resolve_options("all", quick=True, only="tree auto (l*,hybrid γ=2"))
     assert settings[0].label == "Vanilla (large)"

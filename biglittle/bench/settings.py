@@ -239,8 +239,11 @@ def precision_settings(precision: str) -> list[Setting]:
 
 
 def _only(settings: list[Setting], patterns: tuple[str, ...]) -> list[Setting]:
-    """The baseline and the settings whose label matches a pattern (all of them without patterns)."""
+    """The baseline and the settings whose label matches a pattern (all of them without patterns), with the big model
+    of each --also-precision whose rows are chosen (their tokens are compared with its)."""
     chosen = [s for s in settings if not patterns or s.family == "ar" or any(fnmatchcase(s.label, p) for p in patterns)]
+    references = {f"{s.model}: {BASELINE}" for s in chosen if s.family == "precision"}
+    chosen = [s for s in settings if s in chosen or s.label in references]
     if len(chosen) == 1 and len(settings) > 1:
         raise BigLittleError(f"--only {','.join(patterns)} matches no setting of this run besides the baseline")
     return chosen
