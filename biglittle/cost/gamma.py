@@ -60,9 +60,6 @@ class GammaChooser:
             estimates.append(estimate)
         return estimates
 
-    def acceptance(self, position: int, accepted_by_position, tried_by_position) -> float:
-        return self.acceptances(accepted_by_position, tried_by_position)[position]
-
     def rates(self, accepted_by_position, tried_by_position, optimistic: bool = False) -> list[float]:
         """Expected tokens per unit of target-step time for gamma = 0..max_gamma (at the optimistic acceptance)."""
         rates, expected_tokens, survive = [1.0], 1.0, 1.0

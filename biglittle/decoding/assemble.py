@@ -42,8 +42,9 @@ def build_drafter(
         return TrivialDrafter(frequencies, config.sampling, eos_token_ids, target.vocab_size)
     if config.tree is not None:
         return _tree_drafter(config, draft, eos_token_ids, cost_profile)
-    sized = config.gamma == AUTO and config.drafter in ("ngram", "hybrid")  # lookups sized by the match that found them
-    lengths = LookupLengths(_tree_costs(cost_profile()), max_tokens=cost_profile().max_proposals) if sized else None
+    # --gamma auto: lookups sized by the match that found them, and a hybrid's little model by the chooser
+    profile = cost_profile() if config.gamma == AUTO and config.drafter in ("ngram", "hybrid") else None
+    lengths = LookupLengths(_tree_costs(profile), max_tokens=profile.max_proposals) if profile else None
     ngram = NgramDrafter(target.vocab_size, eos_token_ids, config.max_ngram, target.is_encoder_decoder, lengths)
     if config.drafter == "ngram":
         return ngram
@@ -57,7 +58,7 @@ def build_drafter(
     )
     if config.drafter != "hybrid":
         return model
-    return HybridDrafter(ngram, model, GammaChooser(cost_profile()) if config.gamma == AUTO else None)
+    return HybridDrafter(ngram, model, GammaChooser(profile) if profile else None)
 
 
 def _tree_drafter(

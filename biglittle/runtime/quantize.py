@@ -411,14 +411,19 @@ def weight_bytes(model: nn.Module) -> int:
 def precision_of(model: nn.Module) -> str:
     """'int4' or 'int8' for a quantized model (int4 where any layer is: its other layers may be int8), else its
     parameters' dtype (what tells cost profiles apart)."""
-    found = {getattr(module, "precision", None) for module in model.modules()}
+    found = _layer_precisions(model)
     return next((name for name in ("int4", "int8") if name in found), str(next(model.parameters()).dtype))
+
+
+def _layer_precisions(model: nn.Module) -> set[str | None]:
+    """The precisions its quantized layers declare (None for every other module)."""
+    return {getattr(module, "precision", None) for module in model.modules()}
 
 
 def draft_precision(model: nn.Module) -> str:
     """precision_of, telling a little model wholly in 4 bits (load_draft's int4) from one whose wider matrices are
     int8 (profiles kept before it had its own name)."""
-    found = {getattr(module, "precision", None) for module in model.modules()}
+    found = _layer_precisions(model)
     return "int4, every matrix" if found >= {"int4"} and "int8" not in found else precision_of(model)
 
 
