@@ -334,6 +334,7 @@ def load_pair(
     draft: str | LoadedModel | None = None,
     *,
     dtype: str | None = None,
+    draft_dtype: str | None = None,
     device: str = "cpu",
     draft_vocab: int | None = None,
     draft_vocab_ranking: str | list[int] = "corpus",
@@ -350,7 +351,8 @@ def load_pair(
     frequency in a broad corpus of code and text (runtime/vocab_ranking.py, built once and kept), "ids", the lowest
     ids (merge order), or a list of token ids, most frequent first. `cross_tokenizer=True` accepts a draft with
     another tokenizer (speculative decoding through text). `dtype` defaults to the fastest measured
-    precision for the built-in pair and fp32 for named models.
+    precision for the built-in pair and fp32 for named models; `draft_dtype`, the little model's, to `dtype` (a
+    draft's precision changes how often it is right, never the output).
     """
     if target is None:
         spec = resolve_pair(None, draft if isinstance(draft, str) else None, cache)
@@ -359,7 +361,12 @@ def load_pair(
     if isinstance(target, str):
         target = load_model(target, dtype, device)
     if isinstance(draft, str):
-        draft = load_draft(draft, target, dtype, device)
+        if draft_dtype not in (None, dtype) and parse_draft_spec(draft).is_made_from_target:
+            raise BigLittleError(
+                f"--draft {draft} is the big model's own layers: it computes in its precision, "
+                "so leave --draft-precision out"
+            )
+        draft = load_draft(draft, target, draft_dtype or dtype, device)
     # Checks the vocabularies before the draft's is cut.
     pair = ModelPair(target, draft, cache=cache, builtin=builtin, cross_tokenizer=cross_tokenizer)
     if draft_vocab is not None and draft is not None:

@@ -383,6 +383,7 @@ def test_also_precision_runs_the_pair_again_in_it_compared_with_its_own_big_mode
         "int4: ngram γ=auto",
         "int4: speculative γ=auto T=0",
         "int4 little: speculative γ=auto T=0",
+        "int4 little: hybrid γ=auto",
     ]
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     for row in rows.values():
@@ -396,7 +397,8 @@ def test_also_precision_runs_the_pair_again_in_it_compared_with_its_own_big_mode
     agreed = {row["label"]: row["agreement"]["exact_match"] for row in aggregate(records, settings)}
     assert agreed["int4: ngram γ=auto"] == agreed["int4: speculative γ=auto T=0"] == 1.0  # with int4's big model
     assert agreed["int4: Vanilla (large)"] == 0.0  # int4's big model itself: with fp32's
-    assert agreed["int4 little: speculative γ=auto T=0"] == 1.0  # drafts for fp32's big model, so held to its tokens
+    for row in ("int4 little: speculative γ=auto T=0", "int4 little: hybrid γ=auto"):
+        assert agreed[row] == 1.0  # drafts for fp32's big model, so held to its tokens
     assert results["metadata"]["also_precisions"] == ["int4"]
     profiles = results["cost_profiles"]  # weights read per pass say which precision each pair's models are in
     assert profiles["int4"]["target_weight_bytes"] < profiles["main"]["target_weight_bytes"] / 4
@@ -411,7 +413,7 @@ def test_only_keeps_the_big_model_of_each_other_precision_whose_rows_it_keeps():
         return [s.label for s in build_settings(resolve_options("code", also_precision="int4", only=only))]
 
     assert labels("int4: ngram*") == ["Vanilla (large)", "int4: Vanilla (large)", "int4: ngram γ=auto"]
-    assert labels("int4 little: *") == ["Vanilla (large)", "int4 little: speculative γ=auto T=0"]
+    assert labels("int4 little: s*") == ["Vanilla (large)", "int4 little: speculative γ=auto T=0"]
 
 
 def test_only_keeps_the_baseline_and_the_matching_settings():
@@ -556,3 +558,13 @@ def test_a_resumed_run_refuses_another_commit_unless_told_and_another_draft_voca
     monkeypatch.setattr("biglittle.bench.harness.logit_rows", lambda model: 7)  # as with --draft-vocab
     with pytest.raises(BigLittleError, match="draft_vocab 32 -> 7"):
         bench(decoder_pair, tmp_path, tasks=("translation",), allow_other_commit=True, **small)
+
+
+def test_a_run_names_the_little_models_own_precision_and_is_not_resumed_with_another(decoder_pair, tmp_path):
+    small = {"families": "speculative", "gammas": "2", "max_new_tokens": 6, "tasks": ("translation",)}
+    bench(decoder_pair, tmp_path, precision="fp32", **small)
+    with pytest.raises(BigLittleError, match="draft_precision None -> 'int4'"):
+        bench(decoder_pair, tmp_path, precision="fp32", draft_precision="int4", **small)
+    results = bench(decoder_pair, tmp_path / "mixed", precision="fp32", draft_precision="int4", **small)
+    assert "precision fp32 (the draft's int4)" in (tmp_path / "mixed" / "report.md").read_text()
+    assert results["metadata"]["draft_precision"] == "int4"

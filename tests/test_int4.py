@@ -286,3 +286,19 @@ def test_load_draft_loads_a_little_model_as_a_draft(monkeypatch):
     monkeypatch.setattr(api, "load_model", lambda *args, **kwargs: calls.append((args, kwargs)))
     api.load_draft("LITTLE", target=None, dtype="int4")
     assert calls == [(("LITTLE", "int4", "cpu"), {"as_draft": True})]
+
+
+def test_a_little_model_in_int4_drafts_exactly_for_a_big_model_in_int8(tiny_models):
+    """--draft-precision: each model loads in its own precision, and the output is the int8 big model's."""
+    mixed = load_pair(tiny_models["llama_target"], tiny_models["gpt2_draft"], dtype="int8", draft_dtype="int4")
+    assert (precision_of(mixed.target.model), draft_precision(mixed.draft.model)) == ("int8", "int4, every matrix")
+    big = load_pair(mixed.target)
+    for prompt in PROMPTS:
+        ar = big.generate(prompt, method="ar", max_new_tokens=30)
+        assert mixed.generate(prompt, method="speculative", gamma=3, max_new_tokens=30).token_ids == ar.token_ids
+
+
+def test_draft_precision_is_refused_for_an_exit_made_of_the_big_models_layers(tiny_models, capsys):
+    args = ["generate", "--target", tiny_models["llama_target"], "--draft", "early-exit:2", "--method"]
+    assert main([*args, "speculative", "--precision", "int8", "--draft-precision", "int4", "the cat"]) == 2
+    assert "leave --draft-precision out" in capsys.readouterr().err

@@ -135,6 +135,7 @@ def fingerprint(pair: ModelPair, options: BenchOptions, commit: str | None) -> d
         "target": pair.target.name,
         "draft": pair.draft.name,
         "precision": options.precision,
+        **({"draft_precision": options.draft_precision} if options.draft_precision else {}),
         "device": str(pair.target_runner.device),
         "cpu": cpu(),  # timings of other machines never mix into one run's tables
         "max_new_tokens": options.max_new_tokens,

@@ -51,6 +51,7 @@ class BenchOptions:
     draft_text: str | None = None  # unigram / bigram drafts: a text file; None: each task's train split
     only: tuple[str, ...] = ()  # label patterns (fnmatch): run only the settings they match, and the baseline
     also_precisions: tuple[str, ...] = ()  # the pair again in each of these precisions (--also-precision)
+    draft_precision: str | None = None  # the little model's, where it is not `precision` (--draft-precision)
 
 
 def resolve_options(
@@ -70,6 +71,7 @@ def resolve_options(
     draft_text: str | None = None,
     only: str | None = None,
     also_precision: str | None = None,
+    draft_precision: str | None = None,
 ) -> BenchOptions:
     """Options from the command line's strings; what is not given takes the full or the --quick default."""
     tasks = TASKS if task == "all" else tuple(dict.fromkeys(_items(task, "--task")))
@@ -95,6 +97,7 @@ def resolve_options(
         draft_text=str(Path(draft_text).expanduser().resolve()) if draft_text else None,
         only=_items(only, "--only") if only else (),
         also_precisions=parse_also_precisions(also_precision, precision) if also_precision else (),
+        draft_precision=draft_precision if draft_precision != precision else None,
     )
     if options.draft_text and not Path(options.draft_text).is_file():
         raise BigLittleError(f"--draft-text {draft_text}: no such file (leave it out to use each task's train split)")

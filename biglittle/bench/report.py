@@ -71,8 +71,10 @@ def _header(results: dict) -> list[str]:
     lines = [
         "# biglittle bench",
         "",
-        f"- Pair: target `{meta['target']}`, draft `{meta['draft']}`, precision {meta['precision']}, "
-        f"device {machine['device']}" + (f" ({machine['device_name']})" if machine.get("device_name") else ""),
+        f"- Pair: target `{meta['target']}`, draft `{meta['draft']}`, precision {meta['precision']}"
+        + (f" (the draft's {meta['draft_precision']})" if meta.get("draft_precision") else "")
+        + f", device {machine['device']}"
+        + (f" ({machine['device_name']})" if machine.get("device_name") else ""),
         f"- Examples: first {meta['examples_per_task']} of each task's test split, {meta['repeats']} repeat(s), "
         f"at most {budgets} new tokens, greedy unless T > 0",
         _machine_line(machine),

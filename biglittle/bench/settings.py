@@ -227,7 +227,7 @@ def precision_pairs(precision: str) -> tuple[str, str]:
 
 def precision_settings(precision: str) -> list[Setting]:
     """The big model alone and the exact defaults with both models in `precision`, and the little model in it
-    drafting for the big one in --precision's."""
+    drafting for the big one in --precision's, alone and with lookups."""
     both, little = precision_pairs(precision)
     auto = {"method": "speculative", "gamma": "auto"}
     return [
@@ -235,6 +235,7 @@ def precision_settings(precision: str) -> list[Setting]:
         Setting(f"{both}: ngram γ=auto", "precision", model=both, drafter="ngram", **auto),
         Setting(f"{both}: speculative γ=auto T=0", "precision", model=both, **auto),
         Setting(f"{little}: speculative γ=auto T=0", "precision", model=little, **auto),
+        Setting(f"{little}: hybrid γ=auto", "precision", model=little, drafter="hybrid", **auto),
     ]
 
 

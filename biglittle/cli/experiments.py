@@ -195,6 +195,7 @@ def _run_bench(args) -> int:
         draft_text=args.draft_text,
         only=args.only,
         also_precision=args.also_precision,
+        draft_precision=args.draft_precision,
     )
     check_out(options.out_dir)
     examples = {task: load_task(task, "test", limit=options.n, cache=args.cache_dir) for task in options.tasks}

@@ -31,7 +31,8 @@ def add_setting(group, name: str, **overrides) -> None:
 
 
 def add_model_options(parser, *, precisions=PRECISIONS, precision_default: str | None = None) -> None:
-    """--target, --draft, --draft-vocab, --precision, --device, --cache-dir: which pair to load, and how."""
+    """--target, --draft, --draft-vocab, --precision, --draft-precision, --device, --cache-dir: which pair to load,
+    and how."""
     parser.add_argument(
         "--target", help="big model: hub id, local directory or .gguf file (default: the built-in pair)"
     )
@@ -56,6 +57,13 @@ def add_model_options(parser, *, precisions=PRECISIONS, precision_default: str |
         "(counted once per tokenizer and kept); ids = the lowest ids, the tokenizer's merge order (default corpus)",
     )
     add_loading_options(parser, precisions=precisions, precision_default=precision_default)
+    parser.add_argument(
+        "--draft-precision",
+        choices=precisions,
+        help="numbers the little model computes with, if not --precision's (e.g. int4 beside an int8 big model: "
+        "every matrix 4-bit, a cheaper step); the output stays the big model's, only the little model's "
+        "acceptance changes",
+    )
 
 
 def add_loading_options(parser, *, precisions=PRECISIONS, precision_default: str | None = None) -> None:
@@ -105,6 +113,7 @@ def load_models(args, spec, precision: str, with_draft: bool = True):
         spec.target,
         spec.draft if with_draft else None,
         dtype=precision,
+        draft_dtype=args.draft_precision,
         device=args.device,
         draft_vocab=args.draft_vocab,
         draft_vocab_ranking=args.draft_vocab_ranking,
