@@ -18,7 +18,7 @@ from biglittle.cli import main
 from biglittle.errors import BigLittleError
 from biglittle.runtime import cpu
 from biglittle.runtime.gguf_weights import decode_q4_k, source_gguf
-from biglittle.runtime.int4 import Int4Linear, quantize_model_int4
+from biglittle.runtime.int4 import Int4DraftLinear, Int4Linear, quantize_model_int4
 from biglittle.runtime.models import apply_precision, load_model
 from biglittle.runtime.quantize import (
     ROWWISE_ATTENTION,
@@ -103,12 +103,13 @@ def test_weight_bytes_count_four_bits_and_the_groups_scales(int4_pair):
 
 
 def test_int4_models_score_tokens_alike_alone_or_together(int4_pair):
-    for model in (int4_pair.target.model, int4_pair.draft.model):
-        assert precision_of(model) == "int4"
-        assert model.config._attn_implementation == ROWWISE_ATTENTION  # sdpa happens to pass on models this small
-        runner = ModelRunner(model, len(VOCAB))
-        for length, k in ((3, 2), (10, 5), (25, 8)):
-            assert scoring_gap(runner, random_ids(length, seed=length), random_ids(k, seed=100 + k)) == 0.0
+    """The big model's scores (a little model's passes over many rows run on int8: they need not be, and are not)."""
+    model = int4_pair.target.model
+    assert precision_of(model) == precision_of(int4_pair.draft.model) == "int4"
+    assert model.config._attn_implementation == ROWWISE_ATTENTION  # sdpa happens to pass on models this small
+    runner = ModelRunner(model, len(VOCAB))
+    for length, k in ((3, 2), (10, 5), (25, 8)):
+        assert scoring_gap(runner, random_ids(length, seed=length), random_ids(k, seed=100 + k)) == 0.0
 
 
 def test_int4_layers_replace_every_linear_layer_and_stay_close_to_fp32(tiny_models, int4_pair):
@@ -271,12 +272,16 @@ def test_a_little_model_at_int4_is_four_bit_in_every_matrix_and_named_apart(tmp_
     apply_precision(as_target, "int4", path)
     apply_precision(as_draft, "int4", path, all_int4=True)
     layers = {name: type(model.lm_head) for name, model in (("target", as_target), ("draft", as_draft))}
-    assert layers == {"target": Int8Linear, "draft": Int4Linear}
+    assert layers == {"target": Int8Linear, "draft": Int4DraftLinear}
     assert not any(isinstance(module, Int8Linear) for module in as_draft.modules())
-    assert (draft_precision(as_target), draft_precision(as_draft)) == ("int4", "int4, every matrix")
+    assert not any(isinstance(module, Int4DraftLinear) for module in as_target.modules())  # a big model stays exact
+    assert (draft_precision(as_target), draft_precision(as_draft)) == (
+        "int4",
+        "int4, every matrix, int8 over many rows",
+    )
     assert precision_of(as_draft) == "int4"
-    runner = ModelRunner(as_draft, len(VOCAB))
-    assert scoring_gap(runner, random_ids(6, seed=1), random_ids(4, seed=2)) == 0.0
+    runner = ModelRunner(as_draft, len(VOCAB))  # passes over few rows (steps, tree levels) are all 4-bit
+    assert scoring_gap(runner, random_ids(6, seed=1), random_ids(Int4DraftLinear.most_int4_rows, seed=2)) == 0.0
 
 
 def test_load_draft_loads_a_little_model_as_a_draft(monkeypatch):
@@ -291,7 +296,8 @@ def test_load_draft_loads_a_little_model_as_a_draft(monkeypatch):
 def test_a_little_model_in_int4_drafts_exactly_for_a_big_model_in_int8(tiny_models):
     """--draft-precision: each model loads in its own precision, and the output is the int8 big model's."""
     mixed = load_pair(tiny_models["llama_target"], tiny_models["gpt2_draft"], dtype="int8", draft_dtype="int4")
-    assert (precision_of(mixed.target.model), draft_precision(mixed.draft.model)) == ("int8", "int4, every matrix")
+    assert precision_of(mixed.target.model) == "int8"
+    assert draft_precision(mixed.draft.model) == "int4, every matrix, int8 over many rows"
     big = load_pair(mixed.target)
     for prompt in PROMPTS:
         ar = big.generate(prompt, method="ar", max_new_tokens=30)
@@ -302,3 +308,20 @@ def test_draft_precision_is_refused_for_an_exit_made_of_the_big_models_layers(ti
     args = ["generate", "--target", tiny_models["llama_target"], "--draft", "early-exit:2", "--method"]
     assert main([*args, "speculative", "--precision", "int8", "--draft-precision", "int4", "the cat"]) == 2
     assert "leave --draft-precision out" in capsys.readouterr().err
+
+
+def test_a_little_models_4_bit_layer_hands_passes_over_many_rows_to_int8():
+    """Its few-row passes are the 4-bit kernel's, its many-row ones an int8 copy's, bit for bit."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(64, 48)
+    split, four_bit, eight_bit = (
+        Int4DraftLinear.for_draft(layer),
+        Int4Linear.from_module(layer),
+        Int8Linear.from_module(layer),
+    )
+    for rows in (1, Int4DraftLinear.most_int4_rows, Int4DraftLinear.most_int4_rows + 1, 16):
+        x = torch.randn(1, rows, 64)
+        expected = four_bit(x) if rows <= Int4DraftLinear.most_int4_rows else eight_bit(x)
+        assert torch.equal(split(x), expected), rows
+        assert not torch.equal(four_bit(x), eight_bit(x))  # the two copies are told apart
+    assert weight_bytes(split) == weight_bytes(four_bit)  # a step reads the 4-bit weights only

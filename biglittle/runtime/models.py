@@ -90,11 +90,11 @@ def apply_precision(
 ) -> None:
     """Make `model` (fp32) compute in `precision` (not auto), in place; int4 takes `gguf`'s own 4-bit blocks, and
     makes the matrices the GGUF holds in more bits int8, or 4-bit too with `all_int4` (a little model: 25% faster a
-    step for the 0.5B, docs/precision.md)."""
+    step for the 0.5B, docs/precision.md; its passes over many rows then run on an int8 copy: Int4DraftLinear)."""
     if precision == "int8":
         quantize_model(model)
     elif precision == "int4":
-        quantize_model_int4(model, gguf, wider_layers="int4" if all_int4 else WIDER_LAYERS)
+        quantize_model_int4(model, gguf, wider_layers="int4" if all_int4 else WIDER_LAYERS, draft=all_int4)
     else:
         model.to(DTYPES[precision])
 

@@ -421,10 +421,14 @@ def _layer_precisions(model: nn.Module) -> set[str | None]:
 
 
 def draft_precision(model: nn.Module) -> str:
-    """precision_of, telling a little model wholly in 4 bits (load_draft's int4) from one whose wider matrices are
-    int8 (profiles kept before it had its own name)."""
+    """precision_of, telling a little model wholly in 4 bits (load_draft's int4: "int4, every matrix", with the
+    precision its layers hand passes over many rows to) from one whose wider matrices are int8 (profiles kept before
+    it had its own name)."""
     found = _layer_precisions(model)
-    return "int4, every matrix" if found >= {"int4"} and "int8" not in found else precision_of(model)
+    if not (found >= {"int4"} and "int8" not in found):
+        return precision_of(model)
+    over_many_rows = sorted({module.over_many_rows for module in model.modules() if hasattr(module, "over_many_rows")})
+    return ", ".join(["int4, every matrix", *(f"{name} over many rows" for name in over_many_rows)])
 
 
 def scoring_gap(runner, context: list[int], new: list[int]) -> float:
