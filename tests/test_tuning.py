@@ -1,5 +1,6 @@
 """The cost-aware gamma chooser and the cost profile."""
 
+import functools
 import random
 from collections import Counter
 
@@ -30,14 +31,14 @@ CURVES = {
 @pytest.mark.parametrize("c", [0.05, 0.25])
 def test_chooser_picks_the_gamma_theory_says(curve, alpha, c):
     profile = CostProfile(target_step_s=1.0, draft_step_s=c, verify_cost=CURVES[curve])
-    chooser = GammaChooser(profile, max_gamma=8)
+    chooser = GammaChooser(profile, max_gamma=8, wait_rounds=0)
     expected, _ = best_gamma(alpha, c, CURVES[curve], max_gamma=8)
     assert chooser.choose(*counts_for(alpha)) == expected
 
 
 def test_plain_decoding_near_break_even_with_occasional_probes():
     profile = CostProfile(1.0, 0.3, CURVES["cpu int8"])  # at alpha 0.3, gamma = 1 gives 1.3 / 1.34 tokens per step
-    chooser = GammaChooser(profile, probe_every=4)
+    chooser = GammaChooser(profile, probe_every=4, wait_rounds=0)
     assert 0.9 <= max(chooser.rates(*counts_for(0.3))[1:]) < 1.0
     choices = [chooser.choose(*counts_for(0.3)) for _ in range(12)]
     assert choices == [0, 0, 0, 1] * 3
@@ -46,7 +47,7 @@ def test_plain_decoding_near_break_even_with_occasional_probes():
 def test_no_probes_where_speculation_is_far_from_paying():
     """A probe costs the little model's catch-up over the whole text: not worth it far below break-even."""
     profile = CostProfile(1.0, 0.45, CURVES["cpu fp32"])
-    chooser = GammaChooser(profile, probe_every=4)
+    chooser = GammaChooser(profile, probe_every=4, wait_rounds=0)
     assert max(chooser.rates(*counts_for(0.5))[1:]) < 0.9
     assert [chooser.choose(*counts_for(0.5)) for _ in range(12)] == [0] * 12
 
@@ -78,8 +79,10 @@ def test_measured_profile_is_kept_and_reused(decoder_pair, tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("drafter", ["model", "ngram", "hybrid"])
-def test_auto_gamma_keeps_greedy_identity(decoder_pair, drafter):
-    # A profile where drafting is nearly free, so the chooser speculates with growing gamma.
+def test_auto_gamma_keeps_greedy_identity(decoder_pair, drafter, monkeypatch):
+    # A profile where drafting is nearly free, so the chooser speculates with growing gamma, from the first round
+    # (the tiny model's answers are short).
+    monkeypatch.setattr("biglittle.decoding.assemble.GammaChooser", functools.partial(GammaChooser, wait_rounds=0))
     decoder_pair._profile = CostProfile(1.0, 0.01, [1.0] * 10)
     try:
         gammas = Counter()
@@ -101,7 +104,7 @@ def test_chooser_uses_each_positions_own_acceptance():
     position 0 and plain decoding would win)."""
     proposed = Counter({0: 1000, 1: 1000, 2: 1000})
     accepted = Counter({0: 900, 1: 100, 2: 900})
-    chooser = GammaChooser(CostProfile(1.0, 0.2, [1.0] * 4), max_gamma=3, prior_weight=0)
+    chooser = GammaChooser(CostProfile(1.0, 0.2, [1.0] * 4), max_gamma=3, prior_weight=0, wait_rounds=0)
     assert chooser.rates(accepted, proposed) == pytest.approx([1.0, 1.9 / 1.2, 1.99 / 1.4, 2.071 / 1.6])
     assert chooser.choose(accepted, proposed) == 1
 
@@ -111,7 +114,7 @@ def test_chooser_goes_deep_when_only_the_first_position_is_poor():
     1.5 / 1.1 = 1.364, 1.975 / 1.2 = 1.646, 2.426 / 1.3 = 1.866, so the chooser drafts three."""
     proposed = Counter({0: 1000, 1: 1000, 2: 1000})
     accepted = Counter({0: 500, 1: 950, 2: 950})
-    chooser = GammaChooser(CostProfile(1.0, 0.1, [1.0] * 4), max_gamma=3, prior_weight=0)
+    chooser = GammaChooser(CostProfile(1.0, 0.1, [1.0] * 4), max_gamma=3, prior_weight=0, wait_rounds=0)
     assert chooser.rates(accepted, proposed) == pytest.approx([1.0, 1.5 / 1.1, 1.975 / 1.2, 2.42625 / 1.3])
     assert chooser.choose(accepted, proposed) == 3
 
@@ -122,7 +125,7 @@ def test_gamma_is_capped_by_the_measured_verification_curve():
 
 
 def test_probes_count_plain_rounds_from_the_last_speculative_one():
-    chooser = GammaChooser(CostProfile(1.0, 0.3, CURVES["cpu int8"]), probe_every=4)
+    chooser = GammaChooser(CostProfile(1.0, 0.3, CURVES["cpu int8"]), probe_every=4, wait_rounds=0)
     assert [chooser.choose(*counts_for(0.3)) for _ in range(3)] == [0, 0, 0]
     assert chooser.choose(*counts_for(0.9)) > 0  # speculation pays again: the plain-round count restarts
     assert [chooser.choose(*counts_for(0.3)) for _ in range(8)] == [0, 0, 0, 1, 0, 0, 0, 1]
@@ -136,7 +139,9 @@ def test_speculative_drafts_what_the_chooser_picks_within_the_budget():
     stats = GenerationStats()
     stats.tried_by_position.update({0: 1000, 1: 1000, 2: 1000})
     stats.accepted_by_position.update({0: 500, 1: 950, 2: 950})  # the hand-computed case above: gamma 3
-    method = Speculative(0, SamplingConfig(), chooser=GammaChooser(CostProfile(1.0, 0.1, [1.0] * 4), prior_weight=0))
+    method = Speculative(
+        0, SamplingConfig(), chooser=GammaChooser(CostProfile(1.0, 0.1, [1.0] * 4), prior_weight=0, wait_rounds=0)
+    )
     assert method.draft_budget(10, stats) == 3
     assert method.draft_budget(3, stats) == 2  # the target's own token must still fit
 
@@ -174,7 +179,7 @@ def test_rounds_count_a_position_as_tried_only_when_the_ones_before_it_were_acce
 def test_a_pessimistic_prior_does_not_keep_an_accurate_draft_untried():
     """At the built-in pair's costs the prior (acceptance 0.6) says speculation loses by more than the probe margin;
     an optimistic bound still probes, finds a draft right 97% of the time, and speculates from then on."""
-    chooser = GammaChooser(KEPT_INT8_PROFILE)
+    chooser = GammaChooser(KEPT_INT8_PROFILE, wait_rounds=0)
     assert max(chooser.rates(Counter(), Counter())[1:]) < chooser.probe_margin  # the margin alone never probes
     choices = simulated_choices(chooser, alpha=0.97, rounds=256)
     assert choices[:15] == [0] * 15 and choices[15] == 1  # plain rounds first, then a probe
@@ -187,3 +192,17 @@ def test_optimism_fades_as_a_poor_draft_is_seen():
     choices = simulated_choices(chooser, alpha=0.3, rounds=512)
     assert set(choices) == {0, 1} and sum(choices) <= 4  # a few probes, all early
     assert choices[256:] == [0] * 256
+
+
+KEPT_INT4_LITTLE_PROFILE = CostProfile(1.0, 0.355, [1.0, 1.18, 1.15, 1.19, 1.25, 1.2, 1.3, 1.27])  # the 0.5B in 4 bits
+
+
+def test_the_little_model_waits_for_an_answer_long_enough_to_earn_its_first_pass_back():
+    """Where speculation pays at the prior from the first round (the 4-bit little model's costs), the first
+    wait_rounds rounds are still plain: an answer of 11 tokens (a translation's) never runs the little model; a long
+    one drafts from then on."""
+    chooser = GammaChooser(KEPT_INT4_LITTLE_PROFILE)
+    assert max(chooser.rates(Counter(), Counter())[1:]) > 1.0  # the prior alone would speculate at once
+    choices = simulated_choices(chooser, alpha=0.9, rounds=64)
+    assert choices[: chooser.wait_rounds] == [0] * chooser.wait_rounds == [0] * 16
+    assert all(gamma > 0 for gamma in choices[chooser.wait_rounds :])
