@@ -3,11 +3,13 @@
 Variants: fp32; dynamic-int8 (torch's, per-tensor activations: not batch-invariant); biglittle-int8; biglittle-int4
 (the GGUF's own Q4_K blocks where the model has a GGUF beside it, the matrices it holds in more bits int8, the rest
 4-bit from fp32); int4-wider-int4 (those wider matrices 4-bit from fp32 as well); int4-from-fp32 (every matrix 4-bit
-from the fp32 weights, as for a model without a GGUF).
+from the fp32 weights, as for a model without a GGUF); int4-draft (a little model at int4: as int4-wider-int4, with
+passes over more than 4 rows on an int8 copy, Int4DraftLinear).
 
 Timing: the variants are timed interleaved (each k in turn for every variant), so that other load on the machine
-hits all of them alike. `--cpu` measures process CPU time instead of wall time, which other processes barely
-disturb: with `--threads 1` it is the single-core cost of a forward.
+hits all of them alike; the prompt's pass (--context tokens) is timed too. `--cpu` measures process CPU time
+instead of wall time, which other processes barely disturb: with `--threads 1` it is the single-core cost of a
+forward.
 
 Quality (`--quality N`): N next-token positions of real text (the translation and summarization tasks' dev
 prompts followed by their reference answers, and Python standard library code), each text read in one pass.
@@ -36,7 +38,15 @@ from biglittle.runtime.quantize import quantize_model, scoring_gap
 from biglittle.runtime.runner import ModelRunner
 from biglittle.runtime.vocab_ranking import stdlib_sources
 
-VARIANTS = ("fp32", "dynamic-int8", "biglittle-int8", "biglittle-int4", "int4-wider-int4", "int4-from-fp32")
+VARIANTS = (
+    "fp32",
+    "dynamic-int8",
+    "biglittle-int8",
+    "biglittle-int4",
+    "int4-wider-int4",
+    "int4-from-fp32",
+    "int4-draft",
+)
 
 
 def load_variant(path: str, name: str) -> nn.Module:
@@ -51,7 +61,8 @@ def load_variant(path: str, name: str) -> nn.Module:
         return quantize_model(model)
     if name.startswith("int4-") or name == "biglittle-int4":
         gguf = None if name == "int4-from-fp32" else source_gguf(path)
-        report = quantize_model_int4(model, gguf, wider_layers="int4" if name == "int4-wider-int4" else "int8")
+        wider = "int8" if name == "biglittle-int4" else "int4"
+        report = quantize_model_int4(model, gguf, wider_layers=wider, draft=name == "int4-draft")
         print(
             f"{name}: {len(report.from_gguf)} layers from the GGUF's Q4_K blocks, {len(report.from_fp32)} 4-bit "
             f"from fp32, {len(report.int8)} int8",
@@ -121,11 +132,14 @@ def timing(path: str, variants: list[str], args) -> None:
         )
     ks = range(1, args.max_k + 1)
     times: dict[str, dict[int, list[float]]] = {name: {k: [] for k in ks} for name in runners}
+    prefill: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(args.repeats):
         for k in ks:
             for name, runner in runners.items():
                 tokens = runner.start(prompt)
+                started = clock()
                 runner.forward(tokens, 1)
+                prefill[name].append(clock() - started)
                 started = clock()
                 runner.forward(tokens + prompt[:k], k)
                 times[name][k].append(clock() - started)
@@ -133,6 +147,8 @@ def timing(path: str, variants: list[str], args) -> None:
     for name in runners:
         step = min(times[name][1])
         print(f"{name:15s} T(1) {step * 1000:6.1f} ms  " + " ".join(f"{min(times[name][k]) / step:.2f}" for k in ks))
+    for name in runners:
+        print(f"{name:15s} a {args.context}-token prompt's pass: {min(prefill[name]) * 1000:.0f} ms")
 
 
 def main() -> None:

@@ -325,3 +325,16 @@ def test_a_little_models_4_bit_layer_hands_passes_over_many_rows_to_int8():
         assert torch.equal(split(x), expected), rows
         assert not torch.equal(four_bit(x), eight_bit(x))  # the two copies are told apart
     assert weight_bytes(split) == weight_bytes(four_bit)  # a step reads the 4-bit weights only
+
+
+@pytest.mark.parametrize("fastest", ["int4", "int8"])
+def test_auto_may_make_a_little_model_4_bit_and_never_a_big_one(tiny_models, monkeypatch, fastest):
+    def fake_time(layer, in_features, dtype, repeats):
+        name = {Int4Linear: "int4", Int8Linear: "int8"}.get(type(layer), "float")
+        return {fastest: 1.0, "int8": 1.5}.get(name, 2.0)
+
+    monkeypatch.setattr("biglittle.runtime.quantize._time_rows", fake_time)
+    little = load_model(tiny_models["llama_target"], "auto", as_draft=True).model
+    big = load_model(tiny_models["llama_target"], "auto").model
+    assert draft_precision(little) == {"int4": "int4, every matrix, int8 over many rows", "int8": "int8"}[fastest]
+    assert precision_of(big) == "int8"

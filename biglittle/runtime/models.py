@@ -25,7 +25,7 @@ from ..config import PRECISIONS
 from ..errors import BigLittleError
 from .fetch import FETCH_HINT, MARKER
 from .gguf_weights import source_gguf
-from .int4 import WIDER_LAYERS, quantize_model_int4
+from .int4 import WIDER_LAYERS, Int4Linear, int4_problem, quantize_model_int4
 from .quantize import fastest_precision, quantize_model
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # the PRECISIONS that are dtypes
@@ -64,7 +64,7 @@ def load_model(
     spec: str, dtype: str = "fp32", device: str | torch.device = "cpu", as_draft: bool = False
 ) -> LoadedModel:
     """Load a model and its tokenizer from a hub id, a local directory, or a `.gguf` file. `as_draft`: a little model,
-    which at int4 is 4-bit in every matrix (apply_precision)."""
+    which at int4 is 4-bit in every matrix (apply_precision) and which `auto` may make so."""
     if dtype not in PRECISIONS:
         raise BigLittleError(f"unknown precision {dtype!r}; choose one of {', '.join(PRECISIONS)}")
     if dtype in ("int8", "int4") and str(device).split(":")[0] != "cpu":  # before the device check: more useful
@@ -80,9 +80,18 @@ def load_model(
     except (OSError, ValueError, ImportError, SafetensorError) as error:
         raise BigLittleError(f"could not load model {spec!r}: {_why_not_loaded(location, extra, error)}") from error
     model.to(device).eval()
-    precision = fastest_precision(model) if dtype == "auto" else dtype
+    precision = (
+        fastest_precision(model, also=_draft_precisions(model) if as_draft else None) if dtype == "auto" else dtype
+    )
     apply_precision(model, precision, source_gguf(spec) if precision == "int4" else None, all_int4=as_draft)
     return LoadedModel(spec, model, tokenizer)
+
+
+def _draft_precisions(model: PreTrainedModel) -> dict:
+    """What `auto` may choose for a little model besides a big model's choices: wholly 4-bit, where torch's int4 kernel
+    runs here (a draft's precision changes its acceptance, never the output; a big model at int4 is slower end to end
+    than at int8 on this project's CPU, its prompt and verification passes being slower: docs/precision.md)."""
+    return {"int4": Int4Linear.from_module} if int4_problem(model) is None else {}
 
 
 def apply_precision(

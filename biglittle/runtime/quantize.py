@@ -23,7 +23,7 @@ import copy
 import time
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
@@ -352,12 +352,15 @@ def _linear_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, module) for name, module in model.named_modules() if isinstance(module, (nn.Linear, Conv1D))]
 
 
-def fastest_precision(model: PreTrainedModel, repeats: int = 5) -> str:
+def fastest_precision(
+    model: PreTrainedModel, repeats: int = 5, also: Mapping[str, Callable[[nn.Module], nn.Module]] | None = None
+) -> str:
     """The precision that runs `model` fastest here: a measurement on a CPU, bf16 / fp16 on a GPU.
 
     On a CPU it times the model's largest hidden layer (the output layer aside) on 1 row (a
     plain decoding step) plus 4 rows (a verification pass) in fp32, bf16 and, where the model
-    allows it, int8: which kernel wins depends on the CPU's instruction set.
+    allows it, int8: which kernel wins depends on the CPU's instruction set. `also`: more
+    candidates, by name, each made from that layer.
     """
     if model.device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -373,6 +376,8 @@ def fastest_precision(model: PreTrainedModel, repeats: int = 5) -> str:
         candidates["bf16"] = (copy.deepcopy(layer).to(torch.bfloat16), torch.bfloat16)
     if int8_problem(model) is None:
         candidates["int8"] = (Int8Linear.from_module(layer), torch.float32)
+    for name, make in (also or {}).items():
+        candidates[name] = (make(layer), torch.float32)
     in_features = layer.weight.shape[0 if isinstance(layer, Conv1D) else 1]
     seconds = {name: _time_rows(module, in_features, dtype, repeats) for name, (module, dtype) in candidates.items()}
     return min(seconds, key=seconds.get)
