@@ -338,3 +338,16 @@ def test_auto_may_make_a_little_model_4_bit_and_never_a_big_one(tiny_models, mon
     big = load_model(tiny_models["llama_target"], "auto").model
     assert draft_precision(little) == {"int4": "int4, every matrix, int8 over many rows", "int8": "int8"}[fastest]
     assert precision_of(big) == "int8"
+
+
+def test_a_little_models_int8_copies_of_one_inputs_projections_share_one_product(tiny_models):
+    """q, k, v (and gate, up) make one int8 call over many rows, each giving what its own int8 layer gives."""
+    little = load_model(tiny_models["llama_target"], "int4", as_draft=True).model
+    fp32 = load_model(tiny_models["llama_target"]).model.model.layers[0].self_attn
+    attention, mlp = little.model.layers[0].self_attn, little.model.layers[0].mlp
+    assert len({id(layer._int8[0].fused) for layer in (attention.q_proj, attention.k_proj, attention.v_proj)}) == 1
+    assert mlp.gate_proj._int8[0].fused is mlp.up_proj._int8[0].fused
+    assert isinstance(attention.o_proj._int8[0], Int8Linear)  # reads its own input
+    x = torch.randn(1, 6, attention.q_proj.in_features)  # six rows: the int8 copies
+    for name in ("q_proj", "k_proj", "v_proj"):
+        assert torch.equal(getattr(attention, name)(x), Int8Linear.from_module(getattr(fp32, name))(x)), name

@@ -32,7 +32,16 @@ from transformers.pytorch_utils import Conv1D
 from ..errors import BigLittleError
 from .cpu import capabilities
 from .gguf_weights import GROUP, Q4Weights, read_gguf_weights
-from .quantize import Int8Linear, _linear_layers, fuse_shared_inputs, int8_problem, use_rowwise_attention
+from .quantize import (
+    SHARED_INPUTS,
+    FusedInt8,
+    FusedPart,
+    Int8Linear,
+    _linear_layers,
+    fuse_shared_inputs,
+    int8_problem,
+    use_rowwise_attention,
+)
 
 ACTIVATIONS = torch.bfloat16  # the kernel's vectorized dtype on x86 (AVX2, AVX-512) and the one it is tested in
 ROW_MULTIPLE = 16  # the kernel packs output channels in multiples of 16: others are padded with zero rows
@@ -130,7 +139,7 @@ class Int4DraftLinear(Int4Linear):
     def for_draft(cls, layer: nn.Module, q4: Q4Weights | None = None) -> Int4DraftLinear:
         made = cls.from_module(layer, q4)
         # A tuple keeps it out of the submodules, which count what a step reads (weight_bytes, precision_of).
-        made._int8 = (Int8Linear.from_module(layer),)
+        made._int8: tuple[nn.Module] = (Int8Linear.from_module(layer),)  # fused with its siblings' later
         return made
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -197,8 +206,22 @@ def quantize_model_int4(
         (report.from_gguf if q4 is not None else report.from_fp32).append(name)
         setattr(parent, child, Int4DraftLinear.for_draft(layer, q4) if draft else Int4Linear.from_module(layer, q4))
     fuse_shared_inputs(model)  # int8 projections of one input (the wider ones) share one product, as at int8
+    if draft:
+        _fuse_int8_copies(model)
     use_rowwise_attention(model)
     return report
+
+
+def _fuse_int8_copies(model: nn.Module) -> None:
+    """A little model's int8 copies of projections that read one input (q, k, v; gate, up) share one product, as at
+    int8: its passes over many rows quantize that input once and make one call instead of three."""
+    for module in list(model.modules()):
+        for names in SHARED_INPUTS:
+            layers = [getattr(module, name, None) for name in names]
+            if all(isinstance(layer, Int4DraftLinear) for layer in layers):
+                fused = FusedInt8([layer._int8[0] for layer in layers])  # type: ignore[union-attr]
+                for index, layer in enumerate(layers):
+                    layer._int8 = (FusedPart(fused, index),)  # type: ignore[union-attr]
 
 
 def _matching_blocks(model: nn.Module, blocks: Mapping[str, Q4Weights]) -> dict[str, Q4Weights]:
