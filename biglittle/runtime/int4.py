@@ -33,13 +33,13 @@ from ..errors import BigLittleError
 from .cpu import capabilities
 from .gguf_weights import GROUP, Q4Weights, read_gguf_weights
 from .quantize import (
-    SHARED_INPUTS,
     FusedInt8,
     FusedPart,
     Int8Linear,
     _linear_layers,
     fuse_shared_inputs,
     int8_problem,
+    shared_input_groups,
     use_rowwise_attention,
 )
 
@@ -215,13 +215,10 @@ def quantize_model_int4(
 def _fuse_int8_copies(model: nn.Module) -> None:
     """A little model's int8 copies of projections that read one input (q, k, v; gate, up) share one product, as at
     int8: its passes over many rows quantize that input once and make one call instead of three."""
-    for module in list(model.modules()):
-        for names in SHARED_INPUTS:
-            layers = [getattr(module, name, None) for name in names]
-            if all(isinstance(layer, Int4DraftLinear) for layer in layers):
-                fused = FusedInt8([layer._int8[0] for layer in layers])  # type: ignore[union-attr]
-                for index, layer in enumerate(layers):
-                    layer._int8 = (FusedPart(fused, index),)  # type: ignore[union-attr]
+    for _, _, layers in shared_input_groups(model, Int4DraftLinear):
+        fused = FusedInt8([layer._int8[0] for layer in layers])
+        for index, layer in enumerate(layers):
+            layer._int8 = (FusedPart(fused, index),)
 
 
 def _matching_blocks(model: nn.Module, blocks: Mapping[str, Q4Weights]) -> dict[str, Q4Weights]:

@@ -337,15 +337,21 @@ class FusedPart(nn.Module):
         return self.fused.product.weight[start : start + self.out_features]
 
 
-def fuse_shared_inputs(model: nn.Module) -> None:
-    """Replace every group of SHARED_INPUTS int8 projections of one module by parts of one FusedInt8."""
+def shared_input_groups(model: nn.Module, kind: type) -> Iterator[tuple[nn.Module, tuple[str, ...], list]]:
+    """(module, names, layers) for every group of SHARED_INPUTS projections of one module that are all `kind`."""
     for module in list(model.modules()):
         for names in SHARED_INPUTS:
             layers = [getattr(module, name, None) for name in names]
-            if all(isinstance(layer, Int8Linear) for layer in layers):
-                fused = FusedInt8(layers)  # type: ignore[arg-type]
-                for index, name in enumerate(names):
-                    setattr(module, name, FusedPart(fused, index))
+            if all(isinstance(layer, kind) for layer in layers):
+                yield module, names, layers
+
+
+def fuse_shared_inputs(model: nn.Module) -> None:
+    """Replace every group of SHARED_INPUTS int8 projections of one module by parts of one FusedInt8."""
+    for module, names, layers in shared_input_groups(model, Int8Linear):
+        fused = FusedInt8(layers)
+        for index, name in enumerate(names):
+            setattr(module, name, FusedPart(fused, index))
 
 
 def _linear_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
