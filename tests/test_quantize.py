@@ -283,7 +283,7 @@ def test_projections_of_one_input_share_one_int8_product_and_give_the_same_logit
     layer = int8_pair.target.model.model.layers[0]
     assert isinstance(layer.self_attn.q_proj, quantize.FusedPart) and isinstance(layer.mlp.up_proj, quantize.FusedPart)
     assert layer.self_attn.k_proj.fused is layer.self_attn.q_proj.fused
-    monkeypatch.setattr(quantize, "fuse_shared_inputs", lambda model: None)
+    monkeypatch.setattr(quantize, "SHARED_INPUTS", ())
     unfused = quantize.quantize_model(load_model(tiny_models["llama_target"]).model)
     ids = torch.tensor([random_ids(20, seed=3)])
     with torch.no_grad():
@@ -348,10 +348,28 @@ def test_fused_and_restricted_int8_layers_keep_the_integers_and_scales_they_came
 
     torch.manual_seed(1)
     parts = [Int8Linear.from_float(torch.randn(size, 32) * (1 + size), torch.randn(size)) for size in (8, 24)]
-    fused = FusedInt8(parts)
+    fused = FusedInt8.of_int8(parts)
     assert torch.equal(fused.product.integers(), torch.cat([part.integers() for part in parts]))
     assert torch.equal(fused.product.scales, torch.cat([part.scales for part in parts]))
     x = torch.randn(5, 32)
     assert all(torch.equal(fused.output(i, x), part(x)) for i, part in enumerate(parts))
     head = RestrictedHead(parts[1], torch.tensor([3, 7, 20]))
     assert torch.equal(head(x)[:, [3, 7, 20]], parts[1](x)[:, [3, 7, 20]])
+
+
+def test_projections_quantized_together_from_float_get_each_ones_own_integers_and_scales():
+    """Fused from float weights (Int8Quantizer: packed once at load) = each layer quantized alone, then fused."""
+    from torch import nn
+
+    from biglittle.runtime.quantize import FusedInt8
+
+    torch.manual_seed(2)
+    layers = [nn.Linear(32, size, bias=size != 8) for size in (8, 24, 16)]
+    for layer, spread in zip(layers, (1.0, 30.0, 0.01)):  # very different ranges: one shared scale would show
+        layer.weight.data *= spread
+    together, alone = FusedInt8.of_float(layers), FusedInt8.of_int8([Int8Linear.from_module(one) for one in layers])
+    assert torch.equal(together.product.integers(), alone.product.integers())
+    assert torch.equal(together.product.scales, alone.product.scales)
+    assert torch.equal(together.product.bias, alone.product.bias)
+    x = torch.randn(3, 32)
+    assert all(torch.equal(together.output(i, x), alone.output(i, x)) for i in range(3))

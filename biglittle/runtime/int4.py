@@ -33,13 +33,11 @@ from ..errors import BigLittleError
 from .cpu import capabilities
 from .gguf_weights import GROUP, Q4Weights, read_gguf_weights
 from .quantize import (
-    FusedInt8,
-    FusedPart,
     Int8Linear,
+    Int8Quantizer,
     _linear_layers,
     fuse_shared_inputs,
     int8_problem,
-    shared_input_groups,
     use_rowwise_attention,
 )
 
@@ -136,10 +134,13 @@ class Int4DraftLinear(Int4Linear):
     over_many_rows = "int8"  # what draft_precision names it by
 
     @classmethod
-    def for_draft(cls, layer: nn.Module, q4: Q4Weights | None = None) -> Int4DraftLinear:
+    def for_draft(
+        cls, layer: nn.Module, q4: Q4Weights | None = None, int8_copy: nn.Module | None = None
+    ) -> Int4DraftLinear:
+        """`int8_copy`: the layer's int8 copy, if made already (a part of a FusedInt8: Int8Quantizer)."""
         made = cls.from_module(layer, q4)
         # A tuple keeps it out of the submodules, which count what a step reads (weight_bytes, precision_of).
-        made._int8: tuple[nn.Module] = (Int8Linear.from_module(layer),)  # fused with its siblings' later
+        made._int8: tuple[nn.Module] = (int8_copy if int8_copy is not None else Int8Linear.from_module(layer),)
         return made
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -193,6 +194,7 @@ def quantize_model_int4(
     blocks = _matching_blocks(model, stored.q4) if stored is not None else {}
     wider = set(stored.other_types) if stored is not None else set()
     report = Int4Report()
+    int8_copies = Int8Quantizer(model) if draft else None  # q, k, v (gate, up) copies share one product, as at int8
     for name in tqdm(names, desc="int4", unit="layer", leave=False, disable=None):
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
@@ -204,21 +206,14 @@ def quantize_model_int4(
             setattr(parent, child, Int8Linear.from_module(layer))
             continue
         (report.from_gguf if q4 is not None else report.from_fp32).append(name)
-        setattr(parent, child, Int4DraftLinear.for_draft(layer, q4) if draft else Int4Linear.from_module(layer, q4))
+        if int8_copies is not None:
+            made = Int4DraftLinear.for_draft(layer, q4, int8_copies.layer(name))
+        else:
+            made = Int4Linear.from_module(layer, q4)
+        setattr(parent, child, made)
     fuse_shared_inputs(model)  # int8 projections of one input (the wider ones) share one product, as at int8
-    if draft:
-        _fuse_int8_copies(model)
     use_rowwise_attention(model)
     return report
-
-
-def _fuse_int8_copies(model: nn.Module) -> None:
-    """A little model's int8 copies of projections that read one input (q, k, v; gate, up) share one product, as at
-    int8: its passes over many rows quantize that input once and make one call instead of three."""
-    for _, _, layers in shared_input_groups(model, Int4DraftLinear):
-        fused = FusedInt8([layer._int8[0] for layer in layers])
-        for index, layer in enumerate(layers):
-            layer._int8 = (FusedPart(fused, index),)
 
 
 def _matching_blocks(model: nn.Module, blocks: Mapping[str, Q4Weights]) -> dict[str, Q4Weights]:

@@ -284,11 +284,10 @@ def quantize_model(model: PreTrainedModel) -> PreTrainedModel:
     if problem:
         raise BigLittleError(problem)
     names = [name for name, _ in _linear_layers(model)]  # names only: each fp32 weight is freed once replaced
+    int8 = Int8Quantizer(model)
     for name in tqdm(names, desc="int8", unit="layer", leave=False, disable=None):
         parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name)
-        setattr(parent, child, Int8Linear.from_module(getattr(parent, child)))
-    fuse_shared_inputs(model)
+        setattr(model.get_submodule(parent_name), child, int8.layer(name))
     use_rowwise_attention(model)
     return model
 
@@ -302,22 +301,39 @@ class FusedInt8(nn.Module):
     and multiplied once. Each projection's output is bit for bit what its own Int8Linear gave (the same row scales,
     the same integers, exact int32 sums), so fusing changes no logit."""
 
-    def __init__(self, layers: list[Int8Linear]):
+    def __init__(self, product: Int8Linear, sizes: list[int]):
         super().__init__()
-        biases = [layer.bias if layer.bias is not None else torch.zeros(layer.out_features) for layer in layers]
-        has_bias = any(layer.bias is not None for layer in layers)
-        self.product = Int8Linear(
-            torch.cat([layer.integers() for layer in layers]),
-            torch.cat([layer.scales for layer in layers]),
-            torch.cat(biases) if has_bias else None,
-        )
-        self.sizes = [layer.out_features for layer in layers]
+        self.product, self.sizes = product, sizes
         self._last: tuple[torch.Tensor | None, tuple[torch.Tensor, ...]] = (None, ())
+
+    @classmethod
+    def of_int8(cls, layers: list[Int8Linear]) -> FusedInt8:
+        """From int8 layers, their integers and scales as they are."""
+        integers = torch.cat([layer.integers() for layer in layers])
+        product = Int8Linear(integers, torch.cat([layer.scales for layer in layers]), _joined_bias(layers))
+        return cls(product, [layer.out_features for layer in layers])
+
+    @classmethod
+    def of_float(cls, layers: list[nn.Linear]) -> FusedInt8:
+        """From float layers, quantized and packed once (not each alone, then unpacked and packed again: that
+        doubled the time int8 took to load). Scales are per output channel, so the integers are each layer's own."""
+        product = Int8Linear.from_float(torch.cat([layer.weight for layer in layers]), _joined_bias(layers))
+        return cls(product, [layer.out_features for layer in layers])
+
+    def parts(self) -> list[FusedPart]:
+        """One FusedPart per projection, in order."""
+        return [FusedPart(self, index) for index in range(len(self.sizes))]
 
     def output(self, index: int, x: torch.Tensor) -> torch.Tensor:
         if self._last[0] is not x:  # the first projection of this input computes all of them
             self._last = (x, self.product(x).split(self.sizes, dim=-1))
         return self._last[1][index]
+
+
+def _joined_bias(layers: list) -> torch.Tensor | None:
+    if all(layer.bias is None for layer in layers):
+        return None
+    return torch.cat([layer.bias if layer.bias is not None else torch.zeros(layer.out_features) for layer in layers])
 
 
 class FusedPart(nn.Module):
@@ -337,21 +353,43 @@ class FusedPart(nn.Module):
         return self.fused.product.weight[start : start + self.out_features]
 
 
-def shared_input_groups(model: nn.Module, kind: type) -> Iterator[tuple[nn.Module, tuple[str, ...], list]]:
-    """(module, names, layers) for every group of SHARED_INPUTS projections of one module that are all `kind`."""
-    for module in list(model.modules()):
+def shared_input_groups(model: nn.Module, kind: type) -> Iterator[tuple[str, nn.Module, tuple[str, ...], list]]:
+    """(module name, module, names, layers) for every group of SHARED_INPUTS projections of one module, all `kind`."""
+    for module_name, module in list(model.named_modules()):
         for names in SHARED_INPUTS:
             layers = [getattr(module, name, None) for name in names]
             if all(isinstance(layer, kind) for layer in layers):
-                yield module, names, layers
+                yield module_name, module, names, layers
 
 
 def fuse_shared_inputs(model: nn.Module) -> None:
     """Replace every group of SHARED_INPUTS int8 projections of one module by parts of one FusedInt8."""
-    for module, names, layers in shared_input_groups(model, Int8Linear):
-        fused = FusedInt8(layers)
-        for index, name in enumerate(names):
-            setattr(module, name, FusedPart(fused, index))
+    for _, module, names, layers in shared_input_groups(model, Int8Linear):
+        for name, part in zip(names, FusedInt8.of_int8(layers).parts()):
+            setattr(module, name, part)
+
+
+class Int8Quantizer:
+    """The int8 layer for each float layer of `model`, by name: a part of one FusedInt8 for projections that share an
+    input (SHARED_INPUTS), their group quantized when the first of them is asked for, while all are still float."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.groups = {
+            f"{module_name}.{name}".lstrip("."): [f"{module_name}.{member}".lstrip(".") for member in names]
+            for module_name, _, names, _ in shared_input_groups(model, nn.Linear)
+            for name in names
+        }
+        self.made: dict[str, FusedPart] = {}
+
+    def layer(self, name: str) -> nn.Module:
+        group = self.groups.get(name)
+        if group is None:
+            return Int8Linear.from_module(self.model.get_submodule(name))
+        if name not in self.made:
+            fused = FusedInt8.of_float([self.model.get_submodule(member) for member in group])
+            self.made.update(zip(group, fused.parts()))
+        return self.made.pop(name)
 
 
 def _linear_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
