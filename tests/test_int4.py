@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 import random
 
 import numpy as np
@@ -217,6 +218,38 @@ def test_a_gguf_s_own_q4_k_blocks_are_taken_where_they_are_the_model_s_weights(t
         assert torch.equal(model.get_submodule(name).integers(), integers[name]), name
     runner = ModelRunner(model, len(VOCAB))
     assert scoring_gap(runner, random_ids(6, seed=1), random_ids(4, seed=2)) == 0.0
+
+
+def test_a_gguf_s_blocks_are_kept_beside_it_and_read_back_while_the_file_is_unchanged(tmp_path, monkeypatch):
+    from biglittle.runtime import gguf_weights
+
+    model, path, _ = gguf_llama(tmp_path)
+    names = {name for name, _ in model.named_parameters()}
+    fresh = gguf_weights.read_gguf_weights(path, model, names)
+    assert fresh.q4 and fresh.other_types and not gguf_weights.kept_blocks_path(path).exists()  # kept only if asked
+    assert same_weights(gguf_weights.read_gguf_weights(path, model, names, keep=True), fresh)
+    parsed = []
+    real = gguf_weights._read_gguf
+    monkeypatch.setattr(gguf_weights, "_read_gguf", lambda *args: parsed.append(1) or real(*args))
+
+    assert same_weights(gguf_weights.read_gguf_weights(path, model, names, keep=True), fresh) and not parsed
+    some = {next(iter(fresh.q4)), next(iter(fresh.other_types))}
+    assert same_weights(gguf_weights.read_gguf_weights(path, model, some, keep=True), fresh.only(some))
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # the file changed: read again, kept again
+    assert same_weights(gguf_weights.read_gguf_weights(path, model, names, keep=True), fresh) and len(parsed) == 1
+    assert same_weights(gguf_weights.read_gguf_weights(path, model, names, keep=True), fresh) and len(parsed) == 1
+    gguf_weights.kept_blocks_path(path).write_bytes(b"damaged")
+    assert same_weights(gguf_weights.read_gguf_weights(path, model, names, keep=True), fresh) and len(parsed) == 2
+
+
+def same_weights(one, other) -> bool:
+    fields = ("integers", "scales", "mins")
+    return (
+        one.other_types == other.other_types
+        and one.q4.keys() == other.q4.keys()
+        and all(torch.equal(getattr(one.q4[n], f), getattr(other.q4[n], f)) for n in one.q4 for f in fields)
+    )
 
 
 def test_the_gguf_beside_a_fetched_model_is_found(tmp_path):

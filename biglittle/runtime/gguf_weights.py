@@ -12,6 +12,7 @@ not a multiple of 256) are not 4-bit, and are left to the caller.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Collection
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from ..files import read_json
@@ -70,14 +73,39 @@ class GGUFWeights:
     q4: dict[str, Q4Weights]
     other_types: dict[str, str]  # e.g. {"lm_head.weight": "Q6_K"}
 
+    def only(self, names: Collection[str]) -> GGUFWeights:
+        return GGUFWeights(
+            {name: weights for name, weights in self.q4.items() if name in names},
+            {name: kind for name, kind in self.other_types.items() if name in names},
+        )
 
-def read_gguf_weights(path: str | os.PathLike, model: nn.Module, names: Collection[str]) -> GGUFWeights:
+
+def read_gguf_weights(
+    path: str | os.PathLike, model: nn.Module, names: Collection[str], keep: bool = False
+) -> GGUFWeights:
     """The matrices `names` (the model's parameter names, "...q_proj.weight") in the GGUF file at `path`.
 
     Names are mapped as transformers maps them when it loads the file, and rows are put back in the order
     transformers puts them (it undoes llama.cpp's permutation of Llama's query and key rows); a caller should still
-    check each Q4_K matrix against the model's own weights (`Q4Weights.dequantize`) before trusting it.
+    check each Q4_K matrix against the model's own weights (`Q4Weights.dequantize`) before trusting it. `keep`: keep
+    what was read beside the file (`kept_blocks_path`) and read that while the file is unchanged: gguf's reader
+    parses every metadata field, the tokenizer's 300,000 strings one at a time (12-17 s for the default pair's little
+    model on this project's CPU).
     """
+    kept = kept_blocks_path(path)
+    weights = _read_kept(kept, path) if keep else None
+    if weights is None:
+        weights = _read_gguf(path, model)
+        if keep:
+            _keep(weights, kept, path)
+    return weights.only(names)
+
+
+def kept_blocks_path(path: str | os.PathLike) -> Path:
+    return Path(path).with_name(Path(path).name + ".q4k.safetensors")
+
+
+def _read_gguf(path: str | os.PathLike, model: nn.Module) -> GGUFWeights:
     from gguf import GGMLQuantizationType, GGUFReader
     from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS, TensorProcessor, get_gguf_hf_weights_map
 
@@ -86,7 +114,7 @@ def read_gguf_weights(path: str | os.PathLike, model: nn.Module, names: Collecti
     found = GGUFWeights({}, {})
     for tensor in GGUFReader(str(path)).tensors:
         name = hf_names.get(tensor.name)
-        if name not in names:
+        if name is None:
             continue
         if tensor.tensor_type != GGMLQuantizationType.Q4_K:
             found.other_types[name] = tensor.tensor_type.name
@@ -100,6 +128,45 @@ def read_gguf_weights(path: str | os.PathLike, model: nn.Module, names: Collecti
             weights = Q4Weights(weights.integers[order], weights.scales[order], weights.mins[order])
         found.q4[name] = weights
     return found
+
+
+def _stamp(path: str | os.PathLike) -> dict[str, str]:
+    """What ties kept blocks to the file they were read from."""
+    stat = os.stat(path)
+    return {"format": "1", "size": str(stat.st_size), "mtime_ns": str(stat.st_mtime_ns)}
+
+
+def _keep(weights: GGUFWeights, kept: Path, path: str | os.PathLike) -> None:
+    """Write the blocks (two 4-bit integers a byte) under a temporary name, then rename: never half a file."""
+    tensors = {}
+    for name, q4 in weights.q4.items():
+        tensors[f"{name}.integers"] = q4.integers[:, 0::2] | (q4.integers[:, 1::2] << 4)
+        tensors[f"{name}.scales"], tensors[f"{name}.mins"] = q4.scales.contiguous(), q4.mins.contiguous()
+    temporary = kept.with_name(kept.name + ".tmp")
+    try:
+        save_file(tensors, temporary, metadata={**_stamp(path), "other_types": json.dumps(weights.other_types)})
+        os.replace(temporary, kept)
+    except OSError as error:  # a read-only directory: read the file each time
+        warnings.warn(f"cannot keep {path}'s 4-bit blocks in {kept.parent} ({error})", stacklevel=3)
+
+
+def _read_kept(kept: Path, path: str | os.PathLike) -> GGUFWeights | None:
+    """The blocks kept from `path`, or None where there are none, or they are damaged or older than the file."""
+    try:
+        with safe_open(kept, "pt") as kept_file:
+            metadata = kept_file.metadata() or {}
+            if any(metadata.get(key) != value for key, value in _stamp(path).items()):
+                return None
+            tensors = {key: kept_file.get_tensor(key) for key in kept_file.keys()}  # noqa: SIM118 (not iterable)
+        weights = GGUFWeights({}, json.loads(metadata["other_types"]))
+    except (OSError, SafetensorError, ValueError, KeyError):
+        return None
+    for key, packed in tensors.items():
+        if key.endswith(".integers"):
+            name = key.removesuffix(".integers")
+            integers = torch.stack([packed & 0x0F, packed >> 4], dim=-1).reshape(packed.shape[0], -1)
+            weights.q4[name] = Q4Weights(integers, tensors[f"{name}.scales"], tensors[f"{name}.mins"])
+    return weights
 
 
 def source_gguf(spec: str) -> Path | None:

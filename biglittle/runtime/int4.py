@@ -175,7 +175,11 @@ class Int4Report:
 
 
 def quantize_model_int4(
-    model: PreTrainedModel, gguf: str | Path | None = None, wider_layers: str = WIDER_LAYERS, draft: bool = False
+    model: PreTrainedModel,
+    gguf: str | Path | None = None,
+    wider_layers: str = WIDER_LAYERS,
+    draft: bool = False,
+    keep_blocks: bool = False,
 ) -> Int4Report:
     """Make `model` (fp32, on the CPU) a 4-bit model with batch-invariant scoring, in place.
 
@@ -184,13 +188,14 @@ def quantize_model_int4(
     `wider_layers` ("int8" or "int4"). Every other layer becomes group-wise 4-bit from its fp32 weights, except
     those whose input size is not a multiple of 32: int8. Attention becomes row-wise, as at int8. The output layer,
     if tied to the input embeddings, gets its own copy; the embeddings stay fp32. A `draft`'s 4-bit layers pass
-    many rows to int8 (Int4DraftLinear).
+    many rows to int8 (Int4DraftLinear). `keep_blocks`: keep the GGUF's decoded blocks beside it (read_gguf_weights).
     """
     problem = int4_problem(model)
     if problem:
         raise BigLittleError(problem)
     names = [name for name, _ in _linear_layers(model)]  # names only: each fp32 weight is freed once replaced
-    stored = read_gguf_weights(gguf, model, {name + ".weight" for name in names}) if gguf is not None else None
+    weights = {name + ".weight" for name in names}
+    stored = read_gguf_weights(gguf, model, weights, keep=keep_blocks) if gguf is not None else None
     blocks = _matching_blocks(model, stored.q4) if stored is not None else {}
     wider = set(stored.other_types) if stored is not None else set()
     report = Int4Report()

@@ -83,7 +83,9 @@ def load_model(
     precision = (
         fastest_precision(model, also=_draft_precisions(model) if as_draft else None) if dtype == "auto" else dtype
     )
-    apply_precision(model, precision, source_gguf(spec) if precision == "int4" else None, all_int4=as_draft)
+    gguf = source_gguf(spec) if precision == "int4" else None
+    # A fetched model's GGUF lies in biglittle's cache, where its decoded blocks can be kept; a user's own: left alone.
+    apply_precision(model, precision, gguf, all_int4=as_draft, keep_blocks=Path(spec).suffix != ".gguf")
     return LoadedModel(spec, model, tokenizer)
 
 
@@ -95,15 +97,21 @@ def _draft_precisions(model: PreTrainedModel) -> dict:
 
 
 def apply_precision(
-    model: PreTrainedModel, precision: str, gguf: str | Path | None = None, all_int4: bool = False
+    model: PreTrainedModel,
+    precision: str,
+    gguf: str | Path | None = None,
+    all_int4: bool = False,
+    keep_blocks: bool = False,
 ) -> None:
     """Make `model` (fp32) compute in `precision` (not auto), in place; int4 takes `gguf`'s own 4-bit blocks, and
     makes the matrices the GGUF holds in more bits int8, or 4-bit too with `all_int4` (a little model: 25% faster a
-    step for the 0.5B, docs/precision.md; its passes over many rows then run on an int8 copy: Int4DraftLinear)."""
+    step for the 0.5B, docs/precision.md; its passes over many rows then run on an int8 copy: Int4DraftLinear).
+    `keep_blocks`: keep the GGUF's decoded 4-bit blocks beside it, for later loads (read_gguf_weights)."""
     if precision == "int8":
         quantize_model(model)
     elif precision == "int4":
-        quantize_model_int4(model, gguf, wider_layers="int4" if all_int4 else WIDER_LAYERS, draft=all_int4)
+        wider = "int4" if all_int4 else WIDER_LAYERS
+        quantize_model_int4(model, gguf, wider_layers=wider, draft=all_int4, keep_blocks=keep_blocks)
     else:
         model.to(DTYPES[precision])
 
