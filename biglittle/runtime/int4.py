@@ -195,8 +195,8 @@ def quantize_model_int4(
     if problem:
         raise BigLittleError(problem)
     names = [name for name, _ in _linear_layers(model)]  # names only: each fp32 weight is freed once replaced
-    weights = {name + ".weight" for name in names}
-    stored = read_gguf_weights(gguf, model, weights, keep=keep_blocks) if gguf is not None else None
+    weight_names = {name + ".weight" for name in names}
+    stored = read_gguf_weights(gguf, model, weight_names, keep=keep_blocks) if gguf is not None else None
     blocks = _matching_blocks(model, stored.q4) if stored is not None else {}
     wider = set(stored.other_types) if stored is not None else set()
     report = Int4Report()

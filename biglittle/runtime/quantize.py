@@ -276,9 +276,9 @@ def int8_problem(model: PreTrainedModel) -> str | None:
 def quantize_model(model: PreTrainedModel) -> PreTrainedModel:
     """Make `model` (fp32, on the CPU) an int8 model with batch-invariant scoring, in place.
 
-    Every nn.Linear (and GPT-2's Conv1D) becomes an Int8Linear, the output layer included; an
-    output layer tied to the input embeddings gets its own int8 copy, so token lookups keep the
-    fp32 embeddings. Attention becomes `rowwise_attention`.
+    Every nn.Linear (and GPT-2's Conv1D) becomes an Int8Linear, the output layer included, and projections that
+    share an input parts of one (Int8Quantizer); an output layer tied to the input embeddings gets its own int8
+    copy, so token lookups keep the fp32 embeddings. Attention becomes `rowwise_attention`.
     """
     problem = int8_problem(model)
     if problem:
