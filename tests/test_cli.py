@@ -276,3 +276,15 @@ def test_stream_prints_the_text_as_it_is_written(capsys, monkeypatch, tiny_model
 def test_stream_and_json_do_not_mix(capsys, tiny_models):
     code, _, err = run_cli(capsys, "generate", "--target", tiny_models["llama_target"], "--json", "--stream", "the cat")
     assert code == 2 and "cannot be combined with --stream" in err
+
+
+def test_warnings_reach_the_user_as_one_line(monkeypatch):
+    """Not Python's default: the file, line number and source line of the code that warned."""
+    import warnings
+
+    from biglittle import cli
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after the test
+    cli._quiet_libraries()
+    line = warnings.formatwarning("the GGUF is not kept", UserWarning, "models.py", 86, "gguf = source_gguf(spec)")
+    assert line == "biglittle: warning: the GGUF is not kept\n"

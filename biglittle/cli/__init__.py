@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from ..errors import BigLittleError
 from . import align, experiments, generate, peers, serve, setup
@@ -69,3 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.formatwarning = _one_line_warning  # not Python's file, line number and source line
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"biglittle: warning: {message}\n"

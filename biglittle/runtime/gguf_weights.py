@@ -183,7 +183,7 @@ def source_gguf(spec: str) -> Path | None:
         return kept
     warnings.warn(
         f"{marker['gguf_file']} is not kept, so {path.name}'s 4-bit weights are quantized from its fp32 weights; "
-        f"put the file in {kept.parent} to use its published 4-bit weights",
+        "run `biglittle models fetch --keep-gguf` to use the file's own 4-bit blocks",
         stacklevel=2,
     )
     return None
