@@ -24,6 +24,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import torch
@@ -285,9 +286,13 @@ def quantize_model(model: PreTrainedModel) -> PreTrainedModel:
         raise BigLittleError(problem)
     names = [name for name, _ in _linear_layers(model)]  # names only: each fp32 weight is freed once replaced
     int8 = Int8Quantizer(model)
-    for name in tqdm(names, desc="int8", unit="layer", leave=False, disable=None):
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), child, int8.layer(name))
+    units = int8.units(names)
+    with ThreadPoolExecutor(2) as pool:  # fbgemm packs a matrix on one core: two at a time
+        made = tqdm(pool.map(int8.make, units), total=len(units), desc="int8", unit="layer", leave=False, disable=None)
+        for unit, layers in zip(units, made):
+            for name, layer in zip(unit, layers):
+                parent_name, _, child = name.rpartition(".")
+                setattr(model.get_submodule(parent_name), child, layer)
     use_rowwise_attention(model)
     return model
 
@@ -370,8 +375,9 @@ def fuse_shared_inputs(model: nn.Module) -> None:
 
 
 class Int8Quantizer:
-    """The int8 layer for each float layer of `model`, by name: a part of one FusedInt8 for projections that share an
-    input (SHARED_INPUTS), their group quantized when the first of them is asked for, while all are still float."""
+    """The int8 layers for the float layers of `model`: a part of one FusedInt8 for projections that share an input
+    (SHARED_INPUTS), their group quantized as one unit while all are still float. By unit (`units`, `make`: units can
+    be made in parallel), or by name (`layer`: the group is made when its first member is asked for)."""
 
     def __init__(self, model: nn.Module):
         self.model = model
@@ -380,15 +386,23 @@ class Int8Quantizer:
             for module_name, _, names, _ in shared_input_groups(model, nn.Linear)
             for name in names
         }
-        self.made: dict[str, FusedPart] = {}
+        self.made: dict[str, nn.Module] = {}
+
+    def units(self, names: list[str]) -> list[tuple[str, ...]]:
+        """`names` in the units quantized together: a group of projections once, where its first member is."""
+        units = [tuple(self.groups.get(name, [name])) for name in names]
+        return list(dict.fromkeys(units))
+
+    def make(self, unit: tuple[str, ...]) -> list[nn.Module]:
+        """The int8 layers of one unit (`units`), in its order."""
+        if unit[0] not in self.groups:
+            return [Int8Linear.from_module(self.model.get_submodule(unit[0]))]
+        return FusedInt8.of_float([self.model.get_submodule(member) for member in unit]).parts()
 
     def layer(self, name: str) -> nn.Module:
-        group = self.groups.get(name)
-        if group is None:
-            return Int8Linear.from_module(self.model.get_submodule(name))
         if name not in self.made:
-            fused = FusedInt8.of_float([self.model.get_submodule(member) for member in group])
-            self.made.update(zip(group, fused.parts()))
+            unit = tuple(self.groups.get(name, [name]))
+            self.made.update(zip(unit, self.make(unit)))
         return self.made.pop(name)
 
 
