@@ -305,8 +305,7 @@ def test_a_little_model_at_int4_is_four_bit_in_every_matrix_and_named_apart(tmp_
     apply_precision(as_target, "int4", path)
     apply_precision(as_draft, "int4", path, all_int4=True)
     layers = {name: type(model.lm_head) for name, model in (("target", as_target), ("draft", as_draft))}
-    assert layers == {"target": Int8Linear, "draft": Int4Linear}  # a draft's output layer: no int8 copy
-    assert type(as_draft.model.layers[0].mlp.up_proj) is Int4DraftLinear  # the others hand many rows to int8
+    assert layers == {"target": Int8Linear, "draft": Int4DraftLinear}
     assert not any(isinstance(module, Int8Linear) for module in as_draft.modules())
     assert not any(isinstance(module, Int4DraftLinear) for module in as_target.modules())  # a big model stays exact
     assert (draft_precision(as_target), draft_precision(as_draft)) == (

@@ -188,8 +188,8 @@ def quantize_model_int4(
     `wider_layers` ("int8" or "int4"). Every other layer becomes group-wise 4-bit from its fp32 weights, except
     those whose input size is not a multiple of 32: int8. Attention becomes row-wise, as at int8. The output layer,
     if tied to the input embeddings, gets its own copy; the embeddings stay fp32. A `draft`'s 4-bit layers pass
-    many rows to int8 (Int4DraftLinear), its output layer aside. `keep_blocks`: keep the GGUF's decoded blocks beside
-    it (read_gguf_weights).
+    many rows to int8 (Int4DraftLinear), its output layer's too (a tree level asks for many rows' logits).
+    `keep_blocks`: keep the GGUF's decoded blocks beside it (read_gguf_weights).
     """
     problem = int4_problem(model)
     if problem:
@@ -201,9 +201,6 @@ def quantize_model_int4(
     wider = set(stored.other_types) if stored is not None else set()
     report = Int4Report()
     int8_copies = Int8Quantizer(model) if draft else None  # q, k, v (gate, up) copies share one product, as at int8
-    # A draft's output layer scores one row a step, a few a tree level: an int8 copy of it (the 0.5B's: 136M weights,
-    # two packed layouts) would cost memory and load time for passes that keep only the last row's logits.
-    output_layer = model.get_output_embeddings()
     for name in tqdm(names, desc="int4", unit="layer", leave=False, disable=None):
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name)
@@ -215,7 +212,7 @@ def quantize_model_int4(
             setattr(parent, child, Int8Linear.from_module(layer))
             continue
         (report.from_gguf if q4 is not None else report.from_fp32).append(name)
-        if int8_copies is not None and layer is not output_layer:
+        if int8_copies is not None:
             made = Int4DraftLinear.for_draft(layer, q4, int8_copies.layer(name))
         else:
             made = Int4Linear.from_module(layer, q4)
